@@ -1,0 +1,62 @@
+# The entry point on a fresh machine (Node, npm, python3 and pip; nothing else).
+# Every target installs what it needs: `make demo` and `make test` are all a
+# newcomer runs.
+
+ZIG_VERSION := 0.15.2
+ZIG := .tools/ziglang/ziglang/zig
+DENO := node_modules/.bin/deno
+BUN := node_modules/.bin/bun
+LIB := zig-out/lib/libpluginshm.so
+PEER := zig-out/bin/c_peer
+ZIG_SOURCES := build.zig $(wildcard zig/*.zig zig/include/*.h tests/peers/*.c)
+
+.PHONY: setup build test test-zig test-cross test-deno test-bun lint bench demo clean
+
+setup: node_modules/.installed $(ZIG)
+
+node_modules/.installed: package.json package-lock.json
+	npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(ZIG):
+	python3 -m pip install --quiet --disable-pip-version-check --target .tools/ziglang ziglang==$(ZIG_VERSION)
+
+build: setup $(LIB) $(PEER)
+
+# ReleaseFast on purpose: Debug builds carry thread-local storage that glibc's
+# dlopen cannot set up for threads the library starts.
+$(LIB) $(PEER): $(ZIG_SOURCES) | $(ZIG)
+	$(ZIG) build peer install -Doptimize=ReleaseFast
+
+test: build test-zig test-cross lint test-deno test-bun
+	bash tests/leak_check.sh
+
+test-zig: setup
+	$(ZIG) build test --summary new
+
+# Proves the library compiles for the targets CI cannot run.
+test-cross: setup
+	$(ZIG) build cross -Doptimize=ReleaseSafe
+	@ls zig-out/cross/*/
+
+lint: setup
+	$(DENO) fmt --check
+	$(DENO) lint
+	$(DENO) check mod.ts src tests bench examples
+	$(ZIG) fmt --check build.zig zig
+
+test-deno: build
+	$(DENO) test -A --parallel=false src tests
+
+test-bun: build
+	$(BUN) test --timeout 60000 src tests
+
+bench: build
+	$(DENO) run -A bench/channel_bench.ts $(BENCH_ARGS)
+	$(BUN) bench/channel_bench.ts $(BENCH_ARGS)
+
+demo: build
+	$(DENO) run -A examples/channel_demo.ts
+
+clean:
+	rm -rf zig-out .zig-cache

@@ -1,0 +1,62 @@
+//! Builds libpluginshm for the host, cross-compiles it for the other supported
+//! targets (`zig build cross`), runs the Zig unit tests (`zig build test`) and
+//! builds the C example peer (`zig build peer`).
+
+const std = @import("std");
+
+const cross_targets = [_]std.Target.Query{
+    .{ .cpu_arch = .x86_64, .os_tag = .macos },
+    .{ .cpu_arch = .aarch64, .os_tag = .macos },
+    .{ .cpu_arch = .x86_64, .os_tag = .windows },
+};
+
+pub fn build(b: *std.Build) void {
+    const target = b.standardTargetOptions(.{});
+    const optimize = b.standardOptimizeOption(.{});
+
+    const lib = addLibrary(b, target, optimize);
+    b.installArtifact(lib);
+    b.installFile("zig/include/pluginshm.h", "include/pluginshm.h");
+
+    const tests = b.addTest(.{ .root_module = libraryModule(b, target, .Debug) });
+    const test_step = b.step("test", "Run the Zig unit tests");
+    test_step.dependOn(&b.addRunArtifact(tests).step);
+
+    const cross_step = b.step("cross", "Cross-compile the library for macOS and Windows");
+    for (cross_targets) |query| {
+        const cross_lib = addLibrary(b, b.resolveTargetQuery(query), .ReleaseSafe);
+        const install = b.addInstallArtifact(cross_lib, .{
+            .dest_dir = .{ .override = .{ .custom = b.fmt("cross/{s}", .{query.zigTriple(b.allocator) catch @panic("OOM")}) } },
+        });
+        cross_step.dependOn(&install.step);
+    }
+
+    const peer = b.addExecutable(.{
+        .name = "c_peer",
+        .root_module = b.createModule(.{ .target = target, .optimize = optimize, .link_libc = true }),
+    });
+    peer.root_module.addCSourceFile(.{ .file = b.path("tests/peers/c_peer.c"), .flags = &.{ "-std=c11", "-Wall", "-Werror" } });
+    peer.root_module.addIncludePath(b.path("zig/include"));
+    peer.root_module.linkLibrary(lib);
+    const peer_step = b.step("peer", "Build the C test peer");
+    peer_step.dependOn(&b.addInstallArtifact(peer, .{}).step);
+}
+
+fn libraryModule(b: *std.Build, target: std.Build.ResolvedTarget, optimize: std.builtin.OptimizeMode) *std.Build.Module {
+    // libc is linked everywhere: shm_open lives there on POSIX, and a library
+    // without it crashes when dlopen()ed into a glibc process that uses threads.
+    return b.createModule(.{
+        .root_source_file = b.path("zig/abi.zig"),
+        .target = target,
+        .optimize = optimize,
+        .link_libc = true,
+    });
+}
+
+fn addLibrary(b: *std.Build, target: std.Build.ResolvedTarget, optimize: std.builtin.OptimizeMode) *std.Build.Step.Compile {
+    return b.addLibrary(.{
+        .name = "pluginshm",
+        .linkage = .dynamic,
+        .root_module = libraryModule(b, target, optimize),
+    });
+}

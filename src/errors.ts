@@ -1,0 +1,111 @@
+/**
+ * Errors shared by every layer. Each failure domain has one class with a
+ * stable `code`; messages say what happened and what to do about it.
+ *
+ * @module
+ */
+
+/** Status codes returned by libpluginshm, by name. Mirrors zig/status.zig. */
+export const nativeStatusCodes = {
+  1: "invalid_argument",
+  2: "not_found",
+  3: "permission_denied",
+  4: "bad_magic",
+  5: "bad_layout_version",
+  6: "truncated",
+  7: "token_mismatch",
+  8: "already_attached",
+  9: "too_many_handles",
+  10: "out_of_memory",
+  11: "system",
+  12: "closed",
+  13: "timed_out",
+  14: "frame_corrupt",
+  15: "message_too_large",
+  16: "would_block",
+  17: "unsupported",
+} as const;
+
+/** A status name from {@link nativeStatusCodes}, or "unknown". */
+export type NativeStatus = (typeof nativeStatusCodes)[keyof typeof nativeStatusCodes] | "unknown";
+
+/**
+ * A segment could not be created or attached: wrong token, wrong magic, a
+ * layout version from another release, a truncated segment, and so on.
+ *
+ * @example
+ * ```ts
+ * import { SegmentError } from "./errors.ts";
+ * const err = new SegmentError("token_mismatch", "wrong token");
+ * console.assert(err.code === "token_mismatch");
+ * ```
+ */
+export class SegmentError extends Error {
+  override name = "SegmentError";
+  /** The native status name. */
+  readonly code: NativeStatus;
+  constructor(code: NativeStatus, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+/** Why a channel closed. */
+export type CloseReason = "local" | "peer-closed" | "peer-died" | "corrupt";
+
+/**
+ * The channel is closed: by this side, by the peer, because the peer process
+ * died, or because the peer wrote a corrupt frame.
+ *
+ * @example
+ * ```ts
+ * import { ChannelClosedError } from "./errors.ts";
+ * const err = new ChannelClosedError("peer-died", "peer 123 died");
+ * console.assert(err.code === "peer-died");
+ * ```
+ */
+export class ChannelClosedError extends Error {
+  override name = "ChannelClosedError";
+  /** Why it closed. */
+  readonly code: CloseReason;
+  constructor(code: CloseReason, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+/**
+ * A message is larger than the channel's `messageBytesMax`.
+ *
+ * @example
+ * ```ts
+ * import { MessageTooLargeError } from "./errors.ts";
+ * console.assert(new MessageTooLargeError(10, 5).code === "message_too_large");
+ * ```
+ */
+export class MessageTooLargeError extends RangeError {
+  override name = "MessageTooLargeError";
+  /** Always "message_too_large". */
+  readonly code = "message_too_large";
+  constructor(bytes: number, bytesMax: number) {
+    super(
+      `Message of ${bytes} bytes exceeds messageBytesMax (${bytesMax} bytes); ` +
+        `split it, stream it, or raise messageBytesMax on both sides`,
+    );
+  }
+}
+
+/**
+ * libpluginshm could not be found or loaded.
+ *
+ * @example
+ * ```ts
+ * import { NativeLibraryError } from "./errors.ts";
+ * console.assert(new NativeLibraryError("x").code === "native_library");
+ * ```
+ */
+export class NativeLibraryError extends Error {
+  override name = "NativeLibraryError";
+  /** Always "native_library". */
+  readonly code = "native_library";
+}

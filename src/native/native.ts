@@ -1,0 +1,210 @@
+/**
+ * libpluginshm for the current runtime: finds and opens the library, checks
+ * its ABI, and turns status codes into {@link SegmentError}s.
+ *
+ * @module
+ */
+
+import type { RawSymbols, RuntimeAdapter, ThreadSafeCallback } from "./_adapter.ts";
+import { symbols } from "./_symbols.ts";
+import { denoAdapter } from "./_deno.ts";
+import { bunAdapter } from "./_bun.ts";
+import { NativeLibraryError, type NativeStatus, nativeStatusCodes, SegmentError } from "../errors.ts";
+import { L } from "./layout.ts";
+
+/** The ABI version this TypeScript expects (zig/abi.zig `abi_version`). */
+export const abiVersion = 1;
+
+/** The environment variable that overrides where the library is found. */
+export const libraryEnv = "PLUGIN_SHM_LIB";
+
+function detectAdapter(): RuntimeAdapter {
+  if ("Bun" in globalThis) return bunAdapter;
+  if ("Deno" in globalThis) return denoAdapter;
+  throw new NativeLibraryError("plugin-shm runs under Deno or Bun; this runtime has neither Deno nor Bun globals");
+}
+
+function libraryFile(): string {
+  const os = (globalThis as { navigator?: { platform?: string } }).navigator?.platform ?? "";
+  if (/mac/i.test(os)) return "libpluginshm.dylib";
+  if (/win/i.test(os)) return "pluginshm.dll";
+  return "libpluginshm.so";
+}
+
+function defaultLibraryPath(): string {
+  return new URL(`../../zig-out/lib/${libraryFile()}`, import.meta.url).pathname;
+}
+
+function statusName(rc: number): NativeStatus {
+  return nativeStatusCodes[-rc as keyof typeof nativeStatusCodes] ?? "unknown";
+}
+
+/** A freshly created segment, side 0. */
+export interface CreatedSegment {
+  readonly handle: number;
+  readonly name: string;
+  readonly token: Uint8Array;
+}
+
+const attachAdvice: Partial<Record<NativeStatus, string>> = {
+  not_found: "it does not exist: it was never created, a peer already attached, or its creator closed it",
+  bad_magic: "it is not a plugin-shm segment (bad magic)",
+  bad_layout_version:
+    `its layout version differs from this build's (${L.layout_version}); run the same plugin-shm release on both sides`,
+  truncated: "it is truncated or its size fields disagree; it is corrupt or not made by plugin-shm",
+  token_mismatch: "the token does not match; pass the creating side's ShmChannel.token exactly",
+  already_attached: "it already has a peer; a token works once, so create a new channel",
+  permission_denied: "permission denied; both processes must run as the same user",
+  invalid_argument: "the name or token is malformed",
+};
+
+/** The opened library. One per process; see {@link getNative}. */
+export class Native {
+  readonly runtime: "deno" | "bun";
+  readonly path: string;
+  readonly #adapter: RuntimeAdapter;
+  readonly #lib: RawSymbols;
+  #callback: ThreadSafeCallback | undefined;
+  readonly #wakeHandlers = new Map<number, (reason: number) => void>();
+
+  constructor(adapter: RuntimeAdapter, path: string) {
+    this.#adapter = adapter;
+    this.runtime = adapter.runtime;
+    this.path = path;
+    try {
+      this.#lib = adapter.open(path, symbols).symbols;
+    } catch (cause) {
+      throw new NativeLibraryError(
+        `Cannot load libpluginshm from ${path}: ${(cause as Error).message}. ` +
+          `Build it with \`make build\`, or point ${libraryEnv} at a built copy`,
+        { cause },
+      );
+    }
+    const version = this.#call("pshm_abi_version");
+    if (version !== abiVersion) {
+      throw new NativeLibraryError(
+        `libpluginshm at ${path} has ABI version ${version}, this plugin-shm expects ${abiVersion}; rebuild it with \`make build\``,
+      );
+    }
+  }
+
+  #call(name: keyof RawSymbols, ...args: unknown[]): number {
+    const fn = this.#lib[name] as (...a: unknown[]) => unknown;
+    return Number(fn(...args));
+  }
+
+  /** A layout value as the library sees it (for the layout agreement test). */
+  layout(field: number): number {
+    return this.#call("pshm_layout", field);
+  }
+
+  /** Creates a segment with rings of `ringBytes` each, as side 0. */
+  create(ringBytes: number): CreatedSegment {
+    const name = new Uint8Array(L.name_bytes_max);
+    const token = new Uint8Array(L.token_bytes);
+    const rc = this.#call("pshm_create", ringBytes, name, name.length, token);
+    if (rc < 0) {
+      throw new SegmentError(statusName(rc), `Cannot create a shared-memory segment: ${statusName(rc)}`);
+    }
+    const end = name.indexOf(0);
+    return { handle: rc, name: new TextDecoder().decode(name.subarray(0, end < 0 ? name.length : end)), token };
+  }
+
+  /** Attaches to segment `name` with its one-time token, as side 1. */
+  attach(name: string, token: Uint8Array): number {
+    const nameBytes = new TextEncoder().encode(name);
+    const rc = this.#call("pshm_attach", nameBytes, nameBytes.length, token, token.length);
+    if (rc < 0) {
+      const code = statusName(rc);
+      throw new SegmentError(code, `Cannot attach to segment "${name}": ${attachAdvice[code] ?? code}`);
+    }
+    return rc;
+  }
+
+  /** The segment's memory as an ArrayBuffer (no copy). */
+  map(handle: number): ArrayBuffer {
+    const pointer = (this.#lib.pshm_base as (h: number) => unknown)(handle);
+    if (this.#adapter.isNull(pointer)) throw new TypeError(`Invalid segment handle ${handle}`);
+    return this.#adapter.toArrayBuffer(pointer, this.#call("pshm_size", handle));
+  }
+
+  side(handle: number): number {
+    return this.#check(this.#call("pshm_side", handle), "side");
+  }
+
+  /** Stops the waiter thread, marks the side closed, wakes the peer, unmaps. */
+  close(handle: number): void {
+    this.#wakeHandlers.delete(handle);
+    this.#check(this.#call("pshm_close", handle), "close");
+  }
+
+  unlink(handle: number): void {
+    this.#check(this.#call("pshm_unlink", handle), "unlink");
+  }
+
+  /** Rings `side`'s doorbell and wakes it. */
+  wake(handle: number, side: number): void {
+    this.#call("pshm_wake", handle, side);
+  }
+
+  processAlive(pid: number): boolean {
+    return this.#call("pshm_process_alive", pid) === 1;
+  }
+
+  /** Starts the handle's waiter thread; `onWake(reason)` runs on the event loop. */
+  startWaiter(handle: number, onWake: (reason: number) => void): void {
+    this.#wakeHandlers.set(handle, onWake);
+    const rc = this.#call("pshm_waiter_start", handle, this.#dispatcher().pointer, handle);
+    if (rc < 0) {
+      this.#wakeHandlers.delete(handle);
+      this.#check(rc, "start the waiter thread");
+    }
+  }
+
+  /** Asks the waiter for one wake-up once the doorbell differs from `expected`. */
+  arm(handle: number, expected: number): void {
+    this.#call("pshm_waiter_arm", handle, expected);
+  }
+
+  /** Removes segments whose creator and peer are both dead; returns how many. */
+  sweep(): number {
+    return this.#call("pshm_sweep");
+  }
+
+  pid(): number {
+    return this.#call("pshm_pid");
+  }
+
+  #dispatcher(): ThreadSafeCallback {
+    // One thread-safe callback for the whole process; the handle rides along
+    // as the context and picks the channel.
+    this.#callback ??= this.#adapter.threadSafeCallback((handle, reason) => {
+      this.#wakeHandlers.get(handle)?.(reason);
+    });
+    return this.#callback;
+  }
+
+  #check(rc: number, what: string): number {
+    if (rc < 0) throw new SegmentError(statusName(rc), `Cannot ${what}: ${statusName(rc)}`);
+    return rc;
+  }
+}
+
+let instance: Native | undefined;
+
+/**
+ * The process-wide library, opened on first use from `PLUGIN_SHM_LIB` or
+ * the build output (`zig-out/lib`).
+ *
+ * @example
+ * ```ts
+ * import { getNative } from "./native.ts";
+ * console.log(getNative().runtime);
+ * ```
+ */
+export function getNative(): Native {
+  if (instance) return instance;
+  const adapter = detectAdapter();
+  instance = new Native(adapter, adapter.env(libraryEnv) ?? defaultLibraryPath());
+  return instance;
+}

@@ -1,0 +1,543 @@
+/**
+ * A duplex message channel between two processes over one shared segment.
+ *
+ * The creating side makes the segment and hands its `name` and `token` to the
+ * peer out of band (an environment variable or an inherited pipe, never
+ * stdout); the peer attaches with them. Messages are written into the ring in
+ * place. A side that finds nothing to do spins for `spinMicros`, then parks:
+ * it sets its `parked` bits and arms its native waiter thread, which sleeps on
+ * a cross-process futex and calls back on the event loop. The peer makes a
+ * wake-up syscall only when it sees those bits, so a busy channel makes none.
+ *
+ * @module
+ */
+
+import { ChannelClosedError, type CloseReason, MessageTooLargeError, SegmentError } from "../errors.ts";
+import { getNative, type Native } from "../native/native.ts";
+import { L, sideOffset } from "../native/layout.ts";
+import { FrameCorruptError, RingReader, RingWriter } from "./_ring.ts";
+
+/** Options for {@link ShmChannel.create} and {@link ShmChannel.attach}. */
+export interface ShmChannelOptions {
+  /** Bytes per ring (one per direction); a power of two, 4 KiB to 1 GiB. Default 1 MiB. Creator only. */
+  ringBytes?: number;
+  /** Largest message accepted in either direction. Default 64 MiB; at most 1 GiB. */
+  messageBytesMax?: number;
+  /** How long a side spins before it parks, in microseconds. Default 50; 0 parks at once. */
+  spinMicros?: number;
+}
+
+/** Default {@link ShmChannelOptions.messageBytesMax}: 64 MiB. */
+export const messageBytesMaxDefault = 64 * 1024 * 1024;
+/** Hard limit on {@link ShmChannelOptions.messageBytesMax}: 1 GiB. */
+export const messageBytesMaxLimit = 1024 * 1024 * 1024;
+/** Default {@link ShmChannelOptions.spinMicros}. */
+export const spinMicrosDefault = 50;
+
+const wakeReasonPeerClosed = 2;
+const wakeReasonPeerDead = 3;
+
+interface Pending<T> {
+  resolve(value: T): void;
+  reject(error: Error): void;
+}
+
+interface PendingSend extends Pending<void> {
+  bytes: Uint8Array;
+  offset: number;
+}
+
+const resolved: Promise<void> = Promise.resolve();
+
+/** Keeps the event loop alive while any channel waits on its native thread. */
+const keepAlive = {
+  count: 0,
+  timer: undefined as ReturnType<typeof setInterval> | undefined,
+  acquire(): void {
+    if (this.count++ === 0) this.timer = setInterval(() => {}, 1 << 30);
+  },
+  release(): void {
+    if (--this.count === 0) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  },
+};
+
+function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function unhex(text: string): Uint8Array {
+  if (!/^([0-9a-f]{2})*$/i.test(text)) throw new TypeError("token must be a hex string");
+  return Uint8Array.from(text.match(/../g) ?? [], (h) => parseInt(h, 16));
+}
+
+function validateOptions(options: ShmChannelOptions): Required<ShmChannelOptions> {
+  const ringBytes = options.ringBytes ?? L.ring_bytes_default;
+  if (
+    !Number.isInteger(ringBytes) || ringBytes < L.ring_bytes_min || ringBytes > L.ring_bytes_max ||
+    (ringBytes & (ringBytes - 1)) !== 0
+  ) {
+    throw new RangeError(
+      `ringBytes must be a power of two from ${L.ring_bytes_min} to ${L.ring_bytes_max}, got ${ringBytes}`,
+    );
+  }
+  const messageBytesMax = options.messageBytesMax ?? messageBytesMaxDefault;
+  if (!Number.isInteger(messageBytesMax) || messageBytesMax < 1 || messageBytesMax > messageBytesMaxLimit) {
+    throw new RangeError(
+      `messageBytesMax must be an integer from 1 to ${messageBytesMaxLimit}, got ${messageBytesMax}`,
+    );
+  }
+  const spinMicros = options.spinMicros ?? spinMicrosDefault;
+  if (!(spinMicros >= 0 && spinMicros <= 10_000)) {
+    throw new RangeError(`spinMicros must be from 0 to 10000, got ${spinMicros}`);
+  }
+  return { ringBytes, messageBytesMax, spinMicros };
+}
+
+/**
+ * A duplex, ordered, reliable message channel over shared memory.
+ *
+ * @example
+ * ```ts
+ * import { ShmChannel } from "./shm_channel.ts";
+ * const a = ShmChannel.create();
+ * const b = ShmChannel.attach(a.name, a.token);
+ * await a.send(new TextEncoder().encode("hi"));
+ * console.log(new TextDecoder().decode(await b.receive()));
+ * b.close();
+ * a.close();
+ * ```
+ */
+export class ShmChannel implements AsyncIterable<Uint8Array>, Disposable {
+  /** The segment's name; give it to the peer. */
+  readonly name: string;
+  /** The one-time token, hex; give it to the peer. Empty on the attaching side. */
+  readonly token: string;
+  /** 0 for the creator, 1 for the attacher. */
+  readonly side: number;
+  /** Largest message this side sends or accepts. */
+  readonly messageBytesMax: number;
+
+  readonly #native: Native;
+  readonly #handle: number;
+  readonly #u32: Uint32Array;
+  readonly #writer: RingWriter;
+  readonly #reader: RingReader;
+  readonly #spinMs: number;
+  readonly #parkedWord: number;
+  readonly #doorbellWord: number;
+  readonly #peerParkedWord: number;
+  readonly #peerClosedWord: number;
+  readonly #peerPidWord: number;
+  readonly #receivers: Pending<Uint8Array>[] = [];
+  readonly #sends: PendingSend[] = [];
+  readonly #peerWaiters: Pending<void>[] = [];
+  #fragments: Uint8Array[] = [];
+  #fragmentBytes = 0;
+  #armed = false;
+  #closed: ChannelClosedError | undefined;
+  #peerGone: CloseReason | undefined;
+
+  private constructor(
+    native: Native,
+    handle: number,
+    name: string,
+    token: string,
+    options: Required<ShmChannelOptions>,
+  ) {
+    this.#native = native;
+    this.#handle = handle;
+    this.name = name;
+    this.token = token;
+    this.messageBytesMax = options.messageBytesMax;
+    this.#spinMs = options.spinMicros / 1000;
+    this.side = native.side(handle);
+    const buffer = native.map(handle);
+    this.#u32 = new Uint32Array(buffer);
+    const ringBytes = this.#u32[L.off_ring_bytes >> 2];
+    this.#writer = new RingWriter(buffer, this.side, ringBytes);
+    this.#reader = new RingReader(buffer, 1 - this.side, ringBytes);
+    const own = sideOffset(this.side);
+    const peer = sideOffset(1 - this.side);
+    this.#parkedWord = (own + L.off_side_parked) >> 2;
+    this.#doorbellWord = (own + L.off_side_doorbell) >> 2;
+    this.#peerParkedWord = (peer + L.off_side_parked) >> 2;
+    this.#peerClosedWord = (peer + L.off_side_closed) >> 2;
+    this.#peerPidWord = (this.side === 0 ? L.off_peer_pid : L.off_owner_pid) >> 2;
+    native.startWaiter(handle, (reason) => this.#onWake(reason));
+  }
+
+  /** Creates a segment; this side is side 0. */
+  static create(options: ShmChannelOptions = {}): ShmChannel {
+    const valid = validateOptions(options);
+    const native = getNative();
+    const created = native.create(valid.ringBytes);
+    try {
+      return new ShmChannel(native, created.handle, created.name, hex(created.token), valid);
+    } catch (error) {
+      native.close(created.handle);
+      throw error;
+    }
+  }
+
+  /** Attaches to a segment made by {@link ShmChannel.create}; this side is side 1. */
+  static attach(name: string, token: string | Uint8Array, options: ShmChannelOptions = {}): ShmChannel {
+    const valid = validateOptions(options);
+    const native = getNative();
+    const handle = native.attach(name, typeof token === "string" ? unhex(token) : token);
+    try {
+      return new ShmChannel(native, handle, name, "", valid);
+    } catch (error) {
+      native.close(handle);
+      throw error;
+    }
+  }
+
+  /** The peer's process id, or 0 while nobody has attached. */
+  get peerPid(): number {
+    return this.#closed ? 0 : Atomics.load(this.#u32, this.#peerPidWord);
+  }
+
+  /** True once this side is closed or knows the peer is gone. */
+  get closed(): boolean {
+    return this.#closed !== undefined;
+  }
+
+  /** Resolves when a peer has attached; rejects after `timeoutMs`. */
+  waitForPeer(timeoutMs = 10_000): Promise<void> {
+    if (this.#closed) return Promise.reject(this.#closed);
+    if (this.peerPid !== 0) return resolved;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const index = this.#peerWaiters.indexOf(waiter);
+        if (index >= 0) this.#peerWaiters.splice(index, 1);
+        reject(
+          new SegmentError(
+            "timed_out",
+            `No peer attached to segment "${this.name}" within ${timeoutMs} ms; check that the peer started and got the name and token`,
+          ),
+        );
+      }, timeoutMs);
+      const waiter: Pending<void> = {
+        resolve: () => (clearTimeout(timer), resolve()),
+        reject: (e) => (clearTimeout(timer), reject(e)),
+      };
+      this.#peerWaiters.push(waiter);
+      this.#park();
+    });
+  }
+
+  /**
+   * Sends one message. Resolves once it is in the ring; waits for space when
+   * the ring is full (never drops, never buffers beyond the caller's bytes).
+   * Messages larger than a frame are split into fragments and reassembled.
+   */
+  send(bytes: Uint8Array): Promise<void> {
+    if (this.#closed) return Promise.reject(this.#closed);
+    if (this.#peerGone) return Promise.reject(this.#peerGoneError());
+    if (bytes.length > this.messageBytesMax) {
+      return Promise.reject(new MessageTooLargeError(bytes.length, this.messageBytesMax));
+    }
+    if (this.#sends.length === 0) {
+      const pending: PendingSend = { bytes, offset: 0, resolve: noop, reject: noop };
+      if (this.#write(pending)) return resolved;
+      return new Promise((resolve, reject) => {
+        pending.resolve = resolve;
+        pending.reject = reject;
+        this.#sends.push(pending);
+        this.#waitForSpace();
+      });
+    }
+    return new Promise((resolve, reject) => {
+      this.#sends.push({ bytes, offset: 0, resolve, reject });
+    });
+  }
+
+  /** The next message, copied out of the ring. */
+  receive(): Promise<Uint8Array> {
+    if (this.#closed) return Promise.reject(this.#closed);
+    if (this.#receivers.length === 0) {
+      try {
+        const message = this.#poll() ?? this.#spinFor(() => this.#poll());
+        if (message) return Promise.resolve(message);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      if (this.#peerGone) return Promise.reject(this.#closeForPeer());
+    }
+    return new Promise((resolve, reject) => {
+      this.#receivers.push({ resolve, reject });
+      this.#park();
+    });
+  }
+
+  /** The next message if one is already there, without waiting. */
+  tryReceive(): Uint8Array | undefined {
+    if (this.#closed) throw this.#closed;
+    if (this.#receivers.length > 0) return undefined;
+    return this.#poll();
+  }
+
+  /** Messages until the peer closes; throws if it dies or writes garbage. */
+  async *[Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    for (;;) {
+      try {
+        yield await this.receive();
+      } catch (error) {
+        if (error instanceof ChannelClosedError && (error.code === "peer-closed" || error.code === "local")) return;
+        throw error;
+      }
+    }
+  }
+
+  /** Closes this side: the peer sees "peer-closed" after draining. Idempotent. */
+  close(): void {
+    this.#shutdown(new ChannelClosedError("local", `Channel "${this.name}" was closed by this side`));
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #released = false;
+
+  #shutdown(error: ChannelClosedError): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.#closed = error;
+    if (this.#armed) {
+      this.#armed = false;
+      keepAlive.release();
+    }
+    // Stops the waiter thread first: no callback arrives after this line.
+    this.#native.close(this.#handle);
+    this.#rejectAll(error);
+  }
+
+  #rejectAll(error: Error): void {
+    for (const r of this.#receivers.splice(0)) r.reject(error);
+    for (const s of this.#sends.splice(0)) s.reject(error);
+    for (const w of this.#peerWaiters.splice(0)) w.reject(error);
+  }
+
+  #peerGoneError(): ChannelClosedError {
+    return this.#peerGone === "peer-died"
+      ? new ChannelClosedError(
+        "peer-died",
+        `The peer of channel "${this.name}" died; restart it and open a new channel`,
+      )
+      : new ChannelClosedError("peer-closed", `The peer closed channel "${this.name}"`);
+  }
+
+  /** Called once the ring is drained and the peer is gone: closes this side too. */
+  #closeForPeer(): ChannelClosedError {
+    const error = this.#peerGoneError();
+    this.#shutdown(error);
+    return error;
+  }
+
+  /** Reads one whole message, or undefined. Throws when the peer wrote garbage. */
+  #poll(): Uint8Array | undefined {
+    const reader = this.#reader;
+    for (;;) {
+      let length: number;
+      try {
+        length = reader.next();
+      } catch (error) {
+        if (!(error instanceof FrameCorruptError)) throw error;
+        const closed = new ChannelClosedError(
+          "corrupt",
+          `Channel "${this.name}" closed: the peer wrote a corrupt frame (${error.message}); the peer is buggy or not plugin-shm`,
+        );
+        this.#shutdown(closed);
+        throw closed;
+      }
+      if (length < 0) {
+        this.#notePeerClosed();
+        return undefined;
+      }
+      const start = reader.payloadOffset;
+      const more = (reader.flags & L.frame_flag_more) !== 0;
+      if (this.#fragmentBytes + length > this.messageBytesMax) {
+        const closed = new ChannelClosedError(
+          "corrupt",
+          `Channel "${this.name}" closed: the peer sent a message over messageBytesMax (${this.messageBytesMax} bytes)`,
+        );
+        this.#shutdown(closed);
+        throw closed;
+      }
+      const chunk = reader.u8.slice(start, start + length);
+      reader.release();
+      this.#wakePeerIf(L.parked_want_space);
+      if (more) {
+        this.#fragments.push(chunk);
+        this.#fragmentBytes += length;
+        continue;
+      }
+      if (this.#fragments.length === 0) return chunk;
+      return this.#assemble(chunk);
+    }
+  }
+
+  #assemble(last: Uint8Array): Uint8Array {
+    const message = new Uint8Array(this.#fragmentBytes + last.length);
+    let offset = 0;
+    for (const part of this.#fragments) {
+      message.set(part, offset);
+      offset += part.length;
+    }
+    message.set(last, offset);
+    this.#fragments = [];
+    this.#fragmentBytes = 0;
+    return message;
+  }
+
+  #notePeerClosed(): void {
+    if (this.#peerGone || Atomics.load(this.#u32, this.#peerClosedWord) === 0) return;
+    // The peer writes its last frames before it sets `closed`; look once more.
+    if (!this.#reader.hasData()) this.#peerGone = "peer-closed";
+  }
+
+  /** Writes as much of `pending` as fits; true when all of it is in the ring. */
+  #write(pending: PendingSend): boolean {
+    const writer = this.#writer;
+    const { bytes } = pending;
+    let wrote = false;
+    for (;;) {
+      const length = Math.min(bytes.length - pending.offset, writer.payloadBytesMax);
+      const last = pending.offset + length === bytes.length;
+      if (!writer.tryWrite(bytes, pending.offset, length, last ? 0 : L.frame_flag_more)) break;
+      wrote = true;
+      pending.offset += length;
+      if (last) {
+        writer.publish();
+        this.#wakePeerIf(L.parked_want_data);
+        return true;
+      }
+    }
+    if (wrote) {
+      writer.publish();
+      this.#wakePeerIf(L.parked_want_data);
+    }
+    return false;
+  }
+
+  #wakePeerIf(want: number): void {
+    const u32 = this.#u32;
+    if ((Atomics.load(u32, this.#peerParkedWord) & want) === 0) return;
+    if ((Atomics.and(u32, this.#peerParkedWord, ~want) & want) !== 0) {
+      this.#native.wake(this.#handle, 1 - this.side);
+    }
+  }
+
+  #flushSends(): void {
+    while (this.#sends.length > 0) {
+      const head = this.#sends[0];
+      if (!this.#write(head)) return;
+      this.#sends.shift();
+      head.resolve();
+    }
+  }
+
+  #waitForSpace(): void {
+    if (this.#spinFor(() => (this.#writer.spaceFreed() && this.#flushSends(), this.#sends.length === 0))) return;
+    this.#park();
+  }
+
+  #deliver(): void {
+    while (this.#receivers.length > 0) {
+      const message = this.#poll();
+      if (!message) break;
+      this.#receivers.shift()!.resolve(message);
+    }
+  }
+
+  /** Spins until `attempt` yields something truthy or spinMicros pass. */
+  #spinFor<T>(attempt: () => T | undefined): T | undefined {
+    if (this.#spinMs === 0) return undefined;
+    const deadline = performance.now() + this.#spinMs;
+    for (let i = 1;; i++) {
+      const value = attempt();
+      if (value) return value;
+      if ((i & 31) === 0 && performance.now() > deadline) return undefined;
+    }
+  }
+
+  #wants(): number {
+    let want = 0;
+    if (this.#receivers.length > 0 || this.#peerWaiters.length > 0) want |= L.parked_want_data;
+    if (this.#sends.length > 0) want |= L.parked_want_space;
+    return want;
+  }
+
+  #progressPossible(want: number): boolean {
+    if ((want & L.parked_want_data) && (this.#reader.hasData() || this.#peerWaiters.length > 0 && this.peerPid !== 0)) {
+      return true;
+    }
+    if ((want & L.parked_want_space) && this.#writer.spaceFreed()) return true;
+    return Atomics.load(this.#u32, this.#peerClosedWord) !== 0;
+  }
+
+  #park(): void {
+    if (this.#armed || this.#closed) return;
+    const want = this.#wants();
+    if (want === 0) return;
+    const u32 = this.#u32;
+    const seen = Atomics.load(u32, this.#doorbellWord);
+    Atomics.or(u32, this.#parkedWord, want);
+    if (this.#progressPossible(want)) {
+      Atomics.and(u32, this.#parkedWord, ~want);
+      queueMicrotask(() => this.#service());
+      return;
+    }
+    this.#armed = true;
+    keepAlive.acquire();
+    this.#native.arm(this.#handle, seen);
+  }
+
+  #onWake(reason: number): void {
+    if (this.#released) return;
+    if (this.#armed) {
+      this.#armed = false;
+      keepAlive.release();
+    }
+    Atomics.and(this.#u32, this.#parkedWord, ~(L.parked_want_data | L.parked_want_space));
+    if (reason === wakeReasonPeerDead) this.#peerGone ??= "peer-died";
+    if (reason === wakeReasonPeerClosed) this.#notePeerClosed();
+    this.#service();
+  }
+
+  #service(): void {
+    if (this.#closed) return;
+    try {
+      if (this.#peerWaiters.length > 0 && this.peerPid !== 0) {
+        for (const w of this.#peerWaiters.splice(0)) w.resolve();
+      }
+      this.#flushSends();
+      this.#deliver();
+      if (this.#receivers.length > 0) {
+        const message = this.#spinFor(() => this.#poll());
+        if (message) {
+          this.#receivers.shift()!.resolve(message);
+          this.#deliver();
+        }
+      }
+    } catch (error) {
+      if (error instanceof ChannelClosedError) return; // #shutdown rejected everyone.
+      throw error;
+    }
+    if (this.#peerGone) {
+      const error = this.#peerGoneError();
+      for (const s of this.#sends.splice(0)) s.reject(error);
+      // Whatever the peer wrote before it went stays receivable; once the
+      // ring is empty this side closes too, which frees the segment.
+      if (!this.#reader.hasData()) this.#closeForPeer();
+      return;
+    }
+    this.#park();
+  }
+}
+
+function noop(): void {}

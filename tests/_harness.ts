@@ -1,0 +1,102 @@
+/**
+ * One test API for `deno test` and `bun test`, so every test file runs under
+ * both runtimes, plus helpers for real child processes and leak checks.
+ *
+ * @module
+ */
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { readdirSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+/** The runtime running the tests. */
+export const runtime: "deno" | "bun" = "Bun" in globalThis ? "bun" : "deno";
+
+/** Repository root. */
+export const root: string = fileURLToPath(new URL("..", import.meta.url));
+
+/** Paths of the pinned runtimes installed by `make setup`. */
+export const runtimes = {
+  deno: `${root}node_modules/.bin/deno`,
+  bun: `${root}node_modules/.bin/bun`,
+} as const;
+
+type TestFn = () => void | Promise<void>;
+
+/** Registers a test under whichever runner is running. */
+export function test(name: string, fn: TestFn, options: { timeoutMs?: number } = {}): void {
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  if (runtime === "bun") {
+    const meta = import.meta as unknown as { require(id: string): { test(n: string, f: TestFn, t: number): void } };
+    meta.require("bun:test").test(name, fn, timeoutMs);
+    return;
+  }
+  const deno = (globalThis as unknown as { Deno: { test(o: { name: string; fn: TestFn }): void } }).Deno;
+  deno.test({ name, fn });
+}
+
+/** Our segments currently in /dev/shm. */
+export function shmSegments(): string[] {
+  try {
+    return readdirSync("/dev/shm").filter((n) => n.startsWith("pshm-"));
+  } catch {
+    return [];
+  }
+}
+
+/** A child process with collected output and an awaitable exit. */
+export interface Peer {
+  readonly child: ChildProcess;
+  readonly exited: Promise<{ code: number | null; signal: string | null }>;
+  stdout(): string;
+  stderr(): string;
+}
+
+/** Starts a peer program under `which` runtime (or a native binary). */
+export function startPeer(
+  which: "deno" | "bun" | "native",
+  program: string,
+  env: Record<string, string>,
+  args: string[] = [],
+): Peer {
+  const argv = which === "deno"
+    ? [runtimes.deno, "run", "-A", program, ...args]
+    : which === "bun"
+    ? [runtimes.bun, program, ...args]
+    : [program, ...args];
+  const child = spawn(argv[0], argv.slice(1), {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  let err = "";
+  child.stdout!.on("data", (d) => (out += d));
+  child.stderr!.on("data", (d) => (err += d));
+  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => {
+    child.on("close", (code, signal) => resolve({ code, signal }));
+  });
+  return { child, exited, stdout: () => out, stderr: () => err };
+}
+
+/** Path of a peer program in tests/peers. */
+export function peerPath(file: string): string {
+  return `${root}tests/peers/${file}`;
+}
+
+/** Path of the C peer built by `make build`. */
+export const cPeerPath = `${root}zig-out/bin/c_peer`;
+
+/** A message whose bytes derive from its sequence number, to catch torn frames. */
+export function pattern(seq: number, length: number): Uint8Array {
+  const bytes = new Uint8Array(length);
+  for (let i = 0; i < length; i++) bytes[i] = (seq * 31 + i * 7) & 255;
+  if (length >= 4) new DataView(bytes.buffer).setUint32(0, seq, true);
+  return bytes;
+}
+
+/** True when `bytes` is exactly pattern(seq, bytes.length). */
+export function matchesPattern(seq: number, bytes: Uint8Array): boolean {
+  const expected = pattern(seq, bytes.length);
+  for (let i = 0; i < bytes.length; i++) if (bytes[i] !== expected[i]) return false;
+  return true;
+}
