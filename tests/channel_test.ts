@@ -114,7 +114,10 @@ test("close() is idempotent and later calls fail with a local ChannelClosedError
   const [a, b] = pair();
   a.close();
   a.close();
-  await assert.rejects(a.send(new Uint8Array(1)), (e: unknown) => e instanceof ChannelClosedError && e.code === "local");
+  await assert.rejects(
+    a.send(new Uint8Array(1)),
+    (e: unknown) => e instanceof ChannelClosedError && e.code === "local",
+  );
   await assert.rejects(a.receive(), (e: unknown) => e instanceof ChannelClosedError && e.code === "local");
   b.close();
 });

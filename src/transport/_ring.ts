@@ -66,6 +66,8 @@ export class RingWriter {
     const offset = this.#data + at + headerBytes;
     if (length <= 16) {
       for (let i = 0; i < length; i++) this.#u8[offset + i] = payload[start + i];
+    } else if (start === 0 && length === payload.length) {
+      this.#u8.set(payload, offset); // A subarray() would cost an allocation.
     } else {
       this.#u8.set(payload.subarray(start, start + length), offset);
     }

@@ -18,7 +18,7 @@ test("received frames equal sent frames for random sizes and interleavings, acro
         const buffer = segment(ringBytes);
         // Start both indices somewhere inside the ring and near the u32 limit,
         // so the wrap of the ring and of the counters are both exercised.
-        const start = ((0xffff_f000 + startOffset * 8) >>> 0);
+        const start = (0xffff_f000 + startOffset * 8) >>> 0;
         new Uint32Array(buffer)[ringWriteOffset(0) >> 2] = start;
         new Uint32Array(buffer)[(ringWriteOffset(0) + L.line_bytes) >> 2] = start;
         const writer = new RingWriter(buffer, 0, ringBytes);

@@ -49,6 +49,35 @@ interface PendingSend extends Pending<void> {
 
 const resolved: Promise<void> = Promise.resolve();
 
+/**
+ * Small received messages are carved out of shared 64 KiB slabs, as Node does
+ * for Buffers: in Deno every new ArrayBuffer costs ~0.7 µs however small
+ * (measured, Deno 2.9.6), more than the rest of a round trip, while a view on
+ * an existing buffer costs ~0.1 µs. A retained small message keeps its slab
+ * (64 KiB) alive; messages over `slabMessageBytesMax` get their own buffer.
+ */
+const slabBytes = 64 * 1024;
+const slabMessageBytesMax = 1024;
+const slab = {
+  buffer: new ArrayBuffer(slabBytes),
+  offset: 0,
+  copy(source: Uint8Array, start: number, length: number): Uint8Array {
+    if (length > slabMessageBytesMax) return source.slice(start, start + length);
+    if (this.offset + length > slabBytes) {
+      this.buffer = new ArrayBuffer(slabBytes);
+      this.offset = 0;
+    }
+    const view = new Uint8Array(this.buffer, this.offset, length);
+    if (length <= 64) {
+      for (let i = 0; i < length; i++) view[i] = source[start + i];
+    } else {
+      view.set(source.subarray(start, start + length));
+    }
+    this.offset = (this.offset + length + 7) & ~7;
+    return view;
+  },
+};
+
 /** Keeps the event loop alive while any channel waits on its native thread. */
 const keepAlive = {
   count: 0,
@@ -368,7 +397,7 @@ export class ShmChannel implements AsyncIterable<Uint8Array>, Disposable {
         this.#shutdown(closed);
         throw closed;
       }
-      const chunk = reader.u8.slice(start, start + length);
+      const chunk = slab.copy(reader.u8, start, length);
       reader.release();
       this.#wakePeerIf(L.parked_want_space);
       if (more) {

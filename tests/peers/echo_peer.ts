@@ -13,7 +13,6 @@ const name = env.PSHM_NAME!;
 const token = env.PSHM_TOKEN!;
 const mode = env.PSHM_MODE ?? "echo";
 
-
 if (mode === "garbage") {
   // Speaks the ring by hand to write what a buggy peer would.
   const native = getNative();
