@@ -96,3 +96,12 @@ test("the sweep removes a segment whose creator was killed before anyone attache
   assert.ok(getNative().sweep() >= 1);
   assert.ok(!shmSegments().includes(name));
 }, { timeoutMs: 30_000 });
+
+for (const which of ["deno", "bun"] as const) {
+  test(`a missing native library under ${which} names the command that builds it`, async () => {
+    const child = startPeer(which, peerPath("load_only.ts"), { PLUGIN_SHM_LIB: "/nonexistent/libpluginshm.so" });
+    const { code } = await child.exited;
+    assert.equal(code, 3);
+    assert.match(child.stderr(), /NativeLibraryError: Cannot load libpluginshm from \/nonexistent.*make build/);
+  }, { timeoutMs: 30_000 });
+}
