@@ -1,0 +1,38 @@
+/**
+ * The one interface every transport implements: ordered, reliable messages.
+ * The protocol layer above it neither knows nor cares which one it runs on.
+ *
+ * @module
+ */
+
+/** An ordered, reliable, message-oriented duplex connection. */
+export interface Transport {
+  /** Which kind of transport this is. */
+  readonly kind: TransportKind;
+  /** Largest message either side may send. */
+  readonly messageBytesMax: number;
+  /** Sends one message; resolves when it is handed to the transport. */
+  send(bytes: Uint8Array): Promise<void>;
+  /** The next message. Rejects with ChannelClosedError once the peer is gone and nothing is left. */
+  receive(): Promise<Uint8Array>;
+  /** Closes this side. Idempotent. */
+  close(): void;
+  /** True once closed by either side. */
+  readonly closed: boolean;
+}
+
+/** The transports plugin-shm ships. */
+export type TransportKind = "shm" | "unix" | "tcp";
+
+/** The host side's listener for one plugin connection. */
+export interface TransportListener {
+  readonly kind: TransportKind;
+  /** What the plugin needs to connect: a segment name, a socket path, or host:port. */
+  readonly address: string;
+  /** A secret the connecting side must present (the shm attach token), or "". */
+  readonly secret: string;
+  /** Resolves with the connected transport once the plugin has connected. */
+  accept(timeoutMs: number): Promise<Transport>;
+  /** Stops listening and frees what the listener holds. Idempotent. */
+  close(): void;
+}
