@@ -42,7 +42,7 @@ test-cross: setup
 lint: setup
 	$(DENO) fmt --check
 	$(DENO) lint
-	$(DENO) check mod.ts src tests bench examples
+	$(DENO) check mod.ts plugin.ts cli.ts src tests bench examples
 	$(ZIG) fmt --check build.zig zig
 
 test-deno: build
@@ -55,8 +55,9 @@ bench: build
 	$(DENO) run -A bench/channel_bench.ts $(BENCH_ARGS)
 	$(BUN) bench/channel_bench.ts $(BENCH_ARGS)
 
+# The main job: the host serving the example plugins, with a few calls shown.
 demo: build
-	$(DENO) run -A examples/channel_demo.ts
+	$(DENO) run -A cli.ts serve --demo
 
 clean:
 	rm -rf zig-out .zig-cache

@@ -28,10 +28,35 @@ export {
 } from "./src/transport/shm_channel.ts";
 export { getNative, libraryEnv, Native } from "./src/native/native.ts";
 export {
+  CancelledError,
   ChannelClosedError,
   type CloseReason,
+  DeadlineExceededError,
+  HandshakeError,
+  ManifestError,
   MessageTooLargeError,
   NativeLibraryError,
+  PluginCrashedError,
+  PluginNotFoundError,
+  ProtocolError,
+  RemoteError,
   SegmentError,
 } from "./src/errors.ts";
 export { FrameCorruptError } from "./src/transport/_ring.ts";
+export type { Transport, TransportKind, TransportListener } from "./src/transport/transport.ts";
+export { connectTransport, listenTransport, type TransportOptions } from "./src/transport/factory.ts";
+export { StreamTransport } from "./src/transport/stream_transport.ts";
+export {
+  type Discovered,
+  handshakeTimeoutMsDefault,
+  PluginHost,
+  type PluginHostOptions,
+  type PluginInfo,
+  type PluginState,
+  type StateEvent,
+  stopTimeoutMsDefault,
+} from "./src/host/host.ts";
+export { loadManifest, type Manifest, manifestFile } from "./src/host/manifest.ts";
+export type { LogEntry } from "./src/host/process.ts";
+export { type CallOptions, type HandlerContext, RpcPeer, type RpcPeerOptions } from "./src/protocol/rpc.ts";
+export { negotiateVersion, protocolVersions, type VersionRange } from "./src/protocol/handshake.ts";

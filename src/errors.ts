@@ -109,3 +109,165 @@ export class NativeLibraryError extends Error {
   /** Always "native_library". */
   readonly code = "native_library";
 }
+
+/** Why a handshake failed. */
+export type HandshakeFailure = "bad_token" | "version_mismatch" | "timeout" | "exited" | "protocol" | "not_launched";
+
+/**
+ * Host and plugin could not agree to talk: wrong token, no common protocol
+ * version, a plugin that exited or never answered during the handshake.
+ *
+ * @example
+ * ```ts
+ * import { HandshakeError } from "./errors.ts";
+ * console.assert(new HandshakeError("timeout", "x").code === "timeout");
+ * ```
+ */
+export class HandshakeError extends Error {
+  override name = "HandshakeError";
+  readonly code: HandshakeFailure;
+  constructor(code: HandshakeFailure, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/**
+ * The peer broke the protocol: a frame too short, an unknown frame kind or a
+ * payload that is not valid MessagePack.
+ *
+ * @example
+ * ```ts
+ * import { ProtocolError } from "./errors.ts";
+ * console.assert(new ProtocolError("x").code === "protocol");
+ * ```
+ */
+export class ProtocolError extends Error {
+  override name = "ProtocolError";
+  readonly code = "protocol";
+}
+
+/**
+ * The remote handler threw. Carries the remote error's code, message and the
+ * stack as seen in the remote process.
+ *
+ * @example
+ * ```ts
+ * import { RemoteError } from "./errors.ts";
+ * const e = new RemoteError("kv", "not_found", "no such key", "Error: no such key\n    at get");
+ * console.assert(e.code === "not_found");
+ * ```
+ */
+export class RemoteError extends Error {
+  override name = "RemoteError";
+  /** The remote error's code ("method_not_found", "bad_request", or the handler's own). */
+  readonly code: string;
+  /** Who threw: the plugin's name, or "host". */
+  readonly peer: string;
+  /** The stack trace in the remote process. */
+  readonly remoteStack: string;
+  constructor(peer: string, code: string, message: string, remoteStack: string) {
+    super(`${peer}: ${message}`);
+    this.peer = peer;
+    this.code = code;
+    this.remoteStack = remoteStack;
+  }
+}
+
+/**
+ * A call did not finish before its deadline; the remote handler was told to stop.
+ *
+ * @example
+ * ```ts
+ * import { DeadlineExceededError } from "./errors.ts";
+ * console.assert(new DeadlineExceededError("x").code === "deadline_exceeded");
+ * ```
+ */
+export class DeadlineExceededError extends Error {
+  override name = "DeadlineExceededError";
+  readonly code = "deadline_exceeded";
+}
+
+/**
+ * A call was cancelled through its AbortSignal; the remote handler was told to stop.
+ *
+ * @example
+ * ```ts
+ * import { CancelledError } from "./errors.ts";
+ * console.assert(new CancelledError("x").code === "cancelled");
+ * ```
+ */
+export class CancelledError extends Error {
+  override name = "CancelledError";
+  readonly code = "cancelled";
+}
+
+/**
+ * A plugin.json is missing, not JSON, or fails the schema. Names the file and
+ * the field.
+ *
+ * @example
+ * ```ts
+ * import { ManifestError } from "./errors.ts";
+ * const e = new ManifestError("/p/plugin.json", "runtime", "must be deno or bun");
+ * console.assert(e.field === "runtime");
+ * ```
+ */
+export class ManifestError extends Error {
+  override name = "ManifestError";
+  readonly code = "manifest";
+  /** The manifest file. */
+  readonly file: string;
+  /** The offending field's path ("" for the whole file). */
+  readonly field: string;
+  constructor(file: string, field: string, problem: string) {
+    super(`${file}: ${field ? `field "${field}" ` : ""}${problem}`);
+    this.file = file;
+    this.field = field;
+  }
+}
+
+/**
+ * A plugin process exited while calls were pending or while it should have
+ * been running. Carries the exit code or signal and its last stderr lines.
+ *
+ * @example
+ * ```ts
+ * import { PluginCrashedError } from "./errors.ts";
+ * const e = new PluginCrashedError("kv", 1, null, ["boom"]);
+ * console.assert(e.exitCode === 1);
+ * ```
+ */
+export class PluginCrashedError extends Error {
+  override name = "PluginCrashedError";
+  readonly code = "plugin_crashed";
+  readonly plugin: string;
+  readonly exitCode: number | null;
+  readonly signal: string | null;
+  readonly stderrTail: string[];
+  constructor(plugin: string, exitCode: number | null, signal: string | null, stderrTail: string[]) {
+    const how = signal ? `was killed by ${signal}` : `exited with code ${exitCode}`;
+    const tail = stderrTail.length
+      ? `; last stderr lines:\n  ${stderrTail.join("\n  ")}`
+      : "; it wrote nothing to stderr";
+    super(`Plugin "${plugin}" ${how}${tail}`);
+    this.plugin = plugin;
+    this.exitCode = exitCode;
+    this.signal = signal;
+    this.stderrTail = stderrTail;
+  }
+}
+
+/**
+ * The named plugin is not known to the host, or not running.
+ *
+ * @example
+ * ```ts
+ * import { PluginNotFoundError } from "./errors.ts";
+ * console.assert(new PluginNotFoundError("x").code === "plugin_not_found");
+ * ```
+ */
+export class PluginNotFoundError extends Error {
+  override name = "PluginNotFoundError";
+  readonly code = "plugin_not_found";
+}

@@ -6,7 +6,7 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 /** The runtime running the tests. */
@@ -42,6 +42,24 @@ export function shmSegments(): string[] {
   } catch {
     return [];
   }
+}
+
+/**
+ * Segments in /dev/shm created or attached by one of `pids` (default: this
+ * process). Other processes on the machine may hold segments of their own;
+ * a test only answers for its own.
+ */
+export function segmentsOf(pids: (number | undefined)[] = [process.pid]): string[] {
+  const wanted = new Set(pids.filter((p) => p !== undefined));
+  return shmSegments().filter((name) => {
+    try {
+      const header = readFileSync(`/dev/shm/${name}`).subarray(0, 40);
+      const view = new DataView(header.buffer, header.byteOffset, header.byteLength);
+      return wanted.has(view.getUint32(32, true)) || wanted.has(view.getUint32(36, true));
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** A child process with collected output and an awaitable exit. */

@@ -16,6 +16,7 @@ import { ChannelClosedError, type CloseReason, MessageTooLargeError, SegmentErro
 import { getNative, type Native } from "../native/native.ts";
 import { L, sideOffset } from "../native/layout.ts";
 import { FrameCorruptError, RingReader, RingWriter } from "./_ring.ts";
+import type { Transport } from "./transport.ts";
 
 /** Options for {@link ShmChannel.create} and {@link ShmChannel.attach}. */
 export interface ShmChannelOptions {
@@ -25,6 +26,12 @@ export interface ShmChannelOptions {
   messageBytesMax?: number;
   /** How long a side spins before it parks, in microseconds. Default 50; 0 parks at once. */
   spinMicros?: number;
+  /**
+   * Upper bound of the adaptive spin, in microseconds. A side woken soon after
+   * it parked doubles its spin (up to this), since its peer is evidently busy
+   * and waking costs more than spinning; a long park resets it. Default 1000.
+   */
+  spinMicrosMax?: number;
 }
 
 /** Default {@link ShmChannelOptions.messageBytesMax}: 64 MiB. */
@@ -33,6 +40,10 @@ export const messageBytesMaxDefault = 64 * 1024 * 1024;
 export const messageBytesMaxLimit = 1024 * 1024 * 1024;
 /** Default {@link ShmChannelOptions.spinMicros}. */
 export const spinMicrosDefault = 50;
+/** Default {@link ShmChannelOptions.spinMicrosMax}. */
+export const spinMicrosMaxDefault = 1000;
+/** A park shorter than this counts as "woken soon" for the adaptive spin. */
+const parkShortMs = 2;
 
 const wakeReasonPeerClosed = 2;
 const wakeReasonPeerDead = 3;
@@ -122,7 +133,11 @@ function validateOptions(options: ShmChannelOptions): Required<ShmChannelOptions
   if (!(spinMicros >= 0 && spinMicros <= 10_000)) {
     throw new RangeError(`spinMicros must be from 0 to 10000, got ${spinMicros}`);
   }
-  return { ringBytes, messageBytesMax, spinMicros };
+  const spinMicrosMax = options.spinMicrosMax ?? Math.max(spinMicros, spinMicrosMaxDefault);
+  if (!(spinMicrosMax >= spinMicros && spinMicrosMax <= 10_000)) {
+    throw new RangeError(`spinMicrosMax must be from spinMicros (${spinMicros}) to 10000, got ${spinMicrosMax}`);
+  }
+  return { ringBytes, messageBytesMax, spinMicros, spinMicrosMax: spinMicros === 0 ? 0 : spinMicrosMax };
 }
 
 /**
@@ -139,7 +154,9 @@ function validateOptions(options: ShmChannelOptions): Required<ShmChannelOptions
  * a.close();
  * ```
  */
-export class ShmChannel implements AsyncIterable<Uint8Array>, Disposable {
+export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposable {
+  /** Always "shm". */
+  readonly kind = "shm" as const;
   /** The segment's name; give it to the peer. */
   readonly name: string;
   /** The one-time token, hex; give it to the peer. Empty on the attaching side. */
@@ -154,7 +171,10 @@ export class ShmChannel implements AsyncIterable<Uint8Array>, Disposable {
   readonly #u32: Uint32Array;
   readonly #writer: RingWriter;
   readonly #reader: RingReader;
-  readonly #spinMs: number;
+  readonly #spinMsBase: number;
+  readonly #spinMsMax: number;
+  #spinMs: number;
+  #parkedAt = 0;
   readonly #parkedWord: number;
   readonly #doorbellWord: number;
   readonly #peerParkedWord: number;
@@ -181,7 +201,9 @@ export class ShmChannel implements AsyncIterable<Uint8Array>, Disposable {
     this.name = name;
     this.token = token;
     this.messageBytesMax = options.messageBytesMax;
-    this.#spinMs = options.spinMicros / 1000;
+    this.#spinMsBase = options.spinMicros / 1000;
+    this.#spinMsMax = options.spinMicrosMax / 1000;
+    this.#spinMs = this.#spinMsBase;
     this.side = native.side(handle);
     const buffer = native.map(handle);
     this.#u32 = new Uint32Array(buffer);
@@ -276,7 +298,7 @@ export class ShmChannel implements AsyncIterable<Uint8Array>, Disposable {
         pending.resolve = resolve;
         pending.reject = reject;
         this.#sends.push(pending);
-        this.#waitForSpace();
+        this.#wait();
       });
     }
     return new Promise((resolve, reject) => {
@@ -289,7 +311,7 @@ export class ShmChannel implements AsyncIterable<Uint8Array>, Disposable {
     if (this.#closed) return Promise.reject(this.#closed);
     if (this.#receivers.length === 0) {
       try {
-        const message = this.#poll() ?? this.#spinFor(() => this.#poll());
+        const message = this.#poll();
         if (message) return Promise.resolve(message);
       } catch (error) {
         return Promise.reject(error);
@@ -298,7 +320,7 @@ export class ShmChannel implements AsyncIterable<Uint8Array>, Disposable {
     }
     return new Promise((resolve, reject) => {
       this.#receivers.push({ resolve, reject });
-      this.#park();
+      this.#wait();
     });
   }
 
@@ -470,11 +492,6 @@ export class ShmChannel implements AsyncIterable<Uint8Array>, Disposable {
     }
   }
 
-  #waitForSpace(): void {
-    if (this.#spinFor(() => (this.#writer.spaceFreed() && this.#flushSends(), this.#sends.length === 0))) return;
-    this.#park();
-  }
-
   #deliver(): void {
     while (this.#receivers.length > 0) {
       const message = this.#poll();
@@ -483,14 +500,43 @@ export class ShmChannel implements AsyncIterable<Uint8Array>, Disposable {
     }
   }
 
-  /** Spins until `attempt` yields something truthy or spinMicros pass. */
-  #spinFor<T>(attempt: () => T | undefined): T | undefined {
-    if (this.#spinMs === 0) return undefined;
+  /**
+   * Waits for progress: first by spinning, then by parking. The spin runs in a
+   * microtask, not inline, so that continuations already queued (typically the
+   * caller's code that sends the very request whose answer this side awaits)
+   * run before it; an inline spin would hold them back and always park.
+   */
+  #wait(): void {
+    if (this.#armed || this.#spinQueued || this.#closed) return;
+    this.#spinQueued = true;
+    queueMicrotask(this.#spinTask);
+  }
+
+  #spinQueued = false;
+
+  readonly #spinTask = (): void => {
+    this.#spinQueued = false;
+    if (this.#closed || this.#wants() === 0) return;
+    if (this.#spinUntilProgress()) {
+      this.#service();
+    } else {
+      this.#park();
+    }
+  };
+
+  #adaptSpin(parkedMs: number): void {
+    this.#spinMs = parkedMs < parkShortMs
+      ? Math.min(this.#spinMsMax, Math.max(this.#spinMs * 2, this.#spinMsBase))
+      : this.#spinMsBase;
+  }
+
+  #spinUntilProgress(): boolean {
+    if (this.#spinMs === 0) return false;
+    const want = this.#wants();
     const deadline = performance.now() + this.#spinMs;
     for (let i = 1;; i++) {
-      const value = attempt();
-      if (value) return value;
-      if ((i & 31) === 0 && performance.now() > deadline) return undefined;
+      if (this.#progressPossible(want)) return true;
+      if ((i & 31) === 0 && performance.now() > deadline) return false;
     }
   }
 
@@ -522,6 +568,7 @@ export class ShmChannel implements AsyncIterable<Uint8Array>, Disposable {
       return;
     }
     this.#armed = true;
+    this.#parkedAt = performance.now();
     keepAlive.acquire();
     this.#native.arm(this.#handle, seen);
   }
@@ -531,6 +578,7 @@ export class ShmChannel implements AsyncIterable<Uint8Array>, Disposable {
     if (this.#armed) {
       this.#armed = false;
       keepAlive.release();
+      this.#adaptSpin(performance.now() - this.#parkedAt);
     }
     Atomics.and(this.#u32, this.#parkedWord, ~(L.parked_want_data | L.parked_want_space));
     if (reason === wakeReasonPeerDead) this.#peerGone ??= "peer-died";
@@ -546,13 +594,6 @@ export class ShmChannel implements AsyncIterable<Uint8Array>, Disposable {
       }
       this.#flushSends();
       this.#deliver();
-      if (this.#receivers.length > 0) {
-        const message = this.#spinFor(() => this.#poll());
-        if (message) {
-          this.#receivers.shift()!.resolve(message);
-          this.#deliver();
-        }
-      }
     } catch (error) {
       if (error instanceof ChannelClosedError) return; // #shutdown rejected everyone.
       throw error;
@@ -565,7 +606,7 @@ export class ShmChannel implements AsyncIterable<Uint8Array>, Disposable {
       if (!this.#reader.hasData()) this.#closeForPeer();
       return;
     }
-    this.#park();
+    this.#wait();
   }
 }
 

@@ -1,0 +1,143 @@
+/**
+ * The handshake: the plugin speaks first (HELLO), the host answers WELCOME
+ * or ERROR. The plugin proves it was launched by this host with a one-time
+ * token it got out of band (an environment variable, never stdout); both
+ * sides offer protocol version ranges and the newest common version wins.
+ *
+ * @module
+ */
+
+import { timingSafeEqual } from "node:crypto";
+import { HandshakeError, ProtocolError } from "../errors.ts";
+import type { Transport } from "../transport/transport.ts";
+import { decodeHeader, decodePayload, encodeFrame, FrameKind } from "./frame.ts";
+
+/** Protocol versions this release speaks, oldest and newest. */
+export const protocolVersions: VersionRange = [1, 1];
+
+/** An inclusive range of protocol versions, [oldest, newest]. */
+export type VersionRange = readonly [number, number];
+
+/** What a plugin says about itself in HELLO. */
+export interface Hello {
+  token: string;
+  versions: VersionRange;
+  name: string;
+  version: string;
+  runtime: string;
+  methods: string[];
+}
+
+/** The host's answer. */
+export interface Welcome {
+  version: number;
+  heartbeatIntervalMs: number;
+}
+
+/**
+ * The newest version both ranges contain, or undefined.
+ *
+ * @example
+ * ```ts
+ * import { negotiateVersion } from "./handshake.ts";
+ * console.assert(negotiateVersion([1, 3], [2, 5]) === 3);
+ * ```
+ */
+export function negotiateVersion(ours: VersionRange, theirs: VersionRange): number | undefined {
+  const newest = Math.min(ours[1], theirs[1]);
+  const oldest = Math.max(ours[0], theirs[0]);
+  return newest >= oldest ? newest : undefined;
+}
+
+function isRange(value: unknown): value is VersionRange {
+  return Array.isArray(value) && value.length === 2 && value.every((v) => Number.isInteger(v) && v >= 0) &&
+    value[0] <= value[1];
+}
+
+function parseHello(value: unknown): Hello {
+  const hello = value as Partial<Hello> | undefined;
+  if (
+    !hello || typeof hello.token !== "string" || !isRange(hello.versions) || typeof hello.name !== "string" ||
+    typeof hello.version !== "string" || typeof hello.runtime !== "string" || !Array.isArray(hello.methods)
+  ) {
+    throw new HandshakeError("protocol", "HELLO is missing fields; the plugin does not speak plugin-shm's protocol");
+  }
+  return hello as Hello;
+}
+
+function tokensEqual(a: string, b: string): boolean {
+  const x = new TextEncoder().encode(a);
+  const y = new TextEncoder().encode(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+async function receiveWithin(transport: Transport, timeoutMs: number, what: string): Promise<Uint8Array> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new HandshakeError("timeout", `No ${what} within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+  });
+  try {
+    return await Promise.race([transport.receive(), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Host side: reads HELLO, checks token and versions, sends WELCOME or ERROR. */
+export async function acceptHello(
+  transport: Transport,
+  expected: { token: string; versions: VersionRange; heartbeatIntervalMs: number; timeoutMs: number },
+): Promise<{ hello: Hello; version: number }> {
+  const bytes = await receiveWithin(transport, expected.timeoutMs, "HELLO from the plugin");
+  const header = decodeHeader(bytes);
+  if (header.kind !== FrameKind.hello) {
+    throw new HandshakeError("protocol", `expected HELLO, got frame kind ${header.kind}`);
+  }
+  const hello = parseHello(decodePayload(bytes));
+  const refuse = async (error: HandshakeError): Promise<never> => {
+    await transport.send(encodeFrame(FrameKind.error, 0, { code: error.code, message: error.message, stack: "" }));
+    throw error;
+  };
+  if (!tokensEqual(hello.token, expected.token)) {
+    return await refuse(
+      new HandshakeError(
+        "bad_token",
+        `Plugin "${hello.name}" presented a wrong token; it was not launched by this host (start plugins through PluginHost or cli.ts)`,
+      ),
+    );
+  }
+  const version = negotiateVersion(expected.versions, hello.versions);
+  if (version === undefined) {
+    const upgrade = hello.versions[1] < expected.versions[0] ? `plugin "${hello.name}"` : "the host";
+    return await refuse(
+      new HandshakeError(
+        "version_mismatch",
+        `Plugin "${hello.name}" speaks protocol ${hello.versions.join("–")}, the host ${
+          expected.versions.join("–")
+        }; upgrade ${upgrade}'s plugin-shm`,
+      ),
+    );
+  }
+  const welcome: Welcome = { version, heartbeatIntervalMs: expected.heartbeatIntervalMs };
+  await transport.send(encodeFrame(FrameKind.welcome, 0, welcome));
+  return { hello, version };
+}
+
+/** Plugin side: sends HELLO and waits for WELCOME; throws HandshakeError on ERROR. */
+export async function sendHello(transport: Transport, hello: Hello, timeoutMs: number): Promise<Welcome> {
+  await transport.send(encodeFrame(FrameKind.hello, 0, hello));
+  const bytes = await receiveWithin(transport, timeoutMs, "WELCOME from the host");
+  const header = decodeHeader(bytes);
+  const payload = decodePayload(bytes) as Record<string, unknown> | undefined;
+  if (header.kind === FrameKind.error) {
+    const code = String(payload?.code ?? "protocol") as HandshakeError["code"];
+    throw new HandshakeError(code, String(payload?.message ?? "the host refused the handshake"));
+  }
+  if (header.kind !== FrameKind.welcome || typeof payload?.version !== "number") {
+    throw new ProtocolError(`expected WELCOME, got frame kind ${header.kind}`);
+  }
+  return payload as unknown as Welcome;
+}

@@ -1,0 +1,585 @@
+/**
+ * The symmetric RPC endpoint both host and plugin run after the handshake:
+ * requests with ids, deadlines and cancellation, errors that carry the remote
+ * stack, events both ways, heartbeats, and streams with credit-based flow
+ * control. The same class serves a plugin's methods and a host's functions.
+ *
+ * @module
+ */
+
+import { clearInterval, clearTimeout, setInterval, setTimeout } from "node:timers";
+import {
+  CancelledError,
+  ChannelClosedError,
+  DeadlineExceededError,
+  MessageTooLargeError,
+  ProtocolError,
+  RemoteError,
+} from "../errors.ts";
+import type { Transport } from "../transport/transport.ts";
+import { decodeHeader, decodePayload, encodeFrame, flagOpener, FrameKind, type FrameKindValue } from "./frame.ts";
+
+/** Per-call options. */
+export interface CallOptions {
+  /** Cancels the call; the remote handler's `signal` aborts too. */
+  signal?: AbortSignal;
+  /** Milliseconds the call may take; both sides give up after it. */
+  deadlineMs?: number;
+}
+
+/** What a handler gets besides its arguments. */
+export interface HandlerContext {
+  /** Aborts when the caller cancels or the deadline passes. */
+  readonly signal: AbortSignal;
+  /** The endpoint, to call back into the other side or emit events. */
+  readonly peer: RpcPeer;
+}
+
+/** A request handler: positional arguments in, a MessagePack-able value out. */
+export type Handler = (args: unknown[], context: HandlerContext) => unknown;
+
+/** A stream handler: an input stream and arguments in, an output stream out. */
+export type StreamHandler = (
+  input: AsyncIterable<unknown>,
+  args: unknown[],
+  context: HandlerContext,
+) => AsyncIterable<unknown>;
+
+/** Options for {@link RpcPeer}. */
+export interface RpcPeerOptions {
+  /** The other side's name, for error messages ("host" or the plugin's name). */
+  remoteName: string;
+  handlers?: Record<string, Handler>;
+  streamHandlers?: Record<string, StreamHandler>;
+  onEvent?: (name: string, data: unknown) => void;
+  /** PING interval; 0 disables. Default 1000. */
+  heartbeatIntervalMs?: number;
+  /** Items a stream reader accepts before it must grant more credit. Default 32. */
+  streamCreditWindow?: number;
+}
+
+/** Default {@link RpcPeerOptions.heartbeatIntervalMs}. */
+export const heartbeatIntervalMsDefault = 1000;
+/** Default {@link RpcPeerOptions.streamCreditWindow}. */
+export const streamCreditWindowDefault = 32;
+/** Largest request or stream id before ids wrap to 1. */
+const idMax = 0xffff_fffe;
+
+interface PendingCall {
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+  cleanup(): void;
+}
+
+/** One direction-pair of a stream: what arrived, and credit to send. */
+class StreamState {
+  readonly inbox: unknown[] = [];
+  readonly waiters: { resolve(): void }[] = [];
+  readonly creditWaiters: { resolve(): void; reject(e: Error): void }[] = [];
+  ended = false;
+  error: Error | undefined;
+  creditOut: number;
+  consumedSinceGrant = 0;
+  readonly abort = new AbortController();
+
+  constructor(readonly id: number, readonly opener: boolean, window: number) {
+    this.creditOut = window;
+  }
+
+  notify(): void {
+    for (const w of this.waiters.splice(0)) w.resolve();
+  }
+
+  fail(error: Error): void {
+    if (this.ended && this.error) return;
+    this.ended = true;
+    this.error = error;
+    this.notify();
+    for (const w of this.creditWaiters.splice(0)) w.reject(error);
+    this.abort.abort(error);
+  }
+}
+
+/** Serializes an error for an ERROR frame. */
+function errorPayload(error: unknown): { code: string; message: string; stack: string } {
+  const e = error instanceof Error ? error : new Error(String(error));
+  const raw = (e as unknown as { code?: unknown }).code;
+  const code = typeof raw === "string" ? raw : "handler_error";
+  return { code, message: e.message, stack: e.stack ?? "" };
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as { then?: unknown } | null)?.then === "function";
+}
+
+/**
+ * An RPC endpoint over a {@link Transport}. Call {@link RpcPeer.run} once to
+ * start reading; it settles when the transport closes.
+ *
+ * @example
+ * ```ts
+ * import { RpcPeer } from "./rpc.ts";
+ * import { ShmChannel } from "../transport/shm_channel.ts";
+ * const a = ShmChannel.create();
+ * const b = ShmChannel.attach(a.name, a.token);
+ * const server = new RpcPeer(b, { remoteName: "host", handlers: { add: ([x, y]) => (x as number) + (y as number) } });
+ * const client = new RpcPeer(a, { remoteName: "math" });
+ * server.run();
+ * client.run();
+ * console.log(await client.call("add", [1, 2]));
+ * client.close();
+ * server.close();
+ * ```
+ */
+export class RpcPeer {
+  readonly remoteName: string;
+  readonly #transport: Transport;
+  readonly #handlers: Record<string, Handler>;
+  readonly #streamHandlers: Record<string, StreamHandler>;
+  readonly #onEvent: ((name: string, data: unknown) => void) | undefined;
+  readonly #window: number;
+  readonly #calls = new Map<number, PendingCall>();
+  readonly #served = new Map<number, AbortController>();
+  readonly #opened = new Map<number, StreamState>();
+  readonly #accepted = new Map<number, StreamState>();
+  #nextId = 1;
+  #heartbeat: ReturnType<typeof setInterval> | undefined;
+  #closed: Error | undefined;
+  /** performance.now() of the last frame received. */
+  lastFrameAt: number = performance.now();
+  /** True once the remote said GOODBYE (it is draining). */
+  remoteDraining = false;
+
+  constructor(transport: Transport, options: RpcPeerOptions) {
+    this.#transport = transport;
+    this.remoteName = options.remoteName;
+    this.#handlers = options.handlers ?? {};
+    this.#streamHandlers = options.streamHandlers ?? {};
+    this.#onEvent = options.onEvent;
+    this.#window = options.streamCreditWindow ?? streamCreditWindowDefault;
+    const interval = options.heartbeatIntervalMs ?? heartbeatIntervalMsDefault;
+    if (interval > 0) {
+      this.#heartbeat = setInterval(() => this.#send(FrameKind.ping, 0, Date.now()), interval);
+      this.#heartbeat.unref();
+    }
+  }
+
+  /** Requests in flight that this side made. */
+  get pendingCalls(): number {
+    return this.#calls.size;
+  }
+
+  /** Requests from the other side that this side is serving now. */
+  get servingCalls(): number {
+    return this.#served.size;
+  }
+
+  /** The error the endpoint closed with, if closed. */
+  get closedWith(): Error | undefined {
+    return this.#closed;
+  }
+
+  /** Reads frames until the transport closes, then fails everything pending. */
+  async run(): Promise<void> {
+    try {
+      for (;;) this.#dispatch(await this.#transport.receive());
+    } catch (error) {
+      this.close(error as Error);
+    }
+  }
+
+  /** Calls `method` on the other side. */
+  call(method: string, args: unknown[] = [], options: CallOptions = {}): Promise<unknown> {
+    if (this.#closed) return Promise.reject(this.#closed);
+    if (options.signal?.aborted) {
+      return Promise.reject(new CancelledError(`Call to ${method} was cancelled before it started`));
+    }
+    const id = this.#allocateId();
+    return new Promise((resolve, reject) => {
+      const cleanup = this.#armCall(id, method, options, reject);
+      this.#calls.set(id, { resolve, reject, cleanup });
+      this.#send(FrameKind.request, id, [method, args, options.deadlineMs ?? null], flagOpener).catch((error) => {
+        // Only this call fails (an argument too large to send, say); the connection stays up.
+        if (!this.#calls.delete(id)) return;
+        cleanup();
+        reject(error);
+      });
+    });
+  }
+
+  #armCall(id: number, method: string, options: CallOptions, reject: (e: Error) => void): () => void {
+    const { signal, deadlineMs } = options;
+    if (!signal && deadlineMs === undefined) return noop;
+    const giveUp = (error: Error) => {
+      if (!this.#calls.delete(id)) return;
+      cleanup();
+      this.#send(FrameKind.cancel, id, null, flagOpener);
+      reject(error);
+    };
+    const onAbort = () => giveUp(new CancelledError(`Call to ${this.remoteName}.${method} was cancelled`));
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const timer = deadlineMs === undefined ? undefined : setTimeout(
+      () =>
+        giveUp(
+          new DeadlineExceededError(`Call to ${this.remoteName}.${method} exceeded its ${deadlineMs} ms deadline`),
+        ),
+      deadlineMs,
+    );
+    const cleanup = () => {
+      signal?.removeEventListener("abort", onAbort);
+      if (timer) clearTimeout(timer);
+    };
+    return cleanup;
+  }
+
+  /** Sends an event to the other side. */
+  emit(name: string, data?: unknown): Promise<void> {
+    return this.#send(FrameKind.event, 0, [name, data ?? null]);
+  }
+
+  /** Tells the other side this one is draining: no new requests, please. */
+  goodbye(): Promise<void> {
+    return this.#send(FrameKind.goodbye, 0, null);
+  }
+
+  /**
+   * Opens a stream to `method`. Items of `input` flow to the handler; the
+   * handler's outputs come back. Breaking out of the loop cancels the stream.
+   */
+  stream(
+    method: string,
+    args: unknown[] = [],
+    input?: AsyncIterable<unknown>,
+    options: CallOptions = {},
+  ): AsyncIterable<unknown> {
+    return {
+      [Symbol.asyncIterator]: (): AsyncIterator<unknown> =>
+        this.#reader(this.#openStream(method, args, input, options), true),
+    };
+  }
+
+  #openStream(
+    method: string,
+    args: unknown[],
+    input: AsyncIterable<unknown> | undefined,
+    options: CallOptions,
+  ): StreamState {
+    const state = new StreamState(this.#allocateId(), true, this.#window);
+    if (this.#closed) {
+      state.fail(this.#closed);
+      return state;
+    }
+    this.#opened.set(state.id, state);
+    options.signal?.addEventListener("abort", () => this.#cancelStream(state), { once: true });
+    this.#send(FrameKind.streamOpen, state.id, [method, args, input !== undefined], flagOpener);
+    if (input) this.#pump(state, input, true);
+    return state;
+  }
+
+  #cancelStream(state: StreamState): void {
+    if (state.ended && !this.#opened.has(state.id)) return;
+    this.#opened.delete(state.id);
+    this.#send(FrameKind.cancel, state.id, null, flagOpener);
+    state.fail(new CancelledError(`Stream ${state.id} to ${this.remoteName} was cancelled`));
+  }
+
+  /** Sends items of `source` on the stream, waiting for credit; then STREAM_END. */
+  async #pump(state: StreamState, source: AsyncIterable<unknown>, asOpener: boolean): Promise<void> {
+    const flags = asOpener ? flagOpener : 0;
+    try {
+      for await (const item of source) {
+        if (state.abort.signal.aborted) return;
+        await this.#takeCredit(state);
+        await this.#send(FrameKind.streamData, state.id, item, flags);
+      }
+      await this.#send(FrameKind.streamEnd, state.id, null, flags);
+    } catch (error) {
+      if (state.abort.signal.aborted || this.#closed) return;
+      await this.#send(FrameKind.streamEnd, state.id, errorPayload(error), flags);
+    }
+  }
+
+  #takeCredit(state: StreamState): Promise<void> | void {
+    if (state.creditOut > 0) {
+      state.creditOut--;
+      return;
+    }
+    return new Promise<void>((resolve, reject) => state.creditWaiters.push({ resolve, reject })).then(() =>
+      this.#takeCredit(state)
+    );
+  }
+
+  /** An iterator over what arrives on `state`; grants credit as it consumes. */
+  #reader(state: StreamState, asOpener: boolean): AsyncIterator<unknown> {
+    const flags = asOpener ? flagOpener : 0;
+    return {
+      next: async (): Promise<IteratorResult<unknown>> => {
+        while (state.inbox.length === 0 && !state.ended) {
+          await new Promise<void>((resolve) => state.waiters.push({ resolve }));
+        }
+        if (state.inbox.length > 0) {
+          const value = state.inbox.shift();
+          if (++state.consumedSinceGrant >= this.#window / 2 && !state.ended) {
+            this.#send(FrameKind.streamCredit, state.id, state.consumedSinceGrant, flags);
+            state.consumedSinceGrant = 0;
+          }
+          return { value, done: false };
+        }
+        if (asOpener) this.#opened.delete(state.id);
+        if (state.error) throw state.error;
+        return { value: undefined, done: true };
+      },
+      return: (): Promise<IteratorResult<unknown>> => {
+        if (asOpener && !state.ended) this.#cancelStream(state);
+        return Promise.resolve({ value: undefined, done: true });
+      },
+    };
+  }
+
+  /** Closes the endpoint; every pending call and stream fails with `error`. Idempotent. */
+  close(error: Error = new ChannelClosedError("local", `Connection to ${this.remoteName} was closed`)): void {
+    if (this.#closed) return;
+    this.#closed = error;
+    if (this.#heartbeat) clearInterval(this.#heartbeat);
+    for (const [id, call] of this.#calls) {
+      this.#calls.delete(id);
+      call.cleanup();
+      call.reject(error);
+    }
+    for (const controller of this.#served.values()) controller.abort(error);
+    this.#served.clear();
+    for (const state of [...this.#opened.values(), ...this.#accepted.values()]) state.fail(error);
+    this.#opened.clear();
+    this.#accepted.clear();
+    this.#transport.close();
+  }
+
+  #allocateId(): number {
+    const id = this.#nextId;
+    this.#nextId = id >= idMax ? 1 : id + 1;
+    return id;
+  }
+
+  /**
+   * Sends one frame. A frame that cannot be encoded or is over the
+   * transport's limit rejects and leaves the connection up; a transport
+   * failure closes the endpoint.
+   */
+  #send(kind: FrameKindValue, id: number, payload: unknown, flags = 0): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    let frame: Uint8Array;
+    try {
+      frame = encodeFrame(kind, id, payload, flags);
+    } catch (error) {
+      return Promise.reject(new TypeError(`Cannot encode the payload as MessagePack: ${(error as Error).message}`));
+    }
+    if (frame.length > this.#transport.messageBytesMax) {
+      return Promise.reject(new MessageTooLargeError(frame.length, this.#transport.messageBytesMax));
+    }
+    return this.#transport.send(frame).catch((error) => this.close(error));
+  }
+
+  #dispatch(bytes: Uint8Array): void {
+    this.lastFrameAt = performance.now();
+    const header = decodeHeader(bytes);
+    switch (header.kind) {
+      case FrameKind.request:
+        return this.#onRequest(header.id, bytes);
+      case FrameKind.response:
+        return this.#onResponse(header.id, bytes);
+      case FrameKind.error:
+        return this.#onError(header.id, bytes);
+      case FrameKind.cancel:
+        return this.#onCancel(header.id, header.flags);
+      case FrameKind.event:
+        return this.#onEventFrame(bytes);
+      case FrameKind.ping:
+        this.#send(FrameKind.pong, 0, decodePayload(bytes));
+        return;
+      case FrameKind.pong:
+        return;
+      case FrameKind.goodbye:
+        this.remoteDraining = true;
+        return;
+      case FrameKind.streamOpen:
+        return this.#onStreamOpen(header.id, bytes);
+      case FrameKind.streamData:
+      case FrameKind.streamEnd:
+      case FrameKind.streamCredit:
+        return this.#onStreamFrame(header.kind, header.id, header.flags, bytes);
+      default:
+        throw new ProtocolError(`frame kind ${header.kind} is not valid after the handshake`);
+    }
+  }
+
+  #onRequest(id: number, bytes: Uint8Array): void {
+    let method: string, args: unknown[], deadlineMs: number | null;
+    try {
+      [method, args, deadlineMs] = decodePayload(bytes) as [string, unknown[], number | null];
+      if (typeof method !== "string" || !Array.isArray(args)) {
+        throw new ProtocolError("REQUEST payload must be [method, args, deadline]");
+      }
+    } catch (error) {
+      this.#send(FrameKind.error, id, { code: "bad_request", message: (error as Error).message, stack: "" });
+      return;
+    }
+    const handler = this.#handlers[method];
+    if (!handler) {
+      const known = Object.keys(this.#handlers).join(", ") || "none";
+      this.#send(FrameKind.error, id, {
+        code: "method_not_found",
+        message: `No method "${method}"; available: ${known}`,
+        stack: "",
+      });
+      return;
+    }
+    this.#serve(id, handler, args, deadlineMs);
+  }
+
+  #serve(id: number, handler: Handler, args: unknown[], deadlineMs: number | null): void {
+    const controller = new AbortController();
+    this.#served.set(id, controller);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    if (deadlineMs !== null && deadlineMs !== undefined) {
+      timer = setTimeout(
+        () => controller.abort(new DeadlineExceededError(`deadline of ${deadlineMs} ms passed`)),
+        deadlineMs,
+      );
+    }
+    const finish = (kind: FrameKindValue, payload: unknown) => {
+      if (timer) clearTimeout(timer);
+      // A cancelled call's answer is not wanted: the caller has moved on.
+      if (this.#served.get(id) !== controller || controller.signal.aborted) {
+        this.#served.delete(id);
+        return;
+      }
+      this.#served.delete(id);
+      this.#send(kind, id, payload).catch((error) => {
+        this.#send(FrameKind.error, id, { ...errorPayload(error), code: "result_unsendable" });
+      });
+    };
+    try {
+      const result = handler(args, { signal: controller.signal, peer: this });
+      if (isThenable(result)) {
+        result.then(
+          (value) => finish(FrameKind.response, value),
+          (error) => finish(FrameKind.error, errorPayload(error)),
+        );
+      } else {
+        finish(FrameKind.response, result);
+      }
+    } catch (error) {
+      finish(FrameKind.error, errorPayload(error));
+    }
+  }
+
+  #onResponse(id: number, bytes: Uint8Array): void {
+    const call = this.#calls.get(id);
+    if (!call) return; // Cancelled or timed out here already.
+    this.#calls.delete(id);
+    call.cleanup();
+    try {
+      call.resolve(decodePayload(bytes));
+    } catch (error) {
+      call.reject(error as Error);
+    }
+  }
+
+  #onError(id: number, bytes: Uint8Array): void {
+    const payload = decodePayload(bytes) as { code?: string; message?: string; stack?: string } | undefined;
+    const error = new RemoteError(
+      this.remoteName,
+      String(payload?.code ?? "unknown"),
+      String(payload?.message ?? "unknown error"),
+      String(payload?.stack ?? ""),
+    );
+    if (id === 0) throw new ProtocolError(`${this.remoteName} reported a connection error: ${error.message}`);
+    const call = this.#calls.get(id);
+    if (!call) return;
+    this.#calls.delete(id);
+    call.cleanup();
+    call.reject(error);
+  }
+
+  #onCancel(id: number, flags: number): void {
+    if ((flags & flagOpener) === 0) return;
+    const served = this.#served.get(id);
+    if (served) {
+      this.#served.delete(id);
+      served.abort(new CancelledError("the caller cancelled the call"));
+      return;
+    }
+    const stream = this.#accepted.get(id);
+    if (stream) {
+      this.#accepted.delete(id);
+      stream.fail(new CancelledError("the caller cancelled the stream"));
+    }
+  }
+
+  #onEventFrame(bytes: Uint8Array): void {
+    const [name, data] = decodePayload(bytes) as [string, unknown];
+    this.#onEvent?.(String(name), data);
+  }
+
+  #onStreamOpen(id: number, bytes: Uint8Array): void {
+    const [method, args, hasInput] = decodePayload(bytes) as [string, unknown[], boolean];
+    const state = new StreamState(id, false, this.#window);
+    this.#accepted.set(id, state);
+    const handler = this.#streamHandlers[String(method)];
+    if (!handler) {
+      const known = Object.keys(this.#streamHandlers).join(", ") || "none";
+      this.#accepted.delete(id);
+      this.#send(FrameKind.streamEnd, id, {
+        code: "method_not_found",
+        message: `No stream method "${method}"; available: ${known}`,
+        stack: "",
+      });
+      return;
+    }
+    const input: AsyncIterable<unknown> = hasInput
+      ? { [Symbol.asyncIterator]: () => this.#reader(state, false) }
+      : { [Symbol.asyncIterator]: () => ({ next: () => Promise.resolve({ value: undefined, done: true }) }) };
+    if (!hasInput) state.ended = true;
+    let output: AsyncIterable<unknown>;
+    try {
+      output = handler(input, Array.isArray(args) ? args : [], { signal: state.abort.signal, peer: this });
+    } catch (error) {
+      output = (async function* () {
+        yield* [];
+        throw error;
+      })();
+    }
+    this.#pump(state, output, false).finally(() => this.#accepted.delete(id));
+  }
+
+  #onStreamFrame(kind: FrameKindValue, id: number, flags: number, bytes: Uint8Array): void {
+    const fromOpener = (flags & flagOpener) !== 0;
+    const state = fromOpener ? this.#accepted.get(id) : this.#opened.get(id);
+    if (!state) return; // Already cancelled or finished here.
+    if (kind === FrameKind.streamCredit) {
+      state.creditOut += Number(decodePayload(bytes));
+      for (const w of state.creditWaiters.splice(0)) w.resolve();
+      return;
+    }
+    if (kind === FrameKind.streamEnd) {
+      const payload = decodePayload(bytes) as { code?: string; message?: string; stack?: string } | null;
+      if (payload) {
+        state.fail(
+          new RemoteError(this.remoteName, String(payload.code), String(payload.message), String(payload.stack ?? "")),
+        );
+      } else {
+        state.ended = true;
+        state.notify();
+      }
+      return;
+    }
+    if (state.inbox.length >= this.#window) {
+      // The writer ignored flow control: its buffer would grow without bound here.
+      throw new ProtocolError(`${this.remoteName} sent more stream items than its credit of ${this.#window}`);
+    }
+    state.inbox.push(decodePayload(bytes));
+    state.notify();
+  }
+}
+
+function noop(): void {}

@@ -1,0 +1,51 @@
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { exitCodeNotLaunched } from "../plugin.ts";
+import { peerPath, root, runtime, segmentsOf, startPeer, test } from "./_harness.ts";
+
+/** Alive and not a zombie: a reparented zombie will never run again. */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state !== "Z" && state !== "X";
+  } catch {
+    return false;
+  }
+}
+
+for (const transport of ["shm", "unix"]) {
+  test(`[${transport}] plugins exit on their own when their host is killed with SIGKILL`, async () => {
+    const host = startPeer(runtime, peerPath("host_proc.ts"), { PSHM_TRANSPORT: transport, PSHM_PLUGINS: "echo,kv" });
+    const pids = await new Promise<number[]>((resolve, reject) => {
+      host.child.stdout!.on("data", (d) => resolve(JSON.parse(String(d))));
+      host.exited.then(() => reject(new Error(`host exited early: ${host.stderr()}`)));
+    });
+    assert.equal(pids.length, 2);
+    assert.ok(pids.every(running));
+    host.child.kill("SIGKILL");
+    await host.exited;
+    const killedAt = performance.now();
+    while (pids.some(running) && performance.now() - killedAt < 15_000) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    assert.deepEqual(pids.filter(running), [], "no plugin outlives its host");
+    console.log(`plugins gone ${(performance.now() - killedAt).toFixed(0)} ms after the host was killed`);
+    const ours = [host.child.pid, ...pids];
+    for (let i = 0; i < 40 && segmentsOf(ours).length > 0; i++) await new Promise((r) => setTimeout(r, 25));
+    assert.deepEqual(segmentsOf(ours), []);
+  }, { timeoutMs: 60_000 });
+}
+
+for (const which of ["deno", "bun"] as const) {
+  test(`a ${which} plugin started by hand says it needs a host and exits`, async () => {
+    const plugin = startPeer(which, `${root}examples/plugins/echo/main.ts`, {
+      PLUGIN_SHM_ADDRESS: "",
+      PLUGIN_SHM_TOKEN: "",
+      PLUGIN_SHM_TRANSPORT: "",
+    });
+    const { code } = await plugin.exited;
+    assert.equal(code, exitCodeNotLaunched);
+    assert.match(plugin.stderr(), /is a plugin-shm plugin: a plugin host starts it/);
+  }, { timeoutMs: 30_000 });
+}
