@@ -31,8 +31,22 @@ export function test(name: string, fn: TestFn, options: { timeoutMs?: number } =
     meta.require("bun:test").test(name, fn, timeoutMs);
     return;
   }
+  // Deno's runner has no per-test timeout: without one a hung test would hang CI.
   const deno = (globalThis as unknown as { Deno: { test(o: { name: string; fn: TestFn }): void } }).Deno;
-  deno.test({ name, fn });
+  deno.test({
+    name,
+    fn: async () => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`test timed out after ${timeoutMs} ms`)), timeoutMs);
+      });
+      try {
+        await Promise.race([fn(), timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  });
 }
 
 /** Our segments currently in /dev/shm. */
