@@ -38,7 +38,9 @@ export {
   NativeLibraryError,
   PluginCrashedError,
   PluginNotFoundError,
+  PluginStalledError,
   ProtocolError,
+  ReloadError,
   RemoteError,
   SegmentError,
 } from "./src/errors.ts";
@@ -47,8 +49,10 @@ export type { Transport, TransportKind, TransportListener } from "./src/transpor
 export { connectTransport, listenTransport, type TransportOptions } from "./src/transport/factory.ts";
 export { StreamTransport } from "./src/transport/stream_transport.ts";
 export {
+  type CallPolicy,
   type Discovered,
   handshakeTimeoutMsDefault,
+  type LifecycleKind,
   PluginHost,
   type PluginHostOptions,
   type PluginInfo,

@@ -16,6 +16,7 @@
 
 export {
   definePlugin,
+  drainTimeoutMs,
   exitCodeNotLaunched,
   type PluginClient,
   type PluginContext,

@@ -271,3 +271,40 @@ export class PluginNotFoundError extends Error {
   override name = "PluginNotFoundError";
   readonly code = "plugin_not_found";
 }
+
+/**
+ * A plugin stopped answering (no heartbeat within the stall timeout) and was
+ * killed; calls pending on it fail with this.
+ *
+ * @example
+ * ```ts
+ * import { PluginStalledError } from "./errors.ts";
+ * console.assert(new PluginStalledError("kv", 4000).code === "plugin_stalled");
+ * ```
+ */
+export class PluginStalledError extends Error {
+  override name = "PluginStalledError";
+  readonly code = "plugin_stalled";
+  readonly plugin: string;
+  constructor(plugin: string, silentMs: number) {
+    super(
+      `Plugin "${plugin}" sent nothing for ${Math.round(silentMs)} ms (not even a heartbeat) and was killed; ` +
+        `it is probably stuck in a synchronous loop. It will be restarted`,
+    );
+    this.plugin = plugin;
+  }
+}
+
+/**
+ * A hot reload could not complete; the old instance keeps serving.
+ *
+ * @example
+ * ```ts
+ * import { ReloadError } from "./errors.ts";
+ * console.assert(new ReloadError("x").code === "reload_failed");
+ * ```
+ */
+export class ReloadError extends Error {
+  override name = "ReloadError";
+  readonly code = "reload_failed";
+}

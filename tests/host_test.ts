@@ -121,7 +121,7 @@ for (const transport of ["shm", "unix", "tcp"] as TransportKind[]) {
 }
 
 test("a plugin that crashes mid-call rejects every pending call at once with its exit code and stderr", async () => {
-  await withHost({}, async (host) => {
+  await withHost({ restart: false }, async (host) => {
     await Promise.all([host.load("echo"), host.load("kv")]);
     const pending = [host.call("echo", "sleep", [30_000]), host.call("echo", "sleep", [30_000])];
     host.call("echo", "exit", [3]).catch(() => {});
@@ -180,15 +180,15 @@ test("handshake failures: wrong token, version mismatch, exit during and silence
 }, { timeoutMs: 60_000 });
 
 test("a plugin that sends garbage frames is failed with a protocol error; others keep serving", async () => {
-  await withHost({ dirs: [fixtures, examples] }, async (host) => {
+  await withHost({ dirs: [fixtures, examples], restart: false }, async (host) => {
     await host.load("kv");
     const states: string[] = [];
     host.onState((e) => e.plugin === "garbage" && states.push(`${e.state}: ${e.reason}`));
     await host.load(`${fixtures}/garbage`);
-    for (let i = 0; i < 100 && !states.some((s) => s.startsWith("failed")); i++) {
+    for (let i = 0; i < 100 && !states.some((s) => s.startsWith("crashed")); i++) {
       await new Promise((r) => setTimeout(r, 50));
     }
-    assert.ok(states.some((s) => /^failed: protocol violation: frame of 3 bytes/.test(s)), states.join("\n"));
+    assert.ok(states.some((s) => /^crashed: protocol violation: frame of 3 bytes/.test(s)), states.join("\n"));
     assert.equal(await host.call("kv", "size"), 0);
   });
 }, { timeoutMs: 60_000 });

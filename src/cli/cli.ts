@@ -16,17 +16,21 @@ const usage = {
   main: `plugin-shm — run plugins in their own processes, talk over shared memory
 
 Usage:
-  cli.ts serve [dir…] [--transport shm|unix|tcp] [--demo]
+  cli.ts serve [dir…] [--transport shm|unix|tcp] [--watch] [--demo]
   cli.ts call <plugin|dir> <method> [json-args] [--dir dir] [--transport …]
   cli.ts ls [dir…]
   cli.ts <command> --help
 
 Directories hold plugin directories (each with a plugin.json) or are one.
 Without a directory the bundled examples are used (${defaultDir}).`,
-  serve: `cli.ts serve [dir…] [--transport shm|unix|tcp] [--demo]
+  serve: `cli.ts serve [dir…] [--transport shm|unix|tcp] [--watch] [--demo]
 
 Loads every valid plugin found, prints lifecycle changes and plugin output,
 and runs until SIGINT or SIGTERM, then stops every plugin gracefully.
+Crashed plugins restart with backoff; after 5 crashes in a minute a plugin
+stays down until you type "restart <name>". Commands on stdin:
+  ls | restart <name> | reload <name> | stop <name>
+--watch  reload a plugin when its files change (development mode).
 --demo   make a few calls to the bundled examples, then stop.`,
   call: `cli.ts call <plugin|dir> <method> [json-args] [--dir dir] [--transport …]
 
@@ -135,6 +139,11 @@ async function serve(dirs: string[], flags: Parsed["flags"]): Promise<number> {
     await host.close();
     return 0;
   }
+  if (flags.watch) {
+    for (const p of host.list()) host.watch(p.name);
+    console.log("watching plugin files; a change reloads the plugin");
+  }
+  const stopCommands = readCommands(host);
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       console.log(`${signal}: stopping every plugin`);
@@ -143,8 +152,42 @@ async function serve(dirs: string[], flags: Parsed["flags"]): Promise<number> {
     process.once("SIGINT", () => stop("SIGINT"));
     process.once("SIGTERM", () => stop("SIGTERM"));
   });
+  stopCommands();
   await host.close();
   return 0;
+}
+
+/** Operator commands typed on stdin while serving. */
+function readCommands(host: PluginHost): () => void {
+  let pending = "";
+  const onData = (chunk: Buffer | string) => {
+    pending += chunk.toString();
+    let newline: number;
+    while ((newline = pending.indexOf("\n")) >= 0) {
+      const [command, name] = pending.slice(0, newline).trim().split(/\s+/);
+      pending = pending.slice(newline + 1);
+      runCommand(host, command, name).catch((e) => console.log(`${command} failed: ${(e as Error).message}`));
+    }
+  };
+  process.stdin.on("data", onData);
+  return () => {
+    process.stdin.off("data", onData);
+    process.stdin.pause();
+  };
+}
+
+async function runCommand(host: PluginHost, command: string, name: string | undefined): Promise<void> {
+  if (command === "ls") {
+    for (const p of host.list()) console.log(`${p.name} ${p.state} pids=${p.pids.join(",")} crashes=${p.crashes}`);
+  } else if (command === "restart" && name) {
+    console.log(`restarted: ${(await host.restart(name)).state}`);
+  } else if (command === "reload" && name) {
+    console.log(`reloaded: ${(await host.reload(name)).state}`);
+  } else if (command === "stop" && name) {
+    await host.unload(name);
+  } else if (command) {
+    console.log("commands: ls | restart <name> | reload <name> | stop <name>");
+  }
 }
 
 async function demoCalls(host: PluginHost): Promise<void> {

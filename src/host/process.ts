@@ -58,6 +58,9 @@ export class PluginProcess {
       cwd: manifest.dir,
       env: { ...process.env, ...env },
       stdio: ["pipe", "pipe", "pipe"],
+      // Its own process group: a Ctrl-C in the host's terminal reaches the
+      // host, which then stops its plugins gracefully, not the plugins first.
+      detached: true,
     });
     this.#forward(manifest.name, "stdout", log);
     this.#forward(manifest.name, "stderr", log);

@@ -55,7 +55,14 @@ export interface PluginDefinition<M extends PluginMethods = PluginMethods, S ext
   onStop?(this: PluginContext): void | Promise<void>;
   /** Receives events the host sends. */
   onEvent?(this: PluginContext, name: string, data: unknown): void;
+  /** Hot reload: returns the state to hand to the new instance (MessagePack-able). */
+  exportState?(this: PluginContext): unknown;
+  /** Hot reload: receives the old instance's state before the first call. */
+  importState?(this: PluginContext, state: unknown): void | Promise<void>;
 }
+
+/** How long `$stop` waits for in-flight calls before running onStop anyway. */
+export const drainTimeoutMs = 10_000;
 
 /** A plugin's methods as the host sees them: every call is async. */
 export type PluginClient<M extends object> = {
@@ -136,10 +143,21 @@ async function serve(definition: PluginDefinition): Promise<void> {
   const runtime = "Bun" in globalThis ? "bun" : "deno";
   let stopping = false;
   let peer: RpcPeer | undefined = undefined;
+  const idle = () => new AbortController().signal;
   const lifecycle: Record<string, Handler> = {
     "$stop": async () => {
       stopping = true;
-      await definition.onStop?.call(contextFor(peer!, new AbortController().signal));
+      // Finish what is in flight (this call itself counts as one), then stop.
+      const started = Date.now();
+      while (peer!.servingCalls > 1 && Date.now() - started < drainTimeoutMs) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      await definition.onStop?.call(contextFor(peer!, idle()));
+      return true;
+    },
+    "$exportState": () => definition.exportState?.call(contextFor(peer!, idle())) ?? null,
+    "$importState": async ([state]) => {
+      await definition.importState?.call(contextFor(peer!, idle()), state);
       return true;
     },
   };

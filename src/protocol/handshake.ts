@@ -79,8 +79,10 @@ async function receiveWithin(transport: Transport, timeoutMs: number, what: stri
       timeoutMs,
     );
   });
+  const receiving = transport.receive();
+  receiving.catch(() => {}); // It may fail after the timeout won; that is reported already.
   try {
-    return await Promise.race([transport.receive(), timeout]);
+    return await Promise.race([receiving, timeout]);
   } finally {
     clearTimeout(timer);
   }

@@ -56,6 +56,11 @@ export interface RpcPeerOptions {
   heartbeatIntervalMs?: number;
   /** Items a stream reader accepts before it must grant more credit. Default 32. */
   streamCreditWindow?: number;
+  /**
+   * Turns the error that ended the connection into the one pending calls get,
+   * e.g. a host waits for the plugin's exit status to report a crash.
+   */
+  explainLoss?: (error: Error) => Promise<Error>;
 }
 
 /** Default {@link RpcPeerOptions.heartbeatIntervalMs}. */
@@ -138,6 +143,7 @@ export class RpcPeer {
   readonly #streamHandlers: Record<string, StreamHandler>;
   readonly #onEvent: ((name: string, data: unknown) => void) | undefined;
   readonly #window: number;
+  readonly #explainLoss: ((error: Error) => Promise<Error>) | undefined;
   readonly #calls = new Map<number, PendingCall>();
   readonly #served = new Map<number, AbortController>();
   readonly #opened = new Map<number, StreamState>();
@@ -157,6 +163,7 @@ export class RpcPeer {
     this.#streamHandlers = options.streamHandlers ?? {};
     this.#onEvent = options.onEvent;
     this.#window = options.streamCreditWindow ?? streamCreditWindowDefault;
+    this.#explainLoss = options.explainLoss;
     const interval = options.heartbeatIntervalMs ?? heartbeatIntervalMsDefault;
     if (interval > 0) {
       this.#heartbeat = setInterval(() => this.#send(FrameKind.ping, 0, Date.now()), interval);
@@ -184,7 +191,8 @@ export class RpcPeer {
     try {
       for (;;) this.#dispatch(await this.#transport.receive());
     } catch (error) {
-      this.close(error as Error);
+      const lost = error instanceof ChannelClosedError && error.code !== "local" && this.#explainLoss;
+      this.close(lost ? await this.#explainLoss!(error) : error as Error);
     }
   }
 

@@ -28,6 +28,14 @@ export default definePlugin({
       return await this.callHost("now");
     },
     lastEvent: () => lastEvent,
+    /** Blocks the event loop for `ms`: what a plugin stuck in a loop looks like. */
+    spin(ms: number): number {
+      const until = Date.now() + ms;
+      let n = 0;
+      while (Date.now() < until) n++;
+      return n;
+    },
+    pid: () => Deno.pid,
     exit(code: number): void {
       console.error(`exiting with ${code} as asked`);
       setTimeout(() => Deno.exit(code), 1);

@@ -16,6 +16,12 @@ export default definePlugin({
     delete: (key: string) => store.delete(key),
     keys: () => [...store.keys()],
     size: () => store.size,
+    pid: () => process.pid,
+  },
+  // Hot reload hands the store to the new instance, so no key is lost.
+  exportState: () => Object.fromEntries(store),
+  importState(state) {
+    for (const [key, value] of Object.entries(state as Record<string, unknown>)) store.set(key, value);
   },
   onStart() {
     console.log("kv ready"); // stdout is the plugin's own: it cannot break the protocol.

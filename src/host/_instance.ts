@@ -1,0 +1,151 @@
+/**
+ * One running instance of a plugin: its process, its connection and the
+ * handshake that joins them. The host decides what to do with instances;
+ * this file only makes them.
+ *
+ * @module
+ */
+
+import { randomBytes } from "node:crypto";
+import { HandshakeError, PluginCrashedError } from "../errors.ts";
+import { acceptHello, type VersionRange } from "../protocol/handshake.ts";
+import { type Handler, RpcPeer } from "../protocol/rpc.ts";
+import { listenTransport } from "../transport/factory.ts";
+import type { Transport, TransportKind } from "../transport/transport.ts";
+import { pluginEnv } from "../plugin/plugin.ts";
+import type { Manifest } from "./manifest.ts";
+import { type LogEntry, PluginProcess } from "./process.ts";
+
+/** What starting an instance needs. */
+export interface InstanceOptions {
+  transport: TransportKind;
+  versions: VersionRange;
+  heartbeatIntervalMs: number;
+  handshakeTimeoutMs: number;
+  ringBytes?: number;
+  handlers: Record<string, Handler>;
+  logger: (entry: LogEntry) => void;
+  onEvent: (name: string, data: unknown) => void;
+  /** Called when the process has been spawned, before the handshake. */
+  onSpawned?: (pid: number | undefined) => void;
+}
+
+/** A started, handshaken instance. */
+export interface Instance {
+  readonly id: number;
+  readonly process: PluginProcess;
+  readonly peer: RpcPeer;
+  readonly methods: string[];
+  readonly description: string;
+  /** The connection's read loop, started at once; settles when the connection ends. */
+  readonly readLoop: Promise<void>;
+  /** "running" until it is being stopped or has died. */
+  state: "running" | "unresponsive" | "dying" | "stopping" | "dead";
+}
+
+let nextInstanceId = 1;
+
+/** How long a lost connection waits for the process exit before failing calls without it. */
+export const crashReportWaitMs = 1000;
+
+/** Spawns the plugin, waits for it to connect and complete the handshake. */
+export async function startInstance(manifest: Manifest, options: InstanceOptions): Promise<Instance> {
+  const listener = await listenTransport(options.transport, { ringBytes: options.ringBytes });
+  const token = randomBytes(32).toString("hex");
+  const process = new PluginProcess(manifest, {
+    [pluginEnv.transport]: options.transport,
+    [pluginEnv.address]: listener.address,
+    [pluginEnv.secret]: listener.secret,
+    [pluginEnv.token]: token,
+    [pluginEnv.name]: manifest.name,
+  }, options.logger);
+  options.onSpawned?.(process.pid);
+  try {
+    const accepted = listener.accept(options.handshakeTimeoutMs).catch((cause) => {
+      throw new HandshakeError("timeout", `plugin did not connect: ${(cause as Error).message}`, { cause });
+    });
+    const transport = await raceExit(manifest, process, accepted, "connecting", options.handshakeTimeoutMs);
+    const { hello } = await raceExit(
+      manifest,
+      process,
+      hello_(transport, token, options),
+      "handshaking",
+      options.handshakeTimeoutMs,
+    );
+    const peer = new RpcPeer(transport, {
+      remoteName: manifest.name,
+      handlers: options.handlers,
+      heartbeatIntervalMs: options.heartbeatIntervalMs,
+      onEvent: options.onEvent,
+      // A lost connection usually means the process died: report it as the
+      // crash it is, with exit status and stderr, once the exit is seen.
+      explainLoss: async (error) => {
+        if (!(await process.waitForExit(crashReportWaitMs))) return error;
+        const status = process.exitStatus!;
+        return new PluginCrashedError(manifest.name, status.code, status.signal, process.stderrTail);
+      },
+    });
+    return {
+      id: nextInstanceId++,
+      process,
+      peer,
+      readLoop: peer.run(),
+      methods: hello.methods,
+      description: `${hello.name} ${hello.version} on ${hello.runtime}, pid ${process.pid}`,
+      state: "running",
+    };
+  } catch (error) {
+    process.kill("SIGKILL");
+    await process.exited;
+    throw error;
+  } finally {
+    listener.close();
+  }
+}
+
+function hello_(transport: Transport, token: string, options: InstanceOptions) {
+  return acceptHello(transport, {
+    token,
+    versions: options.versions,
+    heartbeatIntervalMs: options.heartbeatIntervalMs,
+    timeoutMs: options.handshakeTimeoutMs,
+  }).catch((error) => {
+    transport.close();
+    throw error;
+  });
+}
+
+/** Fails fast when the plugin exits before `step` completes. */
+async function raceExit<T>(
+  manifest: Manifest,
+  process: PluginProcess,
+  step: Promise<T>,
+  what: string,
+  timeoutMs: number,
+): Promise<T> {
+  const exited = process.exited.then((status) => {
+    const tail = process.stderrTail;
+    const how = status.signal ? `was killed by ${status.signal}` : `exited with code ${status.code}`;
+    throw new HandshakeError(
+      "exited",
+      `Plugin "${manifest.name}" ${how} while ${what}` +
+        (tail.length ? `; last stderr lines:\n  ${tail.join("\n  ")}` : "; it wrote nothing to stderr"),
+    );
+  });
+  // Whichever loses the race settles later with nobody listening; mark both handled.
+  step.catch(() => {});
+  exited.catch(() => {});
+  try {
+    return await Promise.race([step, exited]);
+  } catch (error) {
+    if (error instanceof HandshakeError && error.code === "timeout") {
+      throw new HandshakeError(
+        "timeout",
+        `Plugin "${manifest.name}" did not complete the handshake within ${timeoutMs} ms; ` +
+          `check that its entry calls definePlugin()`,
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+}
