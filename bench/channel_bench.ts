@@ -35,7 +35,8 @@ import process from "node:process";
 import net from "node:net";
 import os from "node:os";
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { ShmChannel, type ShmChannelOptions } from "../mod.ts";
 import {
@@ -59,18 +60,27 @@ import {
 const argv = process.argv.slice(2);
 const jsonOutput = argv.includes("--json");
 const quick = argv.includes("--quick");
-const onlyArg = argv.find((a) => a.startsWith("--only="));
-const only = onlyArg ? new Set(onlyArg.slice("--only=".length).split(",")) : undefined;
+const listArg = (name: string) => {
+  const arg = argv.find((a) => a.startsWith(`--${name}=`));
+  return arg ? new Set(arg.slice(name.length + 3).split(",")) : undefined;
+};
+const only = listArg("only");
+const transports = listArg("transports");
 for (const a of argv) {
-  if (a !== "--json" && a !== "--quick" && !a.startsWith("--only=")) {
+  if (a !== "--json" && a !== "--quick" && !a.startsWith("--only=") && !a.startsWith("--transports=")) {
     console.error(
-      `unknown argument ${a}; usage: channel_bench.ts [--json] [--quick] [--only=rtt,throughput,wake,idle]`,
+      `unknown argument ${a}; usage: channel_bench.ts [--json] [--quick] [--only=rtt,throughput,wake,idle] ` +
+        `[--transports=shm,unix,tcp,child_ipc,worker]`,
     );
     process.exit(2);
   }
 }
 function wanted(part: "rtt" | "throughput" | "wake" | "idle"): boolean {
   return only === undefined || only.has(part);
+}
+/** `shm` stands for every shm variant (ring sizes, spin 0, diagnostics). */
+function wantedTransport(transport: "shm" | "unix" | "tcp" | "child_ipc" | "worker"): boolean {
+  return transports === undefined || transports.has(transport);
 }
 
 const KiB = 1024;
@@ -127,7 +137,7 @@ const rows: Row[] = [];
 const notes: string[] = [];
 
 function progress(text: string): void {
-  console.error(`[${runtime}] ${text}`);
+  console.error(`[${runtime} ${new Date().toISOString().slice(11, 19)}] ${text}`);
 }
 
 function row(partial: Partial<Row> & Pick<Row, "bench" | "transport">): Row {
@@ -903,6 +913,41 @@ async function withSession<S extends Session>(open: () => Promise<S>, body: (s: 
   }
 }
 
+/** Which channel code this run measured: git HEAD and a hash of the channel's sources and library. */
+function codeUnderTest(): string {
+  const root = new URL("../", import.meta.url);
+  const read = (path: string) => readFileSync(new URL(path, root), "utf8").trim();
+  let head = "unknown";
+  try {
+    head = read(".git/HEAD");
+    if (head.startsWith("ref: ")) {
+      const ref = head.slice(5);
+      try {
+        head = read(`.git/${ref}`);
+      } catch {
+        head = read(".git/packed-refs").split("\n").find((l) => l.endsWith(` ${ref}`))?.split(" ")[0] ?? "unknown";
+      }
+    }
+  } catch { /* not a git checkout */ }
+  const files = [
+    "src/transport/shm_channel.ts",
+    "src/transport/_ring.ts",
+    "src/native/native.ts",
+    "src/native/_deno.ts",
+    "src/native/_bun.ts",
+    "zig-out/lib/libpluginshm.so",
+  ];
+  const hash = createHash("sha256");
+  for (const f of files) {
+    try {
+      hash.update(readFileSync(new URL(f, root)));
+    } catch {
+      hash.update(`missing ${f}`);
+    }
+  }
+  return `git HEAD ${head.slice(0, 7)}; sha256 of ${files.join(", ")}: ${hash.digest("hex").slice(0, 12)}`;
+}
+
 function timerOverhead(): number {
   const d = new Float64Array(20_000);
   for (let i = 0; i < d.length; i++) {
@@ -914,7 +959,10 @@ function timerOverhead(): number {
   return d[d.length >> 1] * 1000;
 }
 
+const codeAtStart = codeUnderTest();
+
 async function main(): Promise<void> {
+  notes.push(`code under test: ${codeAtStart}`);
   const overhead = timerOverhead();
   notes.push(
     `performance.now() back-to-back p50 ${overhead.toFixed(3)} us (included in every latency sample, not subtracted)`,
@@ -922,32 +970,35 @@ async function main(): Promise<void> {
   const ring8m = 8 * MiB;
 
   // shm, default options (ring 1 MiB, spinMicros 50).
-  await withSession(() => ShmSession.open(), async (s) => {
-    if (wanted("rtt")) {
-      for (const size of sizes) await runRtt(s, "shm", size, size === MiB ? "ring 1 MiB" : undefined);
-    }
-    if (wanted("throughput")) {
-      for (const size of sizes) {
-        await runThroughput(s, size === MiB ? "shm_ring1m" : "shm", size, size === MiB ? "ring 1 MiB (default)" : "");
+  const shm = wantedTransport("shm");
+  if (shm) {
+    await withSession(() => ShmSession.open(), async (s) => {
+      if (wanted("rtt")) {
+        for (const size of sizes) await runRtt(s, "shm", size, size === MiB ? "ring 1 MiB" : undefined);
       }
-    }
-    if (wanted("wake")) await runWake(s, "shm", "spinMicros 50 (default) both sides");
-    if (wanted("idle")) {
-      progress(`idle_cpu shm: ${idleWindowMs} ms with both sides parked`);
-      const idle = await within(s.idleCpu(idleWindowMs), stepTimeoutMs, "idle cpu");
-      row({
-        bench: "channel.idle_cpu",
-        transport: "shm",
-        cpu_pct: round(idle.self + idle.peer, 4),
-        note: `this process ${idle.self.toFixed(3)} % + peer ${idle.peer.toFixed(3)} % over ${
-          (idle.wallMs / 1000).toFixed(1)
-        } s`,
-      });
-    }
-  });
+      if (wanted("throughput")) {
+        for (const size of sizes) {
+          await runThroughput(s, size === MiB ? "shm_ring1m" : "shm", size, size === MiB ? "ring 1 MiB (default)" : "");
+        }
+      }
+      if (wanted("wake")) await runWake(s, "shm", "spinMicros 50 (default) both sides");
+      if (wanted("idle")) {
+        progress(`idle_cpu shm: ${idleWindowMs} ms with both sides parked`);
+        const idle = await within(s.idleCpu(idleWindowMs), stepTimeoutMs, "idle cpu");
+        row({
+          bench: "channel.idle_cpu",
+          transport: "shm",
+          cpu_pct: round(idle.self + idle.peer, 4),
+          note: `this process ${idle.self.toFixed(3)} % + peer ${idle.peer.toFixed(3)} % over ${
+            (idle.wallMs / 1000).toFixed(1)
+          } s`,
+        });
+      }
+    });
+  }
 
   // shm with 8 MiB rings for 1 MiB messages.
-  if (wanted("rtt") || wanted("throughput")) {
+  if (shm && (wanted("rtt") || wanted("throughput"))) {
     await withSession(() => ShmSession.open({ ringBytes: ring8m }), async (s) => {
       if (wanted("rtt")) await runRtt(s, "shm_ring8m", MiB, "ring 8 MiB");
       if (wanted("throughput")) await runThroughput(s, "shm", MiB, "ring 8 MiB");
@@ -955,7 +1006,7 @@ async function main(): Promise<void> {
   }
 
   // shm parking at once.
-  if (wanted("wake")) {
+  if (shm && wanted("wake")) {
     await withSession(
       () => ShmSession.open({ spinMicros: 0 }),
       (s) => runWake(s, "shm_spin0", "spinMicros 0 both sides"),
@@ -963,7 +1014,7 @@ async function main(): Promise<void> {
   }
 
   // Diagnostics that split the shm numbers: the ring without promises, and a C peer.
-  if (wanted("rtt")) {
+  if (shm && wanted("rtt")) {
     await withSession(() => ShmSession.open({}, "js-busy-poll"), async (s) => {
       const n = count(rttIterations[64]);
       progress(`rtt shm_busypoll 64 B: ${n} round trips, both sides spinning on tryReceive()`);
@@ -977,17 +1028,18 @@ async function main(): Promise<void> {
       );
     });
   }
-  if ((wanted("rtt") || wanted("wake")) && existsSync(cPeerFile)) {
+  if (shm && (wanted("rtt") || wanted("wake")) && existsSync(cPeerFile)) {
     await withSession(() => ShmSession.open({}, "c"), async (s) => {
       const note = "diagnostic: JS side as in shm, peer is zig-out/bin/c_peer (blocking pshm_receive/pshm_send)";
       if (wanted("rtt")) await runRtt(s, "shm_cpeer", 64, note);
       if (wanted("wake")) await runWake(s, "shm_cpeer", note);
     });
-  } else if (wanted("rtt") || wanted("wake")) {
+  } else if (shm && (wanted("rtt") || wanted("wake"))) {
     notes.push(`${cPeerFile} is missing (make build): shm_cpeer rows skipped`);
   }
 
   for (const kind of ["unix", "tcp"] as const) {
+    if (!wantedTransport(kind)) continue;
     await withSession(() => SocketSession.open(kind), async (s) => {
       if (wanted("rtt")) { for (const size of sizes) await runRtt(s, kind, size); }
       if (wanted("throughput")) { for (const size of sizes) await runThroughput(s, kind, size); }
@@ -995,7 +1047,7 @@ async function main(): Promise<void> {
     });
   }
 
-  if (wanted("rtt")) {
+  if (wanted("rtt") && wantedTransport("child_ipc")) {
     progress(`rtt child_ipc 64 B: ${ipcIterations} round trips`);
     const ipc = await within(
       childIpcRtt(ipcIterations, Math.min(500, ipcIterations), rttCapMs),
@@ -1003,6 +1055,8 @@ async function main(): Promise<void> {
       "child_ipc",
     );
     latencyRow("channel.rtt", "child_ipc", 64, ipc, `n=${ipc.length}; 64-char string, JSON serialization`);
+  }
+  if (wanted("rtt") && wantedTransport("worker")) {
     progress(`rtt worker 64 B: ${workerIterations} round trips`);
     const w = await within(
       workerRtt(workerIterations, Math.min(1_000, workerIterations), rttCapMs),
@@ -1047,6 +1101,11 @@ try {
   cleanupNow();
   for (const p of [...peers]) await p.stop(0);
   clearTimeout(watchdog);
+}
+
+if (codeUnderTest() !== codeAtStart) {
+  notes.push("WARNING: the channel sources or library changed during this run; its numbers mix two versions");
+  progress("WARNING: the channel sources or library changed during this run");
 }
 
 // Only this run's segments: other processes may be using plugin-shm meanwhile.

@@ -132,3 +132,16 @@ export function matchesPattern(seq: number, bytes: Uint8Array): boolean {
   for (let i = 0; i < bytes.length; i++) if (bytes[i] !== expected[i]) return false;
   return true;
 }
+
+/**
+ * Waits up to `limitMs` for every segment that `pids` own, other than those in
+ * `before`, to leave /dev/shm; returns the ones still there.
+ */
+export async function segmentsLeft(pids: (number | undefined)[], before: string[], limitMs = 2000): Promise<string[]> {
+  const started = Date.now();
+  for (;;) {
+    const left = segmentsOf(pids).filter((name) => !before.includes(name));
+    if (left.length === 0 || Date.now() - started > limitMs) return left;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

@@ -137,7 +137,7 @@ test("64 channels in one process: idle, then all active at once", async () => {
     }
   } finally {
     for (const c of channels) c.close();
-    const { code } = await child.exited;
-    assert.equal(code, 0, child.stderr());
+    const { code, signal } = await child.exited;
+    assert.equal(code, 0, `signal ${signal}; stderr: ${child.stderr()}`);
   }
 }, { timeoutMs: 60_000 });

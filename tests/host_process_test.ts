@@ -21,9 +21,12 @@ for (const transport of ["shm", "unix"]) {
       host.child.stdout!.on("data", (d) => resolve(JSON.parse(String(d))));
       host.exited.then(() => reject(new Error(`host exited early: ${host.stderr()}`)));
     });
-    assert.equal(pids.length, 2);
-    assert.ok(pids.every(running));
-    host.child.kill("SIGKILL");
+    try {
+      assert.equal(pids.length, 2);
+      assert.ok(pids.every(running));
+    } finally {
+      host.child.kill("SIGKILL");
+    }
     await host.exited;
     const killedAt = performance.now();
     while (pids.some(running) && performance.now() - killedAt < 15_000) {

@@ -12,7 +12,7 @@ import {
   type TransportKind,
 } from "../mod.ts";
 import type { LogEntry } from "../src/host/process.ts";
-import { root, segmentsOf, test } from "./_harness.ts";
+import { root, segmentsLeft, segmentsOf, test } from "./_harness.ts";
 
 const examples = `${root}examples/plugins`;
 const fixtures = `${root}tests/fixtures`;
@@ -30,6 +30,7 @@ function alive(pid: number | undefined): boolean {
 /** Runs `body` with a host, then closes it and checks nothing it started is left. */
 async function withHost(options: PluginHostOptions, body: (host: PluginHost, logs: LogEntry[]) => Promise<void>) {
   const logs: LogEntry[] = [];
+  const segmentsBefore = segmentsOf();
   const host = new PluginHost({ dirs: [examples], logger: (e) => logs.push(e), ...options });
   try {
     await body(host, logs);
@@ -37,7 +38,11 @@ async function withHost(options: PluginHostOptions, body: (host: PluginHost, log
     const pids = host.list().map((p) => p.pid);
     await host.close();
     for (const pid of pids) assert.ok(!alive(pid), `plugin process ${pid} is gone after close()`);
-    assert.deepEqual(segmentsOf([process.pid, ...pids]), [], "no segment of ours left in /dev/shm");
+    assert.deepEqual(
+      await segmentsLeft([process.pid, ...pids], segmentsBefore),
+      [],
+      "no segment of ours left in /dev/shm",
+    );
   }
 }
 

@@ -10,7 +10,7 @@ import {
   ReloadError,
   type StateEvent,
 } from "../mod.ts";
-import { root, segmentsOf, test } from "./_harness.ts";
+import { root, segmentsLeft, segmentsOf, test } from "./_harness.ts";
 
 const examples = `${root}examples/plugins`;
 const fixtures = `${root}tests/fixtures`;
@@ -36,6 +36,7 @@ async function until(what: string, check: () => boolean, limitMs = 20_000): Prom
 async function withHost(options: PluginHostOptions, body: (host: PluginHost, events: StateEvent[]) => Promise<void>) {
   const host = new PluginHost({ dirs: [examples], logger: () => {}, restartBackoffMs: 20, ...options });
   const events: StateEvent[] = [];
+  const segmentsBefore = segmentsOf();
   host.onState((e) => events.push(e));
   const pids = new Set<number>();
   host.onState(() => host.list().forEach((p) => p.pids.forEach((pid) => pids.add(pid))));
@@ -44,7 +45,7 @@ async function withHost(options: PluginHostOptions, body: (host: PluginHost, eve
   } finally {
     await host.close();
     for (const pid of pids) assert.ok(!alive(pid), `plugin process ${pid} is gone after close()`);
-    assert.deepEqual(segmentsOf([process.pid, ...pids]), [], "no segment of ours left");
+    assert.deepEqual(await segmentsLeft([process.pid, ...pids], segmentsBefore), [], "no segment of ours left");
   }
 }
 

@@ -3,6 +3,7 @@
 //! table allocated at load time; statuses are negated `Status` values.
 
 const std = @import("std");
+const builtin = @import("builtin");
 const layout = @import("layout.zig");
 const status = @import("status.zig");
 const segment_mod = @import("segment.zig");
@@ -154,8 +155,32 @@ export fn pshm_process_alive(pid: u32) i32 {
     return @intFromBool(segment_mod.processAlive(pid));
 }
 
+const DlInfo = extern struct {
+    fname: ?[*:0]const u8,
+    fbase: ?*anyopaque,
+    sname: ?[*:0]const u8,
+    saddr: ?*anyopaque,
+};
+extern "c" fn dladdr(address: *const anyopaque, info: *DlInfo) c_int;
+
+var pinned = std.atomic.Value(bool).init(false);
+
+/// Makes this library impossible to unload. Deno dlclose()s FFI libraries
+/// when its runtime shuts down; a waiter thread still running then would
+/// execute unmapped code. Opening ourselves once more with RTLD_NODELETE
+/// keeps the code mapped until the process ends.
+fn pinLibrary() void {
+    if (builtin.os.tag != .linux and !builtin.os.tag.isDarwin()) return;
+    if (pinned.swap(true, .seq_cst)) return;
+    var info: DlInfo = undefined;
+    if (dladdr(@ptrCast(&pshm_abi_version), &info) == 0) return;
+    const path = info.fname orelse return;
+    _ = std.c.dlopen(path, .{ .NOW = true, .NODELETE = true });
+}
+
 export fn pshm_waiter_start(handle: i32, callback: ?waiter_mod.Callback, context: u32) i32 {
     const slot = lookup(handle) catch |err| return status.negated(err);
+    pinLibrary();
     const function = callback orelse return -@intFromEnum(Status.invalid_argument);
     if (slot.waiter_started) return -@intFromEnum(Status.invalid_argument);
     slot.waiter = .{ .segment = &slot.segment, .callback = function, .context = context };
@@ -173,6 +198,13 @@ export fn pshm_waiter_arm(handle: i32, expected: u32) i32 {
 
 export fn pshm_sweep() u32 {
     return segment_mod.sweep();
+}
+
+/// Gives the CPU to another runnable thread. A spinning JavaScript side calls
+/// it now and then, so that on a machine with fewer cores than busy threads
+/// its spin does not starve the very peer it waits for.
+export fn pshm_yield() void {
+    std.Thread.yield() catch {};
 }
 
 export fn pshm_pid() u32 {

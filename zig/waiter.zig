@@ -20,6 +20,10 @@ pub const Reason = enum(u32) {
     doorbell = 1,
     peer_closed = 2,
     peer_dead = 3,
+    /// The last callback: the thread is about to exit and will not call again.
+    /// A runtime must not tear down before it has seen this, or the thread
+    /// could call into a dead event loop.
+    exited = 4,
 };
 
 pub const liveness_check_ns: u64 = 250 * std.time.ns_per_ms;
@@ -42,6 +46,7 @@ pub const Waiter = struct {
         const Entry = struct {
             fn entry(waiter: *Waiter) void {
                 waiter.run();
+                waiter.callback(waiter.context, @intFromEnum(Reason.exited));
                 on_exit(waiter);
             }
         };

@@ -119,7 +119,7 @@ export interface PluginHostOptions {
   stopTimeoutMs?: number;
   /** Restart crashed instances. Default true. */
   restart?: boolean;
-  /** First restart delay; doubles per consecutive crash, ±20 % jitter. Default 100 ms. */
+  /** First restart delay; doubles per consecutive crash, ±20 % jitter. Default 50 ms. */
   restartBackoffMs?: number;
   /** Largest restart delay. Default 10 s. */
   restartBackoffMsMax?: number;
@@ -364,7 +364,7 @@ export class PluginHost {
       else this.#record(plugin, 0, "failed", `one instance is down for good: ${why}`);
       return;
     }
-    const base = this.#options.restartBackoffMs ?? 100;
+    const base = this.#options.restartBackoffMs ?? 50;
     const max = this.#options.restartBackoffMsMax ?? 10_000;
     const delay = Math.min(max, base * 2 ** (plugin.consecutiveCrashes - 1)) * (0.8 + Math.random() * 0.4);
     if (plugin.instances.length === 0) {
@@ -380,6 +380,10 @@ export class PluginHost {
     if (this.#closed || plugin.state === "draining" || plugin.state === "stopped") return;
     try {
       const instance = await this.#spawn(plugin, plugin.manifest);
+      if (this.#closed || plugin.state === "draining" || plugin.state === "stopped") {
+        await this.#kill(instance); // Stopped while it was starting: it is not wanted any more.
+        return;
+      }
       this.#adopt(plugin, instance);
       plugin.state = "running";
       this.#openGate(plugin);

@@ -47,6 +47,8 @@ export const symbols = {
   pshm_sweep: { args: [], result: "u32" },
   /** () u32 */
   pshm_pid: { args: [], result: "u32" },
+  /** () void */
+  pshm_yield: { args: [], result: "void" },
 } as const satisfies Record<string, SymbolSpec>;
 
 /** The symbol table's type. */

@@ -15,6 +15,9 @@ import { L } from "./layout.ts";
 /** The ABI version this TypeScript expects (zig/abi.zig `abi_version`). */
 export const abiVersion = 1;
 
+/** The waiter's last callback reason (zig/waiter.zig Reason.exited). */
+const waiterExited = 4;
+
 /** The environment variable that overrides where the library is found. */
 export const libraryEnv = "PLUGIN_SHM_LIB";
 
@@ -132,10 +135,32 @@ export class Native {
     return this.#check(this.#call("pshm_side", handle), "side");
   }
 
-  /** Stops the waiter thread, marks the side closed, wakes the peer, unmaps. */
+  /**
+   * Marks the side closed and wakes the peer at once; the waiter thread then
+   * exits and unmaps. Until its last callback ("exited") arrives the event
+   * loop is kept alive, so the process cannot tear the runtime down under a
+   * thread that is about to call into it.
+   */
   close(handle: number): void {
-    this.#wakeHandlers.delete(handle);
+    const hadWaiter = this.#wakeHandlers.has(handle);
+    if (hadWaiter) {
+      this.#wakeHandlers.set(handle, (reason) => reason === waiterExited && this.#threadGone(handle));
+      this.#exiting.add(handle);
+      this.#exitKeepAlive ??= setInterval(() => {}, 1 << 30);
+    }
     this.#check(this.#call("pshm_close", handle), "close");
+  }
+
+  readonly #exiting = new Set<number>();
+  #exitKeepAlive: ReturnType<typeof setInterval> | undefined;
+
+  #threadGone(handle: number): void {
+    this.#wakeHandlers.delete(handle);
+    this.#exiting.delete(handle);
+    if (this.#exiting.size === 0) {
+      clearInterval(this.#exitKeepAlive);
+      this.#exitKeepAlive = undefined;
+    }
   }
 
   unlink(handle: number): void {
@@ -173,6 +198,11 @@ export class Native {
 
   pid(): number {
     return this.#call("pshm_pid");
+  }
+
+  /** sched_yield(): lets other runnable threads have this core. */
+  yield(): void {
+    (this.#lib.pshm_yield as () => void)();
   }
 
   #dispatcher(): ThreadSafeCallback {

@@ -26,12 +26,6 @@ export interface ShmChannelOptions {
   messageBytesMax?: number;
   /** How long a side spins before it parks, in microseconds. Default 50; 0 parks at once. */
   spinMicros?: number;
-  /**
-   * Upper bound of the adaptive spin, in microseconds. A side woken soon after
-   * it parked doubles its spin (up to this), since its peer is evidently busy
-   * and waking costs more than spinning; a long park resets it. Default 1000.
-   */
-  spinMicrosMax?: number;
 }
 
 /** Default {@link ShmChannelOptions.messageBytesMax}: 64 MiB. */
@@ -40,10 +34,10 @@ export const messageBytesMaxDefault = 64 * 1024 * 1024;
 export const messageBytesMaxLimit = 1024 * 1024 * 1024;
 /** Default {@link ShmChannelOptions.spinMicros}. */
 export const spinMicrosDefault = 50;
-/** Default {@link ShmChannelOptions.spinMicrosMax}. */
-export const spinMicrosMaxDefault = 1000;
-/** A park shorter than this counts as "woken soon" for the adaptive spin. */
-const parkShortMs = 2;
+/** Consecutive fruitless spins after which a side halves its spin. */
+const spinFailuresTolerated = 4;
+/** Spin iterations between a clock check and a yield of the CPU. */
+const spinCheckIterations = 64;
 
 const wakeReasonPeerClosed = 2;
 const wakeReasonPeerDead = 3;
@@ -133,11 +127,7 @@ function validateOptions(options: ShmChannelOptions): Required<ShmChannelOptions
   if (!(spinMicros >= 0 && spinMicros <= 10_000)) {
     throw new RangeError(`spinMicros must be from 0 to 10000, got ${spinMicros}`);
   }
-  const spinMicrosMax = options.spinMicrosMax ?? Math.max(spinMicros, spinMicrosMaxDefault);
-  if (!(spinMicrosMax >= spinMicros && spinMicrosMax <= 10_000)) {
-    throw new RangeError(`spinMicrosMax must be from spinMicros (${spinMicros}) to 10000, got ${spinMicrosMax}`);
-  }
-  return { ringBytes, messageBytesMax, spinMicros, spinMicrosMax: spinMicros === 0 ? 0 : spinMicrosMax };
+  return { ringBytes, messageBytesMax, spinMicros };
 }
 
 /**
@@ -172,9 +162,8 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
   readonly #writer: RingWriter;
   readonly #reader: RingReader;
   readonly #spinMsBase: number;
-  readonly #spinMsMax: number;
   #spinMs: number;
-  #parkedAt = 0;
+  #spinFailures = 0;
   readonly #parkedWord: number;
   readonly #doorbellWord: number;
   readonly #peerParkedWord: number;
@@ -202,7 +191,6 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     this.token = token;
     this.messageBytesMax = options.messageBytesMax;
     this.#spinMsBase = options.spinMicros / 1000;
-    this.#spinMsMax = options.spinMicrosMax / 1000;
     this.#spinMs = this.#spinMsBase;
     this.side = native.side(handle);
     const buffer = native.map(handle);
@@ -524,20 +512,41 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     }
   };
 
-  #adaptSpin(parkedMs: number): void {
-    this.#spinMs = parkedMs < parkShortMs
-      ? Math.min(this.#spinMsMax, Math.max(this.#spinMs * 2, this.#spinMsBase))
-      : this.#spinMsBase;
-  }
-
+  /**
+   * Spins until progress is possible or the spin budget is spent. Every few
+   * iterations it yields the CPU: with more busy threads than cores (2 vCPUs,
+   * a host and plugins) a spin that never yields delays the peer it waits
+   * for. A side whose spins keep failing halves its budget, down to parking
+   * at once; the first success restores it.
+   */
   #spinUntilProgress(): boolean {
-    if (this.#spinMs === 0) return false;
+    if (this.#spinMs === 0) return this.#spinRecovers();
     const want = this.#wants();
     const deadline = performance.now() + this.#spinMs;
     for (let i = 1;; i++) {
-      if (this.#progressPossible(want)) return true;
-      if ((i & 31) === 0 && performance.now() > deadline) return false;
+      if (this.#progressPossible(want)) {
+        this.#spinFailures = 0;
+        this.#spinMs = this.#spinMsBase;
+        return true;
+      }
+      if (i % spinCheckIterations === 0) {
+        if (performance.now() > deadline) break;
+        this.#native.yield();
+      }
     }
+    if (++this.#spinFailures >= spinFailuresTolerated) {
+      this.#spinFailures = 0;
+      this.#spinMs = this.#spinMs < this.#spinMsBase / 16 ? 0 : this.#spinMs / 2;
+    }
+    return false;
+  }
+
+  /** With the spin at zero, still probe now and then whether spinning would pay again. */
+  #spinRecovers(): boolean {
+    if (this.#spinMsBase === 0 || ++this.#spinFailures < spinFailuresTolerated * 4) return false;
+    this.#spinFailures = 0;
+    this.#spinMs = this.#spinMsBase / 16;
+    return false;
   }
 
   #wants(): number {
@@ -568,7 +577,6 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
       return;
     }
     this.#armed = true;
-    this.#parkedAt = performance.now();
     keepAlive.acquire();
     this.#native.arm(this.#handle, seen);
   }
@@ -578,7 +586,6 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     if (this.#armed) {
       this.#armed = false;
       keepAlive.release();
-      this.#adaptSpin(performance.now() - this.#parkedAt);
     }
     Atomics.and(this.#u32, this.#parkedWord, ~(L.parked_want_data | L.parked_want_space));
     if (reason === wakeReasonPeerDead) this.#peerGone ??= "peer-died";

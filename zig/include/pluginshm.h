@@ -80,7 +80,8 @@ int32_t pshm_process_alive(uint32_t pid);
 
 /* Starts a waiter thread that calls callback(context, reason) when armed and
  * the doorbell changes (reason 1), the peer closes (2) or dies (3); while not
- * armed it still reports a dead peer once. */
+ * armed it still reports a dead peer once. After pshm_close its last call has
+ * reason 4 (exited): until then the callback must stay callable. */
 typedef void (*pshm_callback)(uint32_t context, uint32_t reason);
 int32_t pshm_waiter_start(int32_t handle, pshm_callback callback, uint32_t context);
 /* Arms the waiter for one callback once the doorbell differs from expected. */
@@ -89,6 +90,8 @@ int32_t pshm_waiter_arm(int32_t handle, uint32_t expected);
 /* Removes segments whose creator and attacher are both dead; returns count. */
 uint32_t pshm_sweep(void);
 uint32_t pshm_pid(void);
+/* sched_yield(): lets a spinning caller give way to other runnable threads. */
+void pshm_yield(void);
 
 /* Blocking send of one message (split into frames as needed). */
 int32_t pshm_send(int32_t handle, const uint8_t *message, uint64_t message_len, uint32_t timeout_ms);
