@@ -377,10 +377,10 @@ export class PluginHost {
 
   async #restartOne(plugin: Plugin): Promise<void> {
     plugin.restartTimer = undefined;
-    if (this.#closed || plugin.state === "draining" || plugin.state === "stopped") return;
+    if (!this.#wanted(plugin)) return;
     try {
       const instance = await this.#spawn(plugin, plugin.manifest);
-      if (this.#closed || plugin.state === "draining" || plugin.state === "stopped") {
+      if (!this.#wanted(plugin)) {
         await this.#kill(instance); // Stopped while it was starting: it is not wanted any more.
         return;
       }
@@ -393,6 +393,11 @@ export class PluginHost {
       this.#record(plugin, 0, "crashed", `restart failed: ${(error as Error).message}`);
       this.#scheduleRestart(plugin);
     }
+  }
+
+  /** False once the host closes or the plugin is being stopped: no restart then. */
+  #wanted(plugin: Plugin): boolean {
+    return !this.#closed && plugin.state !== "draining" && plugin.state !== "stopped";
   }
 
   #fail(plugin: Plugin, reason: string): void {
