@@ -34,8 +34,12 @@ export const messageBytesMaxDefault = 64 * 1024 * 1024;
 export const messageBytesMaxLimit = 1024 * 1024 * 1024;
 /** Default {@link ShmChannelOptions.spinMicros}. */
 export const spinMicrosDefault = 50;
+/** Spin while a reply is expected (see {@link ShmChannel.expectReply}), in microseconds. */
+export const spinMicrosAwaitingReply = 400;
 /** Consecutive fruitless spins after which a side halves its spin. */
 const spinFailuresTolerated = 4;
+/** With the spin at zero, one wait in this many spins the full budget again. */
+const spinProbeEvery = 16;
 /** Spin iterations between a clock check and a yield of the CPU. */
 const spinCheckIterations = 64;
 
@@ -161,7 +165,8 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
   readonly #u32: Uint32Array;
   readonly #writer: RingWriter;
   readonly #reader: RingReader;
-  readonly #spinMsBase: number;
+  #spinMsBase: number;
+  readonly #spinMsConfigured: number;
   #spinMs: number;
   #spinFailures = 0;
   readonly #parkedWord: number;
@@ -191,6 +196,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     this.token = token;
     this.messageBytesMax = options.messageBytesMax;
     this.#spinMsBase = options.spinMicros / 1000;
+    this.#spinMsConfigured = this.#spinMsBase;
     this.#spinMs = this.#spinMsBase;
     this.side = native.side(handle);
     const buffer = native.map(handle);
@@ -292,6 +298,22 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     return new Promise((resolve, reject) => {
       this.#sends.push({ bytes, offset: 0, resolve, reject });
     });
+  }
+
+  /**
+   * Tells the channel a reply is expected (an RPC call is in flight), so that
+   * waiting for it should spin longer: long enough to cover the peer being
+   * woken from a park, after which both sides stay in the spinning regime.
+   * Without it, each side's spin is shorter than the other's wake-up and
+   * every round trip pays two wake-ups. `false` restores spinMicros.
+   */
+  expectReply(expecting: boolean): void {
+    if (this.#spinMsConfigured === 0) return;
+    this.#spinMsBase = expecting
+      ? Math.max(this.#spinMsConfigured, spinMicrosAwaitingReply / 1000)
+      : this.#spinMsConfigured;
+    this.#spinMs = this.#spinMsBase;
+    this.#spinFailures = 0;
   }
 
   /** The next message, copied out of the ring. */
@@ -541,12 +563,15 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     return false;
   }
 
-  /** With the spin at zero, still probe now and then whether spinning would pay again. */
+  /**
+   * With the spin at zero, every so often spin the full budget anyway: the
+   * peer may have become fast again, and only a spin can find that out.
+   */
   #spinRecovers(): boolean {
-    if (this.#spinMsBase === 0 || ++this.#spinFailures < spinFailuresTolerated * 4) return false;
+    if (this.#spinMsBase === 0 || ++this.#spinFailures < spinProbeEvery) return false;
     this.#spinFailures = 0;
-    this.#spinMs = this.#spinMsBase / 16;
-    return false;
+    this.#spinMs = this.#spinMsBase;
+    return this.#spinUntilProgress();
   }
 
   #wants(): number {
