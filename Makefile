@@ -54,6 +54,8 @@ test-bun: build
 bench: build
 	$(DENO) run -A bench/channel_bench.ts $(BENCH_ARGS)
 	$(BUN) bench/channel_bench.ts $(BENCH_ARGS)
+	$(DENO) run -A bench/rpc_bench.ts $(BENCH_ARGS)
+	$(BUN) bench/rpc_bench.ts $(BENCH_ARGS)
 
 # The main job: the host serving the example plugins, with a few calls shown.
 demo: build

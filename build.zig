@@ -38,6 +38,8 @@ pub fn build(b: *std.Build) void {
     peer.root_module.addCSourceFile(.{ .file = b.path("tests/peers/c_peer.c"), .flags = &.{ "-std=c11", "-Wall", "-Werror" } });
     peer.root_module.addIncludePath(b.path("zig/include"));
     peer.root_module.linkLibrary(lib);
+    // Finds zig-out/lib/libpluginshm.so from zig-out/bin, wherever it is started.
+    peer.root_module.addRPathSpecial("$ORIGIN/../lib");
     const peer_step = b.step("peer", "Build the C test peer");
     peer_step.dependOn(&b.addInstallArtifact(peer, .{}).step);
 }

@@ -2,8 +2,11 @@
  * Channel benchmarks: ShmChannel against the transports a user would pick
  * instead (unix domain socket, loopback TCP, child_process IPC, a worker).
  *
- *     deno run -A bench/channel_bench.ts [--json] [--quick] [--only=rtt,wake,...]
- *     bun bench/channel_bench.ts [--json] [--quick] [--only=rtt,wake,...]
+ *     deno run -A bench/channel_bench.ts [--json] [--quick] [--only=...] [--transports=...]
+ *     bun bench/channel_bench.ts [--json] [--quick] [--only=...] [--transports=...]
+ *
+ * --only=rtt,throughput,wake,idle and --transports=shm,unix,tcp,child_ipc,worker
+ * pick parts (default: everything); --quick runs ~10x fewer iterations.
  *
  * Every peer is a child process of the same runtime (bench/_echo_peer.ts),
  * except `worker`, which is a worker thread (bench/_worker_peer.ts).
@@ -16,7 +19,11 @@
  *   which: `await-each` (`await ch.send(m)` / socket.write with drain) and
  *   `batch-K` (shm: keep the send promise and await it every K messages;
  *   sockets: cork and uncork every K frames). The peer drains shm with
- *   tryReceive() and waits with receive() only when the ring is empty.
+ *   tryReceive() and waits with receive() only when the ring is empty. For
+ *   1 MiB the `shm` row uses 8 MiB rings (`shm_ring1m`: the default ring).
+ * - Diagnostics: `shm_busypoll` (neither side awaits; both spin on
+ *   tryReceive()) and `shm_cpeer` (the peer is zig-out/bin/c_peer) split the
+ *   shm numbers into ring cost and JavaScript cost.
  * - channel.wake: the pinger sleeps ~2 ms between pings so the peer has
  *   parked; round trip of each ping.
  * - channel.idle_cpu: both sides parked in receive() for ~3 s; CPU time of

@@ -92,6 +92,15 @@ test("receive() after the peer closed drains what it sent, then fails with peer-
   a.close();
 });
 
+test("tryReceive() drains, then throws once the peer has closed, so a polling loop ends", () => {
+  const [a, b] = pair();
+  b.close();
+  assert.throws(() => {
+    for (let i = 0; i < 1000; i++) a.tryReceive();
+  }, (e: unknown) => e instanceof ChannelClosedError && e.code === "peer-closed");
+  a.close();
+});
+
 test("a pending receive() fails when the peer closes", async () => {
   const [a, b] = pair({ spinMicros: 0 });
   const pending = a.receive();

@@ -36,10 +36,6 @@ export const messageBytesMaxLimit = 1024 * 1024 * 1024;
 export const spinMicrosDefault = 50;
 /** Spin while a reply is expected (see {@link ShmChannel.expectReply}), in microseconds. */
 export const spinMicrosAwaitingReply = 400;
-/** Consecutive fruitless spins after which a side halves its spin. */
-const spinFailuresTolerated = 4;
-/** With the spin at zero, one wait in this many spins the full budget again. */
-const spinProbeEvery = 16;
 /** Spin iterations between a clock check and a yield of the CPU. */
 const spinCheckIterations = 64;
 
@@ -165,10 +161,8 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
   readonly #u32: Uint32Array;
   readonly #writer: RingWriter;
   readonly #reader: RingReader;
-  #spinMsBase: number;
   readonly #spinMsConfigured: number;
   #spinMs: number;
-  #spinFailures = 0;
   readonly #parkedWord: number;
   readonly #doorbellWord: number;
   readonly #peerParkedWord: number;
@@ -195,9 +189,8 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     this.name = name;
     this.token = token;
     this.messageBytesMax = options.messageBytesMax;
-    this.#spinMsBase = options.spinMicros / 1000;
-    this.#spinMsConfigured = this.#spinMsBase;
-    this.#spinMs = this.#spinMsBase;
+    this.#spinMsConfigured = options.spinMicros / 1000;
+    this.#spinMs = this.#spinMsConfigured;
     this.side = native.side(handle);
     const buffer = native.map(handle);
     this.#u32 = new Uint32Array(buffer);
@@ -309,11 +302,9 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
    */
   expectReply(expecting: boolean): void {
     if (this.#spinMsConfigured === 0) return;
-    this.#spinMsBase = expecting
+    this.#spinMs = expecting
       ? Math.max(this.#spinMsConfigured, spinMicrosAwaitingReply / 1000)
       : this.#spinMsConfigured;
-    this.#spinMs = this.#spinMsBase;
-    this.#spinFailures = 0;
   }
 
   /** The next message, copied out of the ring. */
@@ -334,11 +325,17 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     });
   }
 
-  /** The next message if one is already there, without waiting. */
+  /**
+   * The next message if one is already there, without waiting. Throws
+   * ChannelClosedError once the peer has closed and everything is read, so a
+   * polling loop ends (a dead peer is noticed on the event loop, by receive()).
+   */
   tryReceive(): Uint8Array | undefined {
     if (this.#closed) throw this.#closed;
     if (this.#receivers.length > 0) return undefined;
-    return this.#poll();
+    const message = this.#poll();
+    if (!message && this.#peerGone) throw this.#closeForPeer();
+    return message;
   }
 
   /** Messages until the peer closes; throws if it dies or writes garbage. */
@@ -538,40 +535,19 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
    * Spins until progress is possible or the spin budget is spent. Every few
    * iterations it yields the CPU: with more busy threads than cores (2 vCPUs,
    * a host and plugins) a spin that never yields delays the peer it waits
-   * for. A side whose spins keep failing halves its budget, down to parking
-   * at once; the first success restores it.
+   * for, and the round trip degrades to milliseconds (measured).
    */
   #spinUntilProgress(): boolean {
-    if (this.#spinMs === 0) return this.#spinRecovers();
+    if (this.#spinMs === 0) return false;
     const want = this.#wants();
     const deadline = performance.now() + this.#spinMs;
     for (let i = 1;; i++) {
-      if (this.#progressPossible(want)) {
-        this.#spinFailures = 0;
-        this.#spinMs = this.#spinMsBase;
-        return true;
-      }
+      if (this.#progressPossible(want)) return true;
       if (i % spinCheckIterations === 0) {
-        if (performance.now() > deadline) break;
+        if (performance.now() > deadline) return false;
         this.#native.yield();
       }
     }
-    if (++this.#spinFailures >= spinFailuresTolerated) {
-      this.#spinFailures = 0;
-      this.#spinMs = this.#spinMs < this.#spinMsBase / 16 ? 0 : this.#spinMs / 2;
-    }
-    return false;
-  }
-
-  /**
-   * With the spin at zero, every so often spin the full budget anyway: the
-   * peer may have become fast again, and only a spin can find that out.
-   */
-  #spinRecovers(): boolean {
-    if (this.#spinMsBase === 0 || ++this.#spinFailures < spinProbeEvery) return false;
-    this.#spinFailures = 0;
-    this.#spinMs = this.#spinMsBase;
-    return this.#spinUntilProgress();
   }
 
   #wants(): number {
