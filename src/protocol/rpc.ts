@@ -203,7 +203,6 @@ export class RpcPeer {
       return Promise.reject(new CancelledError(`Call to ${method} was cancelled before it started`));
     }
     const id = this.#allocateId();
-    if (this.#calls.size === 0) this.#transport.expectReply?.(true);
     return new Promise((resolve, reject) => {
       const cleanup = this.#armCall(id, method, options, reject);
       this.#calls.set(id, { resolve, reject, cleanup });
@@ -221,7 +220,6 @@ export class RpcPeer {
     if (!signal && deadlineMs === undefined) return noop;
     const giveUp = (error: Error) => {
       if (!this.#calls.delete(id)) return;
-      this.#settled();
       cleanup();
       this.#send(FrameKind.cancel, id, null, flagOpener);
       reject(error);
@@ -483,15 +481,10 @@ export class RpcPeer {
     }
   }
 
-  #settled(): void {
-    if (this.#calls.size === 0) this.#transport.expectReply?.(false);
-  }
-
   #onResponse(id: number, bytes: Uint8Array): void {
     const call = this.#calls.get(id);
     if (!call) return; // Cancelled or timed out here already.
     this.#calls.delete(id);
-    this.#settled();
     call.cleanup();
     try {
       call.resolve(decodePayload(bytes));
@@ -512,7 +505,6 @@ export class RpcPeer {
     const call = this.#calls.get(id);
     if (!call) return;
     this.#calls.delete(id);
-    this.#settled();
     call.cleanup();
     call.reject(error);
   }

@@ -34,8 +34,6 @@ export const messageBytesMaxDefault = 64 * 1024 * 1024;
 export const messageBytesMaxLimit = 1024 * 1024 * 1024;
 /** Default {@link ShmChannelOptions.spinMicros}. */
 export const spinMicrosDefault = 50;
-/** Spin while a reply is expected (see {@link ShmChannel.expectReply}), in microseconds. */
-export const spinMicrosAwaitingReply = 400;
 /** Spin iterations between a clock check and a yield of the CPU. */
 const spinCheckIterations = 64;
 
@@ -161,8 +159,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
   readonly #u32: Uint32Array;
   readonly #writer: RingWriter;
   readonly #reader: RingReader;
-  readonly #spinMsConfigured: number;
-  #spinMs: number;
+  readonly #spinMs: number;
   readonly #parkedWord: number;
   readonly #doorbellWord: number;
   readonly #peerParkedWord: number;
@@ -189,8 +186,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     this.name = name;
     this.token = token;
     this.messageBytesMax = options.messageBytesMax;
-    this.#spinMsConfigured = options.spinMicros / 1000;
-    this.#spinMs = this.#spinMsConfigured;
+    this.#spinMs = options.spinMicros / 1000;
     this.side = native.side(handle);
     const buffer = native.map(handle);
     this.#u32 = new Uint32Array(buffer);
@@ -291,20 +287,6 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     return new Promise((resolve, reject) => {
       this.#sends.push({ bytes, offset: 0, resolve, reject });
     });
-  }
-
-  /**
-   * Tells the channel a reply is expected (an RPC call is in flight), so that
-   * waiting for it should spin longer: long enough to cover the peer being
-   * woken from a park, after which both sides stay in the spinning regime.
-   * Without it, each side's spin is shorter than the other's wake-up and
-   * every round trip pays two wake-ups. `false` restores spinMicros.
-   */
-  expectReply(expecting: boolean): void {
-    if (this.#spinMsConfigured === 0) return;
-    this.#spinMs = expecting
-      ? Math.max(this.#spinMsConfigured, spinMicrosAwaitingReply / 1000)
-      : this.#spinMsConfigured;
   }
 
   /** The next message, copied out of the ring. */

@@ -19,8 +19,6 @@ export interface Transport {
   close(): void;
   /** True once closed by either side. */
   readonly closed: boolean;
-  /** Optional hint: a reply is (or is no longer) awaited; shm spins longer while it is. */
-  expectReply?(expecting: boolean): void;
 }
 
 /** The transports plugin-shm ships. */
