@@ -15,6 +15,22 @@ export const runtime: "deno" | "bun" = "Bun" in globalThis ? "bun" : "deno";
 /** Repository root. */
 export const root: string = fileURLToPath(new URL("..", import.meta.url));
 
+/** The bundled example plugins and the test fixtures. */
+export const examples: string = `${root}examples/plugins`;
+export const fixtures: string = `${root}tests/fixtures`;
+
+/** Alive and not a zombie: a reparented zombie will never run again. */
+export function processRunning(pid: number | undefined): boolean {
+  if (!pid) return false;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state !== "Z" && state !== "X";
+  } catch {
+    return false;
+  }
+}
+
 /** Paths of the pinned runtimes installed by `make setup`. */
 export const runtimes = {
   deno: `${root}node_modules/.bin/deno`,

@@ -1,18 +1,6 @@
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { exitCodeNotLaunched } from "../plugin.ts";
-import { peerPath, root, runtime, segmentsOf, startPeer, test } from "./_harness.ts";
-
-/** Alive and not a zombie: a reparented zombie will never run again. */
-function running(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-    return state !== "Z" && state !== "X";
-  } catch {
-    return false;
-  }
-}
+import { peerPath, processRunning as running, root, runtime, segmentsOf, startPeer, test } from "./_harness.ts";
 
 for (const transport of ["shm", "unix"]) {
   test(`[${transport}] plugins exit on their own when their host is killed with SIGKILL`, async () => {

@@ -12,20 +12,7 @@ import {
   type TransportKind,
 } from "../mod.ts";
 import type { LogEntry } from "../src/host/process.ts";
-import { root, segmentsLeft, segmentsOf, test } from "./_harness.ts";
-
-const examples = `${root}examples/plugins`;
-const fixtures = `${root}tests/fixtures`;
-
-function alive(pid: number | undefined): boolean {
-  if (!pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { examples, fixtures, processRunning as alive, segmentsLeft, segmentsOf, test } from "./_harness.ts";
 
 /** Runs `body` with a host, then closes it and checks nothing it started is left. */
 async function withHost(options: PluginHostOptions, body: (host: PluginHost, logs: LogEntry[]) => Promise<void>) {

@@ -10,20 +10,7 @@ import {
   ReloadError,
   type StateEvent,
 } from "../mod.ts";
-import { root, segmentsLeft, segmentsOf, test } from "./_harness.ts";
-
-const examples = `${root}examples/plugins`;
-const fixtures = `${root}tests/fixtures`;
-
-function alive(pid: number | undefined): boolean {
-  if (!pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { examples, fixtures, processRunning as alive, root, segmentsLeft, segmentsOf, test } from "./_harness.ts";
 
 async function until(what: string, check: () => boolean, limitMs = 20_000): Promise<void> {
   const started = Date.now();
