@@ -16,7 +16,7 @@ import { ChannelClosedError, type CloseReason, MessageTooLargeError, SegmentErro
 import { getNative, type Native } from "../native/native.ts";
 import { L, sideOffset } from "../native/layout.ts";
 import { FrameCorruptError, RingReader, RingWriter } from "./_ring.ts";
-import type { Transport } from "./transport.ts";
+import { receiveAll, type Transport } from "./transport.ts";
 
 /** Options for {@link ShmChannel.create} and {@link ShmChannel.attach}. */
 export interface ShmChannelOptions {
@@ -321,15 +321,8 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
   }
 
   /** Messages until the peer closes; throws if it dies or writes garbage. */
-  async *[Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
-    for (;;) {
-      try {
-        yield await this.receive();
-      } catch (error) {
-        if (error instanceof ChannelClosedError && (error.code === "peer-closed" || error.code === "local")) return;
-        throw error;
-      }
-    }
+  [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    return receiveAll(this);
   }
 
   /** Closes this side: the peer sees "peer-closed" after draining. Idempotent. */

@@ -14,7 +14,7 @@ import type { Socket } from "node:net";
 import { clearTimeout, setTimeout } from "node:timers";
 import { ChannelClosedError, MessageTooLargeError } from "../errors.ts";
 import { messageBytesMaxDefault, messageBytesMaxLimit } from "./shm_channel.ts";
-import type { Transport } from "./transport.ts";
+import { receiveAll, type Transport } from "./transport.ts";
 
 /** Options for {@link StreamTransport}. */
 export interface StreamTransportOptions {
@@ -180,15 +180,8 @@ export class StreamTransport implements Transport, AsyncIterable<Uint8Array>, Di
   }
 
   /** Messages until the peer closes; throws if it dies or sends garbage. */
-  async *[Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
-    for (;;) {
-      try {
-        yield await this.receive();
-      } catch (error) {
-        if (error instanceof ChannelClosedError && (error.code === "peer-closed" || error.code === "local")) return;
-        throw error;
-      }
-    }
+  [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    return receiveAll(this);
   }
 
   /**

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { ChannelClosedError } from "../errors.ts";
+
 /** An ordered, reliable, message-oriented duplex connection. */
 export interface Transport {
   /** Which kind of transport this is. */
@@ -35,4 +37,31 @@ export interface TransportListener {
   accept(timeoutMs: number): Promise<Transport>;
   /** Stops listening and frees what the listener holds. Idempotent. */
   close(): void;
+}
+
+/**
+ * Messages from `transport` until the peer closes (or this side does);
+ * throws if the peer dies or sends garbage. Every transport's async iterator.
+ *
+ * @example
+ * ```ts
+ * import { receiveAll } from "./transport.ts";
+ * import { ShmChannel } from "./shm_channel.ts";
+ * const a = ShmChannel.create();
+ * const b = ShmChannel.attach(a.name, a.token);
+ * await a.send(new Uint8Array([1]));
+ * a.close();
+ * for await (const message of receiveAll(b)) console.log(message);
+ * b.close();
+ * ```
+ */
+export async function* receiveAll(transport: Pick<Transport, "receive">): AsyncGenerator<Uint8Array, void, undefined> {
+  for (;;) {
+    try {
+      yield await transport.receive();
+    } catch (error) {
+      if (error instanceof ChannelClosedError && (error.code === "peer-closed" || error.code === "local")) return;
+      throw error;
+    }
+  }
 }
