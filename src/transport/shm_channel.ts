@@ -489,7 +489,10 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
    * run before it; an inline spin would hold them back and always park.
    */
   #wait(): void {
-    if (this.#armed || this.#spinQueued || this.#closed) return;
+    // Nothing to wait for yet: the spin is queued by the receive()/send() that
+    // needs it, so it runs after the continuations queued before that call
+    // (typically the caller sending the request whose answer it awaits).
+    if (this.#armed || this.#spinQueued || this.#closed || this.#wants() === 0) return;
     this.#spinQueued = true;
     queueMicrotask(this.#spinTask);
   }
