@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # Runs after the suites: fails if any segment of ours is left in /dev/shm or
-# any test peer process is still running.
+# any test peer process is still running. Reads /proc directly, so it needs
+# no procps on a fresh machine.
 set -u
 status=0
 left=$(ls /dev/shm 2>/dev/null | grep '^pshm-' || true)
 if [ -n "$left" ]; then
   echo "leak check: segments left in /dev/shm:"; echo "$left"; status=1
 fi
-peers=$(pgrep -f 'tests/peers/|zig-out/bin/c_peer|bench/_' || true)
+peers=""
+for dir in /proc/[0-9]*; do
+  cmd=$(tr '\0' ' ' < "$dir/cmdline" 2>/dev/null) || continue
+  case "$cmd" in
+    *tests/peers/*|*zig-out/bin/c_peer*|*bench/_*|*examples/plugins/*|*tests/fixtures/*) peers+="${dir#/proc/} $cmd"$'\n' ;;
+  esac
+done
 if [ -n "$peers" ]; then
-  echo "leak check: peer processes still running:"; ps -o pid,args -p $(echo $peers | tr ' ' ,); status=1
+  echo "leak check: peer or plugin processes still running:"; printf '%s' "$peers"; status=1
 fi
-[ $status -eq 0 ] && echo "leak check: no segments in /dev/shm, no peer processes left"
+[ $status -eq 0 ] && echo "leak check: no segments in /dev/shm, no peer or plugin processes left"
 exit $status
