@@ -68,7 +68,15 @@ export class Native {
   readonly #adapter: RuntimeAdapter;
   readonly #lib: RawSymbols;
   #callback: ThreadSafeCallback | undefined;
+  /**
+   * Wake handlers by waiter context. A context is never reused, unlike a
+   * handle: Bun delivers thread-safe callbacks asynchronously, so a closed
+   * channel's last callbacks can arrive after its handle went to a new
+   * channel, and must not reach that one.
+   */
   readonly #wakeHandlers = new Map<number, (reason: number) => void>();
+  readonly #contextOf = new Map<number, number>();
+  #nextContext = 1;
 
   constructor(adapter: RuntimeAdapter, path: string) {
     this.#adapter = adapter;
@@ -142,10 +150,11 @@ export class Native {
    * thread that is about to call into it.
    */
   close(handle: number): void {
-    const hadWaiter = this.#wakeHandlers.has(handle);
-    if (hadWaiter) {
-      this.#wakeHandlers.set(handle, (reason) => reason === waiterExited && this.#threadGone(handle));
-      this.#exiting.add(handle);
+    const context = this.#contextOf.get(handle);
+    this.#contextOf.delete(handle);
+    if (context !== undefined) {
+      this.#wakeHandlers.set(context, (reason) => reason === waiterExited && this.#threadGone(context));
+      this.#exiting.add(context);
       this.#exitKeepAlive ??= setInterval(() => {}, 1 << 30);
     }
     this.#check(this.#call("pshm_close", handle), "close");
@@ -154,9 +163,9 @@ export class Native {
   readonly #exiting = new Set<number>();
   #exitKeepAlive: ReturnType<typeof setInterval> | undefined;
 
-  #threadGone(handle: number): void {
-    this.#wakeHandlers.delete(handle);
-    this.#exiting.delete(handle);
+  #threadGone(context: number): void {
+    this.#wakeHandlers.delete(context);
+    this.#exiting.delete(context);
     if (this.#exiting.size === 0) {
       clearInterval(this.#exitKeepAlive);
       this.#exitKeepAlive = undefined;
@@ -178,10 +187,14 @@ export class Native {
 
   /** Starts the handle's waiter thread; `onWake(reason)` runs on the event loop. */
   startWaiter(handle: number, onWake: (reason: number) => void): void {
-    this.#wakeHandlers.set(handle, onWake);
-    const rc = this.#call("pshm_waiter_start", handle, this.#dispatcher().pointer, handle);
+    const context = this.#nextContext;
+    this.#nextContext = context >= 0xffff_fffe ? 1 : context + 1;
+    this.#wakeHandlers.set(context, onWake);
+    this.#contextOf.set(handle, context);
+    const rc = this.#call("pshm_waiter_start", handle, this.#dispatcher().pointer, context);
     if (rc < 0) {
-      this.#wakeHandlers.delete(handle);
+      this.#wakeHandlers.delete(context);
+      this.#contextOf.delete(handle);
       this.#check(rc, "start the waiter thread");
     }
   }
@@ -206,10 +219,10 @@ export class Native {
   }
 
   #dispatcher(): ThreadSafeCallback {
-    // One thread-safe callback for the whole process; the handle rides along
-    // as the context and picks the channel.
-    this.#callback ??= this.#adapter.threadSafeCallback((handle, reason) => {
-      this.#wakeHandlers.get(handle)?.(reason);
+    // One thread-safe callback for the whole process; the waiter's context
+    // rides along and picks the channel.
+    this.#callback ??= this.#adapter.threadSafeCallback((context, reason) => {
+      this.#wakeHandlers.get(context)?.(reason);
     });
     return this.#callback;
   }
