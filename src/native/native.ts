@@ -15,6 +15,26 @@ import { L } from "./layout.ts";
 /** The ABI version this TypeScript expects (zig/abi.zig `abi_version`). */
 export const abiVersion = 1;
 
+/**
+ * Keeps the event loop alive while any native thread may still call back:
+ * a parked channel, or a closed one whose waiter has not said "exited" yet.
+ * The thread-safe callback itself is unref'd, so counted references here are
+ * what decides whether the process may exit.
+ */
+export const keepAlive = {
+  count: 0,
+  timer: undefined as ReturnType<typeof setInterval> | undefined,
+  acquire(): void {
+    if (this.count++ === 0) this.timer = setInterval(() => {}, 1 << 30);
+  },
+  release(): void {
+    if (--this.count === 0) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  },
+};
+
 /** The waiter's last callback reason (zig/waiter.zig Reason.exited). */
 const waiterExited = 4;
 
@@ -154,22 +174,13 @@ export class Native {
     this.#contextOf.delete(handle);
     if (context !== undefined) {
       this.#wakeHandlers.set(context, (reason) => reason === waiterExited && this.#threadGone(context));
-      this.#exiting.add(context);
-      this.#exitKeepAlive ??= setInterval(() => {}, 1 << 30);
+      keepAlive.acquire();
     }
     this.#check(this.#call("pshm_close", handle), "close");
   }
 
-  readonly #exiting = new Set<number>();
-  #exitKeepAlive: ReturnType<typeof setInterval> | undefined;
-
   #threadGone(context: number): void {
-    this.#wakeHandlers.delete(context);
-    this.#exiting.delete(context);
-    if (this.#exiting.size === 0) {
-      clearInterval(this.#exitKeepAlive);
-      this.#exitKeepAlive = undefined;
-    }
+    if (this.#wakeHandlers.delete(context)) keepAlive.release();
   }
 
   unlink(handle: number): void {

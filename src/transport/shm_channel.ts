@@ -13,7 +13,7 @@
  */
 
 import { ChannelClosedError, type CloseReason, MessageTooLargeError, SegmentError } from "../errors.ts";
-import { getNative, type Native } from "../native/native.ts";
+import { getNative, keepAlive, type Native } from "../native/native.ts";
 import { L, sideOffset } from "../native/layout.ts";
 import { FrameCorruptError, RingReader, RingWriter } from "./_ring.ts";
 import { receiveAll, type Transport } from "./transport.ts";
@@ -78,21 +78,6 @@ const slab = {
     }
     this.offset = (this.offset + length + 7) & ~7;
     return view;
-  },
-};
-
-/** Keeps the event loop alive while any channel waits on its native thread. */
-const keepAlive = {
-  count: 0,
-  timer: undefined as ReturnType<typeof setInterval> | undefined,
-  acquire(): void {
-    if (this.count++ === 0) this.timer = setInterval(() => {}, 1 << 30);
-  },
-  release(): void {
-    if (--this.count === 0) {
-      clearInterval(this.timer);
-      this.timer = undefined;
-    }
   },
 };
 
