@@ -10,7 +10,7 @@ LIB := zig-out/lib/libpluginshm.so
 PEER := zig-out/bin/c_peer
 ZIG_SOURCES := build.zig $(wildcard zig/*.zig zig/include/*.h tests/peers/*.c)
 
-.PHONY: setup build test test-zig test-cross test-deno test-bun lint bench demo clean
+.PHONY: setup build dist test test-zig test-cross test-deno test-bun test-node lint bench demo clean
 
 setup: node_modules/.installed $(ZIG)
 
@@ -23,12 +23,24 @@ $(ZIG):
 
 build: setup $(LIB) $(PEER)
 
+# Node runs no TypeScript: the package compiled to JavaScript + .d.ts in dist/
+# (tsconfig.dist.json; relative ./x.ts imports become ./x.js). The tests are
+# compiled too, for test-node; the Node test plugin imports dist/plugin.js.
+DIST_SOURCES := tsconfig.dist.json $(wildcard *.ts src/*.ts src/*/*.ts tests/*.ts tests/peers/*.ts)
+
+dist: setup dist/.built
+
+dist/.built: $(DIST_SOURCES) package-lock.json
+	rm -rf dist
+	node_modules/.bin/tsc -p tsconfig.dist.json
+	touch $@
+
 # ReleaseFast on purpose: Debug builds carry thread-local storage that glibc's
 # dlopen cannot set up for threads the library starts.
 $(LIB) $(PEER): $(ZIG_SOURCES) | $(ZIG)
 	$(ZIG) build peer install -Doptimize=ReleaseFast
 
-test: build test-zig test-cross lint test-deno test-bun
+test: build test-zig test-cross lint test-deno test-bun test-node
 	bash tests/leak_check.sh
 
 test-zig: setup
@@ -45,11 +57,15 @@ lint: setup
 	$(DENO) check mod.ts plugin.ts cli.ts src tests bench examples
 	$(ZIG) fmt --check build.zig zig
 
-test-deno: build
+test-deno: build dist
 	$(DENO) test -A --parallel=false src tests
 
-test-bun: build
+test-bun: build dist
 	$(BUN) test --timeout 60000 src tests
+
+# The same suites under Node, on the compiled JavaScript, one file at a time.
+test-node: build dist
+	node --test --test-concurrency=1 dist/tests/*_test.js dist/src/*/*_test.js
 
 bench: build
 	$(DENO) run -A bench/channel_bench.ts $(BENCH_ARGS)
@@ -62,4 +78,4 @@ demo: build
 	$(DENO) run -A cli.ts serve --demo
 
 clean:
-	rm -rf zig-out .zig-cache
+	rm -rf zig-out .zig-cache dist

@@ -1,19 +1,33 @@
 /**
- * One test API for `deno test` and `bun test`, so every test file runs under
- * both runtimes, plus helpers for real child processes and leak checks.
+ * One test API for `deno test`, `bun test` and `node --test` (on the compiled
+ * JavaScript in dist/, see `make test-node`), so every test file runs under
+ * each runtime, plus helpers for real child processes and leak checks.
  *
  * @module
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 
 /** The runtime running the tests. */
-export const runtime: "deno" | "bun" = "Bun" in globalThis ? "bun" : "deno";
+export const runtime: "deno" | "bun" | "node" = "Bun" in globalThis ? "bun" : "Deno" in globalThis ? "deno" : "node";
 
-/** Repository root. */
-export const root: string = fileURLToPath(new URL("..", import.meta.url));
+/** True when this file runs compiled, from dist/tests/ (Node). */
+const compiled = /\/dist\/tests\/[^/]*$/.test(fileURLToPath(import.meta.url));
+
+/** Repository root (also when running compiled from dist/). */
+export const root: string = fileURLToPath(new URL(compiled ? "../.." : "..", import.meta.url));
+
+/** Where `make dist` puts the compiled JavaScript. */
+export const dist = `${root}dist/`;
+
+/** The compiled JavaScript of a source file of this repository (for Node). */
+export function compiledPath(source: string): string {
+  if (!source.startsWith(root) || !source.endsWith(".ts")) return source;
+  return `${dist}${source.slice(root.length, -3)}.js`;
+}
 
 /** The bundled example plugins and the test fixtures. */
 export const examples: string = `${root}examples/plugins`;
@@ -35,6 +49,8 @@ export function processRunning(pid: number | undefined): boolean {
 export const runtimes = {
   deno: `${root}node_modules/.bin/deno`,
   bun: `${root}node_modules/.bin/bun`,
+  // Node is not pinned in node_modules: the one running the tests, else PATH.
+  node: runtime === "node" ? process.execPath : "node",
 } as const;
 
 type TestFn = () => void | Promise<void>;
@@ -45,6 +61,14 @@ export function test(name: string, fn: TestFn, options: { timeoutMs?: number } =
   if (runtime === "bun") {
     const meta = import.meta as unknown as { require(id: string): { test(n: string, f: TestFn, t: number): void } };
     meta.require("bun:test").test(name, fn, timeoutMs);
+    return;
+  }
+  if (runtime === "node") {
+    // Through require so that Deno and Bun never load node:test.
+    const nodeTest = createRequire(import.meta.url)("node:test") as {
+      test(name: string, options: { timeout: number }, fn: TestFn): void;
+    };
+    nodeTest.test(name, { timeout: timeoutMs }, () => fn());
     return;
   }
   // Deno's runner has no per-test timeout: without one a hung test would hang CI.
@@ -100,9 +124,12 @@ export interface Peer {
   stderr(): string;
 }
 
-/** Starts a peer program under `which` runtime (or a native binary). */
+/**
+ * Starts a peer program under `which` runtime (or a native binary). Under
+ * Node a .ts program of this repository runs from its compiled copy in dist/.
+ */
 export function startPeer(
-  which: "deno" | "bun" | "native",
+  which: "deno" | "bun" | "node" | "native",
   program: string,
   env: Record<string, string>,
   args: string[] = [],
@@ -111,6 +138,8 @@ export function startPeer(
     ? [runtimes.deno, "run", "-A", program, ...args]
     : which === "bun"
     ? [runtimes.bun, program, ...args]
+    : which === "node"
+    ? [runtimes.node, compiledPath(program), ...args]
     : [program, ...args];
   const child = spawn(argv[0], argv.slice(1), {
     env: { ...process.env, ...env },

@@ -97,7 +97,7 @@ test("the sweep removes a segment whose creator was killed before anyone attache
   assert.ok(!shmSegments().includes(name));
 }, { timeoutMs: 30_000 });
 
-for (const which of ["deno", "bun"] as const) {
+for (const which of ["deno", "bun", "node"] as const) {
   test(`a missing native library under ${which} names the command that builds it`, async () => {
     const child = startPeer(which, peerPath("load_only.ts"), { PLUGIN_SHM_LIB: "/nonexistent/libpluginshm.so" });
     const { code } = await child.exited;

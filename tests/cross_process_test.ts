@@ -4,7 +4,7 @@ import { cPeerPath, matchesPattern, pattern, peerPath, runtime, shmSegments, sta
 
 const sizes = [0, 1, 7, 64, 1000, 4096, 65_536, 300_000, 2_500_000];
 
-for (const peer of ["deno", "bun", "native"] as const) {
+for (const peer of ["deno", "bun", "node", "native"] as const) {
   test(`${runtime} host and ${peer} peer exchange messages of every size, in order`, async () => {
     const channel = ShmChannel.create({ ringBytes: 1 << 16 });
     const child = peer === "native"

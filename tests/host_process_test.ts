@@ -28,9 +28,12 @@ for (const transport of ["shm", "unix"]) {
   }, { timeoutMs: 60_000 });
 }
 
-for (const which of ["deno", "bun"] as const) {
+// Node 20 runs no TypeScript: its plugin is the JavaScript fixture.
+const echoFor = (which: string) =>
+  which === "node" ? `${root}tests/fixtures/node_echo/main.mjs` : `${root}examples/plugins/echo/main.ts`;
+for (const which of ["deno", "bun", "node"] as const) {
   test(`a ${which} plugin started by hand says it needs a host and exits`, async () => {
-    const plugin = startPeer(which, `${root}examples/plugins/echo/main.ts`, {
+    const plugin = startPeer(which, echoFor(which), {
       PLUGIN_SHM_ADDRESS: "",
       PLUGIN_SHM_TOKEN: "",
       PLUGIN_SHM_TRANSPORT: "",

@@ -69,7 +69,7 @@ export interface StateEvent {
 export interface PluginInfo {
   name: string;
   version: string;
-  runtime: "deno" | "bun";
+  runtime: "deno" | "bun" | "node";
   state: PluginState;
   /** Pid of the first serving instance. */
   pid: number | undefined;

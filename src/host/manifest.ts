@@ -17,7 +17,7 @@ const nameRule = /^[a-z][a-z0-9-]{0,62}$/;
 const schema: z.ZodType<Omit<Manifest, "dir" | "entryPath" | "file">> = z.strictObject({
   name: z.string().regex(nameRule, "must be lowercase letters, digits and dashes, starting with a letter (max 63)"),
   version: z.string().regex(/^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$/, "must be a semantic version like 1.2.3"),
-  runtime: z.enum(["deno", "bun"]),
+  runtime: z.enum(["deno", "bun", "node"]),
   entry: z.string().min(1).refine((p) => !isAbsolute(p) && !normalize(p).startsWith(".."), {
     message: "must be a relative path inside the plugin's directory",
   }),
@@ -31,7 +31,7 @@ const schema: z.ZodType<Omit<Manifest, "dir" | "entryPath" | "file">> = z.strict
 export interface Manifest {
   name: string;
   version: string;
-  runtime: "deno" | "bun";
+  runtime: "deno" | "bun" | "node";
   entry: string;
   /** Protocol versions the plugin speaks, [oldest, newest]. */
   protocol: [number, number];

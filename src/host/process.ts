@@ -8,7 +8,9 @@
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
+import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { RuntimeName } from "../native/native.ts";
 import type { Manifest } from "./manifest.ts";
 
 /** A line a plugin wrote, as the host's logger receives it. */
@@ -32,12 +34,34 @@ export const stderrTailLinesMax = 20;
 /** Longest line forwarded to the logger; longer ones are cut. */
 export const logLineBytesMax = 16 * 1024;
 
-const projectRoot = fileURLToPath(new URL("../..", import.meta.url));
+/**
+ * The nearest node_modules/.bin/<runtime> above this file: this checkout's
+ * pinned one (also from the compiled copy in dist/), or, installed as a
+ * package, the consumer project's.
+ */
+function pinnedBinary(runtime: string): string | undefined {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = `${dir}/node_modules/.bin/${runtime}`;
+    if (existsSync(candidate)) return candidate;
+    const parent = dirname(dir);
+    if (parent === dir) return undefined;
+    dir = parent;
+  }
+}
 
-/** The runtime binary for a plugin: the project's pinned one if installed, else PATH. */
-export function runtimeBinary(runtime: "deno" | "bun"): string {
-  const pinned = `${projectRoot}node_modules/.bin/${runtime}`;
-  return existsSync(pinned) ? pinned : runtime;
+/**
+ * The runtime binary for a plugin. Deno and Bun: the pinned one if installed,
+ * else PATH. Node is not an npm package: a Node host runs its plugins with its
+ * own binary, a Deno or Bun host with the `node` on PATH.
+ */
+export function runtimeBinary(runtime: RuntimeName): string {
+  if (runtime === "node") return isNode() ? process.execPath : "node";
+  return pinnedBinary(runtime) ?? runtime;
+}
+
+function isNode(): boolean {
+  return !("Deno" in globalThis) && !("Bun" in globalThis) && typeof process.versions?.node === "string";
 }
 
 function runtimeArgs(manifest: Manifest): string[] {

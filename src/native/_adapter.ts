@@ -1,12 +1,15 @@
 /**
- * What a runtime must provide to drive libpluginshm. Two implementations:
- * _deno.ts (Deno.dlopen) and _bun.ts (bun:ffi). Nothing else in src/ touches
- * the runtimes' FFI.
+ * What a runtime must provide to drive libpluginshm. Three implementations:
+ * _deno.ts (Deno.dlopen), _bun.ts (bun:ffi) and _node.ts (koffi). Nothing
+ * else in src/ touches the runtimes' FFI.
  *
  * @module
  */
 
 import type { Symbols } from "./_symbols.ts";
+
+/** The JavaScript runtimes plugin-shm runs on. */
+export type RuntimeName = "deno" | "bun" | "node";
 
 /** The raw native functions: 64-bit results as bigint, pointers opaque. */
 export type RawSymbols = {
@@ -21,7 +24,7 @@ export interface ThreadSafeCallback {
 
 /** One runtime's FFI. */
 export interface RuntimeAdapter {
-  readonly runtime: "deno" | "bun";
+  readonly runtime: RuntimeName;
   /** Opens the library and returns its symbols. */
   open(path: string, symbols: Symbols): { symbols: RawSymbols; close(): void };
   /** A view of native memory as an ArrayBuffer, without copying. */

@@ -5,12 +5,14 @@
  * @module
  */
 
-import type { RawSymbols, RuntimeAdapter, ThreadSafeCallback } from "./_adapter.ts";
+import type { RawSymbols, RuntimeAdapter, RuntimeName, ThreadSafeCallback } from "./_adapter.ts";
 import { symbols } from "./_symbols.ts";
 import { denoAdapter } from "./_deno.ts";
 import { bunAdapter } from "./_bun.ts";
+import { nodeAdapter } from "./_node.ts";
 import { NativeLibraryError, type NativeStatus, nativeStatusCodes, SegmentError } from "../errors.ts";
 import { L } from "./layout.ts";
+export type { RuntimeName } from "./_adapter.ts";
 
 /** The ABI version this TypeScript expects (zig/abi.zig `abi_version`). */
 export const abiVersion = 1;
@@ -41,10 +43,23 @@ const waiterExited = 4;
 /** The environment variable that overrides where the library is found. */
 export const libraryEnv = "PLUGIN_SHM_LIB";
 
+/** The oldest Node major plugin-shm supports. */
+export const nodeMajorMin = 20;
+
 function detectAdapter(): RuntimeAdapter {
   if ("Bun" in globalThis) return bunAdapter;
   if ("Deno" in globalThis) return denoAdapter;
-  throw new NativeLibraryError("plugin-shm runs under Deno or Bun; this runtime has neither Deno nor Bun globals");
+  // Checked last: Deno and Bun also set process.versions.node.
+  if (typeof process === "object" && typeof process.versions?.node === "string") {
+    const major = Number(process.versions.node.split(".")[0]);
+    if (major < nodeMajorMin) {
+      throw new NativeLibraryError(
+        `plugin-shm needs Node ${nodeMajorMin} or newer; this is Node ${process.versions.node}. Upgrade Node`,
+      );
+    }
+    return nodeAdapter;
+  }
+  throw new NativeLibraryError("plugin-shm runs under Deno, Bun or Node; this runtime is none of them");
 }
 
 function libraryFile(): string {
@@ -55,7 +70,10 @@ function libraryFile(): string {
 }
 
 function defaultLibraryPath(): string {
-  return new URL(`../../zig-out/lib/${libraryFile()}`, import.meta.url).pathname;
+  const source = new URL(`../../zig-out/lib/${libraryFile()}`, import.meta.url).pathname;
+  // Compiled for Node this file sits one level deeper, in dist/src/native/.
+  const compiled = new URL(`../../../zig-out/lib/${libraryFile()}`, import.meta.url).pathname;
+  return /\/dist\/src\/native\/[^/]*$/.test(new URL(import.meta.url).pathname) ? compiled : source;
 }
 
 function statusName(rc: number): NativeStatus {
@@ -83,7 +101,7 @@ const attachAdvice: Partial<Record<NativeStatus, string>> = {
 
 /** The opened library. One per process; see {@link getNative}. */
 export class Native {
-  readonly runtime: "deno" | "bun";
+  readonly runtime: RuntimeName;
   readonly path: string;
   readonly #adapter: RuntimeAdapter;
   readonly #lib: RawSymbols;

@@ -140,7 +140,7 @@ async function serve(definition: PluginDefinition): Promise<void> {
   }
   const transport = await connectTransport(kind, address, env(pluginEnv.secret) ?? "");
   const methods = Object.keys(definition.methods);
-  const runtime = "Bun" in globalThis ? "bun" : "deno";
+  const runtime = "Bun" in globalThis ? "bun" : "Deno" in globalThis ? "deno" : "node";
   let stopping = false;
   let peer: RpcPeer | undefined = undefined;
   const idle = () => new AbortController().signal;
