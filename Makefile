@@ -26,7 +26,7 @@ build: setup $(LIB) $(PEER)
 # Node runs no TypeScript: the package compiled to JavaScript + .d.ts in dist/
 # (tsconfig.dist.json; relative ./x.ts imports become ./x.js). The tests are
 # compiled too, for test-node; the Node test plugin imports dist/plugin.js.
-DIST_SOURCES := tsconfig.dist.json $(wildcard *.ts src/*.ts src/*/*.ts tests/*.ts tests/peers/*.ts)
+DIST_SOURCES := tsconfig.dist.json $(wildcard *.ts src/*.ts src/*/*.ts tests/*.ts tests/peers/*.ts bench/*.ts)
 
 dist: setup dist/.built
 
@@ -67,11 +67,12 @@ test-bun: build dist
 test-node: build dist
 	node --test --test-concurrency=1 dist/tests/*_test.js dist/src/*/*_test.js
 
-bench: build
+bench: build dist
 	$(DENO) run -A bench/channel_bench.ts $(BENCH_ARGS)
 	$(BUN) bench/channel_bench.ts $(BENCH_ARGS)
 	$(DENO) run -A bench/rpc_bench.ts $(BENCH_ARGS)
 	$(BUN) bench/rpc_bench.ts $(BENCH_ARGS)
+	node dist/bench/rpc_bench.js $(BENCH_ARGS)
 
 # The main job: the host serving the example plugins, with a few calls shown.
 demo: build

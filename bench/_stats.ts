@@ -8,7 +8,7 @@
 /** One result line. Fields that do not apply are null. */
 export interface BenchRow {
   bench: string;
-  runtime: "deno" | "bun";
+  runtime: "deno" | "bun" | "node";
   transport: string;
   size: number | null;
   p50_us: number | null;
@@ -21,7 +21,7 @@ export interface BenchRow {
 }
 
 /** The runtime running the benchmark. */
-export const runtime: "deno" | "bun" = "Bun" in globalThis ? "bun" : "deno";
+export const runtime: "deno" | "bun" | "node" = "Bun" in globalThis ? "bun" : "Deno" in globalThis ? "deno" : "node";
 
 /** The p-th percentile (0..1) of ascending samples. */
 export function percentile(sorted: number[], p: number): number {

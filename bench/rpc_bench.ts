@@ -10,7 +10,9 @@
  * - restart.time: crash → serving again.  reload.stall: the longest call and
  *   the failures during a hot reload under steady load.
  *
- * Run: deno run -A bench/rpc_bench.ts [--json] [--quick]   (or: bun bench/rpc_bench.ts)
+ * Run: deno run -A bench/rpc_bench.ts [--json] [--quick] [--calls=N] [--only=rpc,cold,…]   (or: bun bench/rpc_bench.ts;
+ * Node: make dist && node dist/bench/rpc_bench.js). Node has no web Worker,
+ * so the worker row is skipped there.
  *
  * @module
  */
@@ -23,10 +25,13 @@ import { type BenchRow, latencyRow, printRows, rateRow, runtime } from "./_stats
 
 const quick = process.argv.includes("--quick");
 const json = process.argv.includes("--json");
-const root = fileURLToPath(new URL("..", import.meta.url));
+// Under Node this runs compiled, from dist/bench/.
+const root = fileURLToPath(new URL(runtime === "node" ? "../.." : "..", import.meta.url));
 const plugins = `${root}examples/plugins`;
-const rttCalls = quick ? 2_000 : 20_000;
-const pipelinedCalls = quick ? 20_000 : 200_000;
+// --calls=N overrides the counts (a smoke run that only proves the bench works).
+const callsArg = Number(process.argv.find((a) => a.startsWith("--calls="))?.slice(8)) || undefined;
+const rttCalls = callsArg ?? (quick ? 2_000 : 20_000);
+const pipelinedCalls = callsArg ? callsArg * 10 : quick ? 20_000 : 200_000;
 const pipelineDepth = 256;
 const rows: BenchRow[] = [];
 
@@ -94,7 +99,7 @@ function echoClient(send: (m: unknown) => void): { call(m: unknown): Promise<unk
 
 async function benchChildIpc(): Promise<void> {
   log("child_process IPC");
-  const file = `${root}bench/_rpc_ipc_peer.ts`;
+  const file = fileURLToPath(new URL(`./_rpc_ipc_peer.${runtime === "node" ? "js" : "ts"}`, import.meta.url));
   const child = runtime === "deno"
     ? spawn(process.execPath, ["run", "-A", file], { stdio: ["ignore", "inherit", "inherit", "ipc"] })
     : fork(file, [], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
@@ -111,11 +116,23 @@ async function benchChildIpc(): Promise<void> {
       `${pipelineDepth} in flight`,
     ),
   );
+  // "exit", not "close": under Node a forked child with inherited stdio
+  // never emitted "close" after disconnect() here.
+  const exited = new Promise((resolve) => child.once("exit", resolve));
   child.disconnect();
-  await new Promise((resolve) => child.on("close", resolve));
+  await exited;
+}
+
+/** The web Worker of Deno and Bun (Node 20 has none), typed here so tsc for Node compiles this file. */
+interface WebWorker {
+  postMessage(data: unknown): void;
+  onmessage: ((e: { data: unknown }) => void) | null;
+  terminate(): void;
 }
 
 async function benchWorker(): Promise<void> {
+  const Worker = (globalThis as unknown as { Worker?: new (url: string, o: { type: string }) => WebWorker }).Worker;
+  if (!Worker) return log("worker postMessage: skipped, this runtime has no web Worker");
   log("worker postMessage");
   const worker = new Worker(new URL("./_rpc_worker.ts", import.meta.url).href, { type: "module" });
   const client = echoClient((m) => worker.postMessage(m));
