@@ -73,6 +73,9 @@ bench: build dist
 	$(DENO) run -A bench/rpc_bench.ts $(BENCH_ARGS)
 	$(BUN) bench/rpc_bench.ts $(BENCH_ARGS)
 	node dist/bench/rpc_bench.js $(BENCH_ARGS)
+	$(DENO) run -A bench/wake_bench.ts
+	$(BUN) bench/wake_bench.ts
+	node dist/bench/wake_bench.js
 
 # The main job: the host serving the example plugins, with a few calls shown.
 demo: build
