@@ -5,13 +5,18 @@
  * starts are Node.
  */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { cpSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { PluginHost } from "../mod.ts";
 import {
+  dist,
   examples,
   fixtures,
   peerPath,
   processRunning as alive,
   runtime,
+  runtimes,
   segmentsLeft,
   segmentsOf,
   startPeer,
@@ -103,3 +108,20 @@ if (runtime !== "node") {
     { timeoutMs: 60_000 },
   );
 }
+
+test("under Node without koffi installed, opening the library says which npm package to install", () => {
+  // The compiled native layer alone, outside any node_modules tree.
+  const dir = mkdtempSync(`${tmpdir()}/pshm-no-koffi-`);
+  try {
+    cpSync(`${dist}src/native`, `${dir}/src/native`, { recursive: true });
+    cpSync(`${dist}src/errors.js`, `${dir}/src/errors.js`);
+    const script = `import("${dir}/src/native/native.js").then((m) => m.getNative()).catch((e) => {
+      console.error(e.name + ": " + e.message); process.exit(3); })`;
+    const result = spawnSync(runtimes.node, ["--input-type=module", "-e", script], { encoding: "utf8" });
+    assert.equal(result.status, 3, result.stderr);
+    assert.match(result.stderr, /NativeLibraryError: plugin-shm on Node needs the npm package koffi 3\.3\.4/);
+    assert.match(result.stderr, /npm install koffi@3\.3\.4/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

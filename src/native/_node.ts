@@ -28,6 +28,7 @@
 import { createRequire } from "node:module";
 import type { RawSymbols, RuntimeAdapter, ThreadSafeCallback } from "./_adapter.ts";
 import type { FfiType, Symbols } from "./_symbols.ts";
+import { NativeLibraryError } from "../errors.ts";
 
 /**
  * Foreign-thread callbacks koffi may have queued or running at once (its
@@ -50,13 +51,24 @@ interface Koffi {
   config(options?: { max_async_calls?: number }): Record<string, number>;
 }
 
+/** The koffi release this adapter is written and tested against (package.json pins it). */
+export const koffiVersion = "3.3.4";
+
 let loaded: Koffi | undefined;
 
 function koffi(): Koffi {
   if (loaded) return loaded;
   // Resolved from this file's location, so an installed plugin-shm finds the
   // koffi installed beside it.
-  loaded = createRequire(import.meta.url)("koffi") as Koffi;
+  try {
+    loaded = createRequire(import.meta.url)("koffi") as Koffi;
+  } catch (cause) {
+    throw new NativeLibraryError(
+      `plugin-shm on Node needs the npm package koffi ${koffiVersion}, which cannot be loaded: ` +
+        `${(cause as Error).message.split("\n")[0]}. Install it beside plugin-shm: npm install koffi@${koffiVersion}`,
+      { cause },
+    );
+  }
   loaded.config({ max_async_calls: asyncCallsMax });
   return loaded;
 }

@@ -123,6 +123,8 @@ export class Native {
     try {
       this.#lib = adapter.open(path, symbols).symbols;
     } catch (cause) {
+      // The adapter's own errors (Node without koffi) already say what to do.
+      if (cause instanceof NativeLibraryError) throw cause;
       throw new NativeLibraryError(
         `Cannot load libpluginshm from ${path}: ${(cause as Error).message}. ` +
           `Build it with \`make build\`, or point ${libraryEnv} at a built copy`,
