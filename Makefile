@@ -61,7 +61,7 @@ test-deno: build dist
 	$(DENO) test -A --parallel=false src tests
 
 test-bun: build dist
-	$(BUN) test --timeout 60000 src tests
+	$(BUN) test --timeout 60000 ./src ./tests
 
 # The same suites under Node, on the compiled JavaScript, one file at a time.
 test-node: build dist
