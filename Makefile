@@ -51,7 +51,7 @@ test-cross: setup
 	$(ZIG) build cross -Doptimize=ReleaseSafe
 	@ls zig-out/cross/*/
 
-lint: setup
+lint: setup dist
 	$(DENO) fmt --check
 	$(DENO) lint
 	$(DENO) check mod.ts plugin.ts cli.ts src tests bench examples
