@@ -202,9 +202,15 @@ export class CancelledError extends Error {
   readonly code = "cancelled";
 }
 
+/** One thing wrong with a manifest: the field's path ("" for the whole file) and what to do. */
+export interface ManifestProblem {
+  field: string;
+  message: string;
+}
+
 /**
  * A plugin.json is missing, not JSON, or fails the schema. Names the file and
- * the field.
+ * every offending field (`problems`); `field` is the first of them.
  *
  * @example
  * ```ts
@@ -218,12 +224,21 @@ export class ManifestError extends Error {
   readonly code = "manifest";
   /** The manifest file. */
   readonly file: string;
-  /** The offending field's path ("" for the whole file). */
+  /** The first offending field's path ("" for the whole file). */
   readonly field: string;
-  constructor(file: string, field: string, problem: string) {
-    super(`${file}: ${field ? `field "${field}" ` : ""}${problem}`);
+  /** Every problem found, in order; at least one. */
+  readonly problems: ManifestProblem[];
+  constructor(file: string, field: string, problem: string, problems?: ManifestProblem[]) {
+    const all = problems?.length ? problems : [{ field, message: problem }];
+    const describe = (p: ManifestProblem) => `${p.field ? `field "${p.field}" ` : ""}${p.message}`;
+    super(
+      all.length === 1
+        ? `${file}: ${describe(all[0])}`
+        : `${file}: ${all.length} problems:\n  ${all.map(describe).join("\n  ")}`,
+    );
     this.file = file;
-    this.field = field;
+    this.field = all[0].field;
+    this.problems = all;
   }
 }
 
