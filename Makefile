@@ -77,9 +77,9 @@ bench: build dist
 	$(BUN) bench/wake_bench.ts
 	node dist/bench/wake_bench.js
 
-# The main job: the host serving the example plugins, with a few calls shown.
+# The product's story on this machine in under a minute, then serving until Ctrl-C.
 demo: build
-	$(DENO) run -A cli.ts serve --demo
+	$(DENO) run -A cli.ts demo
 
 clean:
 	rm -rf zig-out .zig-cache dist

@@ -1,243 +1,459 @@
 /**
- * The command line: serve, call, ls. Runtime-neutral (node:process), so it
- * runs as `deno run -A cli.ts …` and `bun cli.ts …`.
+ * The command line. Runtime-neutral (node: modules only), so it runs as
+ * `deno run -A cli.ts …`, `bun cli.ts …` and under Node. Results go to
+ * stdout (for `call`, exactly one JSON document), everything else to stderr;
+ * exit codes are 0 ok, 1 failure, 2 usage error.
  *
  * @module
  */
 
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { isAbsolute, resolve, sep } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
+import { ManifestError, PluginNotFoundError } from "../errors.ts";
 import { PluginHost, type PluginHostOptions } from "../host/host.ts";
+import { didYouMean } from "../host/suggest.ts";
 import type { TransportKind } from "../transport/transport.ts";
+import { commandHelp, type CommandSpec, commonFlags, exitCodesHelp, parseCommand, UsageError } from "./_args.ts";
+import { ControlError, controlRequest, defaultSocketPath } from "./_control.ts";
+import { runDemo } from "./_demo.ts";
+import { Output } from "./_output.ts";
+import { type LogRecord, Serve, ServeLog } from "./_serve.ts";
 
+const program = "cli.ts";
 const defaultDir = fileURLToPath(new URL("../../examples/plugins", import.meta.url));
 
-const usage = {
-  main: `plugin-shm — run plugins in their own processes, talk over shared memory
+/** The package version, for --version. */
+export const version: string =
+  JSON.parse(readFileSync(fileURLToPath(new URL("../../package.json", import.meta.url)), "utf8")).version;
 
-Usage:
-  cli.ts serve [dir…] [--transport shm|unix|tcp] [--watch] [--demo]
-  cli.ts call <plugin|dir> <method> [json-args] [--dir dir] [--transport …]
-  cli.ts ls [dir…]
-  cli.ts <command> --help
-
-Directories hold plugin directories (each with a plugin.json) or are one.
-Without a directory the bundled examples are used (${defaultDir}).`,
-  serve: `cli.ts serve [dir…] [--transport shm|unix|tcp] [--watch] [--demo]
-
-Loads every valid plugin found, prints lifecycle changes and plugin output,
-and runs until SIGINT or SIGTERM, then stops every plugin gracefully.
-Crashed plugins restart with backoff; after 5 crashes in a minute a plugin
-stays down until you type "restart <name>". Commands on stdin:
-  ls | restart <name> | reload <name> | stop <name>
---watch  reload a plugin when its files change (development mode).
---demo   make a few calls to the bundled examples, then stop.`,
-  call: `cli.ts call <plugin|dir> <method> [json-args] [--dir dir] [--transport …]
-
-Starts the plugin, calls <method> and prints the result as JSON.
-json-args is a JSON array of arguments, or a single JSON value.
-Example: cli.ts call echo add '[2, 3]'`,
-  ls: `cli.ts ls [dir…]
-
-Lists the plugins found and any manifest problems.`,
+const transports = ["shm", "unix", "tcp"] as const;
+const socketFlag = {
+  type: "string",
+  value: "path",
+  description: `control socket of the serve (default ${defaultSocketPath()})`,
 } as const;
 
-interface Parsed {
-  positional: string[];
-  flags: Record<string, string | true>;
+const commands = {
+  serve: {
+    name: "serve",
+    summary: "Load every valid plugin found and serve until Ctrl-C, SIGTERM or `cli.ts stop`.",
+    synopsis: "[dir…]",
+    positionalsMin: 0,
+    positionalsMax: Infinity,
+    flags: {
+      transport: { type: "string", value: "kind", choices: transports, description: "shm (default), unix or tcp" },
+      watch: { type: "boolean", description: "reload a plugin when its files change (development mode)" },
+      socket: socketFlag,
+    },
+    details: `Each dir is a plugin directory (with a plugin.json) or holds plugin directories; relative dirs
+resolve against the current directory. Without one the bundled examples are served.
+Crashed plugins restart with backoff; after 5 crashes in a minute a plugin stays down until
+"cli.ts restart <name>". Lifecycle changes and plugin output go to stderr.`,
+  },
+  call: {
+    name: "call",
+    summary: "Start a plugin, call one method, print the result as one JSON document on stdout.",
+    synopsis: "<plugin|dir> <method> [json-args]",
+    positionalsMin: 2,
+    positionalsMax: 3,
+    flags: {
+      dir: {
+        type: "string",
+        value: "dir",
+        multiple: true,
+        description: "where to look for <plugin> by name (repeatable)",
+      },
+      transport: { type: "string", value: "kind", choices: transports, description: "shm (default), unix or tcp" },
+    },
+    details: `<plugin|dir>: a name is looked up in --dir (default: the bundled examples); anything with a
+"/" (./kv, ../plugins/kv, /abs/kv) is a plugin directory, relative to the current directory.
+json-args: a JSON array of arguments, or one JSON value. The result is printed as JSON (null for
+nothing), so "| jq" works; plugin output goes to stderr.
+Example: cli.ts call echo add '[2, 3]'`,
+  },
+  ls: {
+    name: "ls",
+    summary: "List plugins and validate each fully; exits 1 listing every problem (file and field).",
+    synopsis: "[dir…]",
+    positionalsMin: 0,
+    positionalsMax: Infinity,
+    flags: { json: { type: "boolean", description: "print {plugins, problems} as JSON on stdout" } },
+    details: "Checks every manifest field, that each entry file exists and that plugin names are unique.",
+  },
+  status: {
+    name: "status",
+    summary: "Show the plugins of a running serve: state, pids, crashes, last lifecycle change.",
+    synopsis: "",
+    positionalsMin: 0,
+    positionalsMax: 0,
+    flags: { socket: socketFlag, json: { type: "boolean", description: "print JSON on stdout" } },
+  },
+  reload: {
+    name: "reload",
+    summary: "Hot-reload a plugin of a running serve: new instance, state handed over, no call fails.",
+    synopsis: "<plugin>",
+    positionalsMin: 1,
+    positionalsMax: 1,
+    flags: { socket: socketFlag },
+  },
+  restart: {
+    name: "restart",
+    summary: "Restart a plugin of a running serve (also one that failed after a crash loop).",
+    synopsis: "<plugin>",
+    positionalsMin: 1,
+    positionalsMax: 1,
+    flags: { socket: socketFlag },
+  },
+  stop: {
+    name: "stop",
+    summary: "Stop one plugin of a running serve, or without <plugin> the serve itself (gracefully).",
+    synopsis: "[plugin]",
+    positionalsMin: 0,
+    positionalsMax: 1,
+    flags: { socket: socketFlag },
+  },
+  logs: {
+    name: "logs",
+    summary: "Print a running serve's recent plugin output and lifecycle changes.",
+    synopsis: "[plugin]",
+    positionalsMin: 0,
+    positionalsMax: 1,
+    flags: {
+      socket: socketFlag,
+      lines: { type: "string", short: "n", value: "count", description: "how many recent lines (default 50)" },
+      follow: { type: "boolean", short: "f", description: "keep printing new lines until Ctrl-C" },
+    },
+  },
+  demo: {
+    name: "demo",
+    summary: "Tell the product's story on this machine in under a minute, then keep serving until Ctrl-C.",
+    synopsis: "",
+    positionalsMin: 0,
+    positionalsMax: 0,
+    flags: {
+      exit: { type: "boolean", description: "exit after the story instead of serving" },
+      socket: socketFlag,
+    },
+    details: "Numbers are from this machine, as loaded as it is now; `make bench` measures properly.",
+  },
+} satisfies Record<string, CommandSpec>;
+
+type CommandName = keyof typeof commands;
+
+function mainHelp(): string {
+  const rows = Object.values(commands).map((c) => `  ${c.name.padEnd(8)} ${c.summary}`);
+  return [
+    "plugin-shm — run plugins in their own processes, talk over shared memory",
+    "",
+    `Usage: ${program} <command> [arguments] [flags]`,
+    "",
+    "Commands:",
+    ...rows,
+    "",
+    "Flags everywhere: -h, --help   --version",
+    `"${program} <command> --help" shows a command's arguments and flags.`,
+    "Results go to stdout, logs and plugin output to stderr; colour only on a terminal, never with NO_COLOR.",
+    exitCodesHelp,
+  ].join("\n");
 }
 
-function parse(argv: string[]): Parsed {
-  const parsed: Parsed = { positional: [], flags: {} };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (!arg.startsWith("--")) {
-      parsed.positional.push(arg);
-      continue;
-    }
-    const [key, inline] = arg.slice(2).split("=", 2);
-    const takesValue = key === "transport" || key === "dir";
-    parsed.flags[key] = inline ?? (takesValue ? argv[++i] ?? "" : true);
-  }
-  return parsed;
+/** Every dir must exist: a typo'd path should not quietly serve or list nothing. */
+function existingDirs(dirs: string[]): string[] {
+  return dirs.map((dir) => {
+    const path = resolve(dir);
+    if (!existsSync(path)) throw new CliFailure(`directory ${path} does not exist`);
+    if (!statSync(path).isDirectory()) throw new CliFailure(`${path} is not a directory`);
+    return path;
+  });
 }
 
-function transportOf(flags: Parsed["flags"]): TransportKind {
-  const value = flags.transport ?? "shm";
-  if (value !== "shm" && value !== "unix" && value !== "tcp") {
-    throw new UsageError(`--transport must be shm, unix or tcp, got ${JSON.stringify(value)}`);
-  }
-  return value;
+/** A failure to report as is (exit 1). */
+class CliFailure extends Error {
+  override name = "CliFailure";
+  readonly code = "failure";
 }
 
-class UsageError extends Error {}
-
-function hostOptions(dirs: string[], flags: Parsed["flags"]): PluginHostOptions {
+function hostOptions(dirs: string[], transport: unknown, logger: PluginHostOptions["logger"]): PluginHostOptions {
   return {
     dirs: dirs.length ? dirs : [defaultDir],
-    transport: transportOf(flags),
+    transport: (transport as TransportKind | undefined) ?? "shm",
     hostFunctions: { now: () => new Date().toISOString() },
-    logger: (e) => console.log(`[${e.plugin}] ${e.stream === "stderr" ? "! " : ""}${e.line}`),
+    logger,
   };
 }
 
-function ls(dirs: string[]): number {
-  const host = new PluginHost({ dirs: dirs.length ? dirs : [defaultDir] });
-  const found = host.discover();
-  if (found.length === 0) console.log("no plugins found");
-  for (const d of found) {
-    if (d.manifest) {
-      const m = d.manifest;
-      console.log(
-        `${m.name.padEnd(16)} ${m.version.padEnd(8)} ${m.runtime.padEnd(5)} ${d.dir}${
-          m.description ? `  — ${m.description}` : ""
-        }`,
-      );
-    } else {
-      console.log(`${"(invalid)".padEnd(16)} ${d.error?.message}`);
-    }
-  }
-  return found.some((d) => d.error) ? 1 : 0;
+/** JSON for any result: bytes as base64, bigints as strings, undefined as null. */
+function toJson(value: unknown): string {
+  return JSON.stringify(value ?? null, (_key, v) => {
+    if (typeof v === "bigint") return v.toString();
+    if (v instanceof Uint8Array) return { bytesBase64: btoa(String.fromCharCode(...v)) };
+    return v === undefined ? null : v;
+  }, 2);
 }
 
-function parseArgs(text: string | undefined): unknown[] {
+function parseJsonArgs(text: string | undefined): unknown[] {
   if (text === undefined) return [];
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (error) {
-    throw new UsageError(`json-args is not JSON (${(error as Error).message}); quote it, e.g. '[2, 3]'`);
+    throw new UsageError(
+      `json-args is not JSON (${(error as Error).message}); quote it for the shell, e.g. '[2, 3]' or '"text"'`,
+      "call",
+    );
   }
   return Array.isArray(value) ? value : [value];
 }
 
-async function call(positional: string[], flags: Parsed["flags"]): Promise<number> {
-  const [plugin, method, args] = positional;
-  if (!plugin || !method) throw new UsageError("call needs <plugin> and <method>; see cli.ts call --help");
-  const dirs = typeof flags.dir === "string" ? [flags.dir] : [];
-  const host = new PluginHost(hostOptions(dirs, flags));
+function looksLikePath(target: string): boolean {
+  return target.includes("/") || target.includes(sep) || target === "." || target === ".." || isAbsolute(target);
+}
+
+async function call(out: Output, positionals: string[], values: Record<string, unknown>): Promise<number> {
+  const [target, method, args] = positionals;
+  const callArgs = parseJsonArgs(args);
+  const dirs = existingDirs((values.dir as string[] | undefined) ?? []);
+  const host = new PluginHost(hostOptions(dirs, values.transport, (e) => out.plugin(e.plugin, e.stream, e.line)));
   try {
-    const info = await host.load(plugin);
-    console.log(JSON.stringify(await host.call(info.name, method, parseArgs(args)), null, 2));
+    let loadTarget = target;
+    if (looksLikePath(target)) {
+      loadTarget = resolve(target);
+      if (!existsSync(loadTarget)) throw new CliFailure(`plugin directory ${loadTarget} does not exist`);
+    }
+    let info;
+    try {
+      info = await host.load(loadTarget);
+    } catch (error) {
+      if (error instanceof PluginNotFoundError && existsSync(resolve(target, "plugin.json"))) {
+        throw new CliFailure(`${error.message}; to use the directory ${resolve(target)}, write ./${target}`);
+      }
+      throw error;
+    }
+    if (info.methods.length && !info.methods.includes(method)) {
+      throw new CliFailure(
+        `plugin "${info.name}" has no method "${method}"${didYouMean(method, info.methods)}; it has: ${
+          info.methods.join(", ")
+        }`,
+      );
+    }
+    const result = await host.call(info.name, method, callArgs);
+    out.result(toJson(result));
     return 0;
   } finally {
     await host.close();
   }
 }
 
-async function serve(dirs: string[], flags: Parsed["flags"]): Promise<number> {
-  const host = new PluginHost(hostOptions(dirs, flags));
-  host.onState((e) => console.log(`${new Date(e.at).toISOString()} ${e.plugin}: ${e.state} — ${e.reason}`));
-  host.onEvent((e) => console.log(`event from ${e.plugin}: ${e.name} ${JSON.stringify(e.data)}`));
-  const found = host.discover();
-  for (const d of found) if (d.error) console.log(`skipping ${d.dir}: ${d.error.message}`);
-  const results = await Promise.allSettled(found.flatMap((d) => (d.manifest ? [host.load(d.manifest.dir)] : [])));
-  for (const r of results) if (r.status === "rejected") console.log(`failed to load: ${(r.reason as Error).message}`);
-  console.log(`serving ${host.list().filter((p) => p.state === "running").length} plugin(s); Ctrl-C stops`);
-  if (flags.demo) {
-    await demoCalls(host);
+interface LsProblem {
+  file: string;
+  field: string;
+  message: string;
+}
+
+async function ls(out: Output, positionals: string[], values: Record<string, unknown>): Promise<number> {
+  const problems: LsProblem[] = [];
+  const dirs: string[] = [];
+  for (const dir of positionals.length ? positionals : [defaultDir]) {
+    const path = resolve(dir);
+    if (!existsSync(path)) problems.push({ file: path, field: "", message: "does not exist" });
+    else if (!statSync(path).isDirectory()) problems.push({ file: path, field: "", message: "is not a directory" });
+    else dirs.push(path);
+  }
+  const host = new PluginHost({ dirs });
+  const found = dirs.length ? host.discover() : [];
+  await host.close();
+  for (const dir of dirs) {
+    if (!found.some((d) => d.dir === dir || d.dir.startsWith(`${dir}${sep}`))) {
+      problems.push({ file: dir, field: "", message: "holds no plugin (no plugin.json in it or its subdirectories)" });
+    }
+  }
+  const plugins = found.flatMap((d) => (d.manifest ? [d.manifest] : []));
+  for (const d of found) {
+    const error = d.error;
+    if (error instanceof ManifestError) problems.push(...error.problems.map((p) => ({ file: error.file, ...p })));
+    else if (error) problems.push({ file: d.dir, field: "", message: (error as Error).message });
+  }
+  const byName = new Map<string, typeof plugins>();
+  for (const m of plugins) byName.set(m.name, [...(byName.get(m.name) ?? []), m]);
+  for (const [name, same] of byName) {
+    if (same.length < 2) continue;
+    for (const m of same) {
+      const others = same.filter((o) => o !== m).map((o) => o.file).join(", ");
+      problems.push({
+        file: m.file,
+        field: "name",
+        message: `"${name}" is also the name of ${others}; names must be unique`,
+      });
+    }
+  }
+  if (values.json) {
+    out.result(JSON.stringify({ plugins, problems }, null, 2));
+  } else {
+    for (const m of plugins) {
+      const description = m.description ? `  ${out.dim(m.description)}` : "";
+      out.result(`${m.name.padEnd(16)} ${m.version.padEnd(10)} ${m.runtime.padEnd(5)} ${m.dir}${description}`);
+    }
+  }
+  for (const p of problems) out.error(`${p.file}: ${p.field ? `field "${p.field}" ` : ""}${p.message}`);
+  if (problems.length) out.info(`${problems.length} problem(s)`);
+  return problems.length ? 1 : 0;
+}
+
+async function serve(out: Output, positionals: string[], values: Record<string, unknown>): Promise<number> {
+  const dirs = existingDirs(positionals);
+  const log = new ServeLog(out);
+  const host = new PluginHost(hostOptions(dirs, values.transport, log.logger));
+  const server = new Serve(host, log, out);
+  try {
+    await server.openControl(resolve((values.socket as string | undefined) ?? defaultSocketPath()));
+  } catch (error) {
     await host.close();
+    throw error;
+  }
+  host.onState(log.onState);
+  host.onEvent(log.onEvent);
+  const found = host.discover();
+  for (const d of found) if (d.error) out.error(`skipping ${d.dir}: ${d.error.message}`);
+  // A load that fails is reported once, by its "failed" lifecycle line.
+  await Promise.allSettled(found.flatMap((d) => (d.manifest ? [host.load(d.manifest.dir)] : [])));
+  if (values.watch) {
+    for (const p of host.list()) if (p.state === "running") host.watch(p.name);
+    out.info("watching plugin files; a change reloads the plugin");
+  }
+  const running = host.list().filter((p) => p.state === "running").length;
+  out.info(out.bold(`serving ${running} plugin(s); Ctrl-C stops`));
+  return await server.run();
+}
+
+function socketOf(values: Record<string, unknown>): string {
+  return resolve((values.socket as string | undefined) ?? defaultSocketPath());
+}
+
+function printLog(out: Output, entry: unknown): void {
+  const r = entry as LogRecord;
+  const tag = r.stream === "stdout" || r.stream === "stderr" ? `[${r.plugin}]` : `${r.plugin}:`;
+  out.result(`${r.at} ${tag} ${r.line}`);
+}
+
+async function remote(out: Output, command: CommandName, positionals: string[], values: Record<string, unknown>) {
+  const socket = socketOf(values);
+  if (command === "status") {
+    const plugins = (await controlRequest(socket, { command })) as Record<string, unknown>[];
+    if (values.json) out.result(JSON.stringify(plugins, null, 2));
+    else if (plugins.length === 0) out.info("the serve has no plugins");
+    for (const p of values.json ? [] : plugins) {
+      const last = p.last as { state: string; reason: string } | null;
+      out.result(
+        `${String(p.name).padEnd(16)} ${String(p.state).padEnd(10)} pids=${(p.pids as number[]).join(",") || "-"} ` +
+          `crashes=${p.crashes}${last ? `  last: ${last.state} — ${last.reason}` : ""}`,
+      );
+    }
     return 0;
   }
-  if (flags.watch) {
-    for (const p of host.list()) host.watch(p.name);
-    console.log("watching plugin files; a change reloads the plugin");
+  if (command === "logs") {
+    const lines = values.lines === undefined ? undefined : Number(values.lines);
+    if (lines !== undefined && (!Number.isInteger(lines) || lines < 1)) {
+      throw new UsageError(`--lines must be a positive whole number, got "${values.lines}"`, "logs");
+    }
+    const follow = Boolean(values.follow);
+    const done = controlRequest(socket, { command, plugin: positionals[0], lines, follow }, (e) => printLog(out, e));
+    if (follow) {
+      // Ends on Ctrl-C, or when the serve stops.
+      await Promise.race([done.catch(() => {}), new Promise((r) => process.once("SIGINT", r))]);
+      return 0;
+    }
+    await done;
+    return 0;
   }
-  const stopCommands = readCommands(host);
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      console.log(`${signal}: stopping every plugin`);
-      resolve();
-    };
-    process.once("SIGINT", () => stop("SIGINT"));
-    process.once("SIGTERM", () => stop("SIGTERM"));
+  const result = await controlRequest(socket, {
+    command: command as "reload" | "restart" | "stop",
+    plugin: positionals[0],
   });
-  stopCommands();
-  await host.close();
+  const r = result as { name?: string; state?: string; stopped?: string; last?: { reason: string } };
+  if (command === "stop") out.result(r.stopped === "serve" ? "serve stopping" : `stopped ${r.stopped}`);
+  else out.result(`${r.name} ${r.state}${r.last ? ` — ${r.last.reason}` : ""}`);
   return 0;
 }
 
-/** Operator commands typed on stdin while serving. */
-function readCommands(host: PluginHost): () => void {
-  let pending = "";
-  const onData = (chunk: Buffer | string) => {
-    pending += chunk.toString();
-    let newline: number;
-    while ((newline = pending.indexOf("\n")) >= 0) {
-      const [command, name] = pending.slice(0, newline).trim().split(/\s+/);
-      pending = pending.slice(newline + 1);
-      runCommand(host, command, name).catch((e) => console.log(`${command} failed: ${(e as Error).message}`));
-    }
-  };
-  process.stdin.on("data", onData);
-  return () => {
-    process.stdin.off("data", onData);
-    process.stdin.pause();
-  };
-}
-
-async function runCommand(host: PluginHost, command: string, name: string | undefined): Promise<void> {
-  if (command === "ls") {
-    for (const p of host.list()) console.log(`${p.name} ${p.state} pids=${p.pids.join(",")} crashes=${p.crashes}`);
-  } else if (command === "restart" && name) {
-    console.log(`restarted: ${(await host.restart(name)).state}`);
-  } else if (command === "reload" && name) {
-    console.log(`reloaded: ${(await host.reload(name)).state}`);
-  } else if (command === "stop" && name) {
-    await host.unload(name);
-  } else if (command) {
-    console.log("commands: ls | restart <name> | reload <name> | stop <name>");
-  }
-}
-
-async function demoCalls(host: PluginHost): Promise<void> {
-  const show = async (label: string, work: () => Promise<unknown>) => {
-    const started = performance.now();
-    const value = await work();
-    console.log(`${label} -> ${JSON.stringify(value)} (${((performance.now() - started) * 1000).toFixed(0)} µs)`);
-  };
-  await show("echo.add(2, 3)", () => host.call("echo", "add", [2, 3]));
-  await show("echo.askHost()", () => host.call("echo", "askHost"));
-  await show("kv.set('lang', 'zig')", () => host.call("kv", "set", ["lang", "zig"]));
-  await show("kv.get('lang')", () => host.call("kv", "get", ["lang"]));
-  const rounds = 10_000;
-  const started = performance.now();
-  for (let i = 0; i < rounds; i++) await host.call("echo", "echo", [i]);
-  console.log(`${rounds} echo calls: ${(((performance.now() - started) * 1000) / rounds).toFixed(1)} µs per call`);
-  let bytes = 0;
-  const input = (async function* () {
-    for (let i = 0; i < 64; i++) yield new Uint8Array(64 * 1024).fill(97);
-  })();
-  for await (const chunk of host.stream("transform", "upper", [], input)) bytes += (chunk as Uint8Array).length;
-  console.log(`transform.upper streamed ${bytes / 1024 / 1024} MiB through the plugin`);
-}
-
-/** Runs the CLI with `argv` (without the runtime and script); returns the exit code. */
-export async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  const parsed = parse(rest);
-  if (!command || command === "--help" || command === "-h" || command === "help") {
-    console.log(usage.main);
-    return command ? 0 : 2;
-  }
-  if (!(command in usage) || command === "main") {
-    console.error(`unknown command "${command}"\n\n${usage.main}`);
-    return 2;
-  }
-  if (parsed.flags.help) {
-    console.log(usage[command as keyof typeof usage]);
+async function run(out: Output, command: CommandName, argv: string[]): Promise<number> {
+  const spec = commands[command];
+  const { values, positionals } = parseCommand(spec, argv);
+  if (values.help) {
+    out.result(commandHelp(program, spec));
     return 0;
   }
+  if (values.version) {
+    out.result(version);
+    return 0;
+  }
+  switch (command) {
+    case "call":
+      return await call(out, positionals, values);
+    case "ls":
+      return await ls(out, positionals, values);
+    case "serve":
+      return await serve(out, positionals, values);
+    case "demo":
+      return await runDemo(out, { exit: Boolean(values.exit), socket: socketOf(values) });
+    default:
+      return await remote(out, command, positionals, values);
+  }
+}
+
+/**
+ * Runs the CLI with `argv` (without the runtime and script) and returns the
+ * exit code; everything written is flushed before it returns.
+ */
+export async function main(argv: string[], out: Output = new Output()): Promise<number> {
+  const code = await dispatch(argv, out);
+  await out.flush();
+  return code;
+}
+
+async function dispatch(argv: string[], out: Output): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined) {
+    out.error(`no command given\n\n${mainHelp()}`);
+    return 2;
+  }
+  if (command === "-h" || command === "--help" || command === "help") {
+    if (rest[0] && rest[0] in commands) return await run(out, rest[0] as CommandName, ["--help"]);
+    out.result(mainHelp());
+    return 0;
+  }
+  if (command === "--version") {
+    out.result(version);
+    return 0;
+  }
+  if (!Object.hasOwn(commands, command)) {
+    const names = Object.keys(commands);
+    const flagHint = command.startsWith("-") ? ` (flags go after the command; ${program} --help lists them)` : "";
+    const flags = Object.keys(commonFlags).map((f) => `--${f}`);
+    out.error(
+      `unknown command "${command}"${didYouMean(command, [...names, ...flags])}${flagHint}\n` +
+        `commands: ${names.join(", ")}; "${program} --help" explains them`,
+    );
+    return 2;
+  }
   try {
-    if (command === "ls") return ls(parsed.positional);
-    if (command === "call") return await call(parsed.positional, parsed.flags);
-    return await serve(parsed.positional, parsed.flags);
+    return await run(out, command as CommandName, rest);
   } catch (error) {
     if (error instanceof UsageError) {
-      console.error(`${error.message}\n\n${usage[command as keyof typeof usage]}`);
+      out.error(
+        `${error.message}\n${
+          out.dim(
+            `usage: ${program} ${command} ${
+              commands[command as CommandName].synopsis
+            } — see ${program} ${command} --help`,
+          )
+        }`,
+      );
       return 2;
     }
-    console.error(`${(error as Error).name}: ${(error as Error).message}`);
+    const e = error as Error;
+    out.error(e instanceof CliFailure || e instanceof ControlError ? e.message : `${e.name}: ${e.message}`);
     return 1;
   }
 }
