@@ -8,7 +8,7 @@
  */
 
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { isAbsolute, resolve, sep } from "node:path";
+import { basename, isAbsolute, resolve, sep } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { ManifestError, PluginNotFoundError } from "../errors.ts";
@@ -217,20 +217,7 @@ async function call(out: Output, positionals: string[], values: Record<string, u
   const dirs = existingDirs((values.dir as string[] | undefined) ?? []);
   const host = new PluginHost(hostOptions(dirs, values.transport, (e) => out.plugin(e.plugin, e.stream, e.line)));
   try {
-    let loadTarget = target;
-    if (looksLikePath(target)) {
-      loadTarget = resolve(target);
-      if (!existsSync(loadTarget)) throw new CliFailure(`plugin directory ${loadTarget} does not exist`);
-    }
-    let info;
-    try {
-      info = await host.load(loadTarget);
-    } catch (error) {
-      if (error instanceof PluginNotFoundError && existsSync(resolve(target, "plugin.json"))) {
-        throw new CliFailure(`${error.message}; to use the directory ${resolve(target)}, write ./${target}`);
-      }
-      throw error;
-    }
+    const info = await host.load(looksLikePath(target) ? pluginDir(target) : discovered(host, target, dirs));
     if (info.methods.length && !info.methods.includes(method)) {
       throw new CliFailure(
         `plugin "${info.name}" has no method "${method}"${didYouMean(method, info.methods)}; it has: ${
@@ -244,6 +231,36 @@ async function call(out: Output, positionals: string[], values: Record<string, u
   } finally {
     await host.close();
   }
+}
+
+/** An absolute plugin directory from a CLI argument (relative to the current directory). */
+function pluginDir(target: string): string {
+  const dir = resolve(target);
+  if (!existsSync(dir)) throw new CliFailure(`plugin directory ${dir} does not exist`);
+  return dir;
+}
+
+/**
+ * The directory of the plugin named `name` among the configured dirs. Looked
+ * up here rather than by host.load(name), so that a folder of that name in the
+ * current directory is never picked by accident: a name is a name, a path has
+ * a "/".
+ */
+function discovered(host: PluginHost, name: string, dirs: string[]): string {
+  const found = host.discover();
+  const match = found.find((d) => d.manifest?.name === name);
+  if (match?.manifest) return match.manifest.dir;
+  const broken = found.find((d) => d.error && basename(d.dir) === name);
+  if (broken?.error) throw broken.error;
+  const names = found.flatMap((d) => (d.manifest ? [d.manifest.name] : []));
+  const folder = existsSync(resolve(name, "plugin.json"))
+    ? `; to use the directory ${resolve(name)}, write ./${name}`
+    : "";
+  throw new PluginNotFoundError(
+    `No plugin "${name}" in ${(dirs.length ? dirs : [defaultDir]).join(", ")}${didYouMean(name, names)}; found: ${
+      names.join(", ") || "none"
+    }${folder}`,
+  );
 }
 
 interface LsProblem {
