@@ -15,15 +15,15 @@ import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createConnection } from "node:net";
 import process from "node:process";
-import { fileURLToPath } from "node:url";
 import { PluginStalledError } from "../errors.ts";
 import { PluginHost, type StateEvent } from "../host/host.ts";
 import { ControlError } from "./_control.ts";
 import type { Output } from "./_output.ts";
+import { examplePlugins, unixEchoScript } from "./_paths.ts";
 import { Serve, ServeLog } from "./_serve.ts";
 
-const examples = fileURLToPath(new URL("../../examples/plugins", import.meta.url));
-const unixEcho = fileURLToPath(new URL("../../examples/demo/unix_echo.ts", import.meta.url));
+const examples = examplePlugins;
+const unixEcho = unixEchoScript;
 
 /** Round trips measured per side for the latency comparison, after warm-up. */
 export const demoRoundTrips = 2_000;
@@ -50,7 +50,7 @@ function runtimeName(): string {
   return `Node ${process.version}`;
 }
 
-/** The command that runs a .ts file under the runtime running the demo. */
+/** The command that runs a script under the runtime running the demo. */
 function scriptCommand(file: string, args: string[]): [string, string[]] {
   const g = globalThis as { Deno?: unknown };
   return g.Deno ? [process.execPath, ["run", "-A", file, ...args]] : [process.execPath, [file, ...args]];

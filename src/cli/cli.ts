@@ -7,10 +7,9 @@
  * @module
  */
 
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { basename, isAbsolute, resolve, sep } from "node:path";
 import process from "node:process";
-import { fileURLToPath } from "node:url";
 import { ManifestError, PluginNotFoundError } from "../errors.ts";
 import { PluginHost, type PluginHostOptions } from "../host/host.ts";
 import { didYouMean } from "../host/suggest.ts";
@@ -19,14 +18,14 @@ import { commandHelp, type CommandSpec, commonFlags, exitCodesHelp, parseCommand
 import { ControlError, controlRequest, defaultSocketPath } from "./_control.ts";
 import { runDemo } from "./_demo.ts";
 import { Output } from "./_output.ts";
+import { examplePlugins, packageVersion } from "./_paths.ts";
 import { type LogRecord, Serve, ServeLog } from "./_serve.ts";
 
 const program = "cli.ts";
-const defaultDir = fileURLToPath(new URL("../../examples/plugins", import.meta.url));
+const defaultDir = examplePlugins;
 
 /** The package version, for --version. */
-export const version: string =
-  JSON.parse(readFileSync(fileURLToPath(new URL("../../package.json", import.meta.url)), "utf8")).version;
+export const version: string = packageVersion;
 
 const transports = ["shm", "unix", "tcp"] as const;
 const socketFlag = {
