@@ -323,6 +323,19 @@ test("status, reload, restart, stop and logs drive a running serve through its 0
     assert.ok(lines.every((l) => / (kv:|\[kv\]) /.test(l)), logs.stdout);
     assert.match(logs.stdout, /reloaded/);
 
+    const follower = spawn(cliCommand()[0], [...cliCommand().slice(1), "logs", "-f", "-n", "1", "--socket", socket], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let followed = "";
+    follower.stdout!.on("data", (d) => (followed += d));
+    const followerClosed = new Promise((resolve) => follower.on("close", resolve));
+    for (let i = 0; i < 100 && followed === ""; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal((await run(["reload", "echo", "--socket", socket])).code, 0);
+    for (let i = 0; i < 100 && !/echo: reloaded/.test(followed); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.match(followed, /echo: reloaded: now 1\.0\.0/, "logs -f shows new lines as they happen");
+    follower.kill("SIGINT");
+    await followerClosed;
+
     const stopKv = await run(["stop", "kv", "--socket", socket]);
     assert.equal(stopKv.stdout, "stopped kv\n");
     assert.ok(!processRunning(kvPid), "the old kv process is gone");
@@ -397,3 +410,23 @@ test("the demo tells every part of the story and exits with --exit", async () =>
   ) assert.match(r.stdout, part);
   assert.doesNotMatch(r.stdout, /FAILED/);
 }, { timeoutMs: 120_000 });
+
+test("colour only on a terminal, and never with NO_COLOR", async () => {
+  // util-linux `script` gives the CLI a pseudo-terminal.
+  const command = cliCommand().map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ");
+  const onTty = (env: Record<string, string>) =>
+    new Promise<string>((resolve) => {
+      const child = spawn("script", ["-qec", `${command} ls /nonexistent`, "/dev/null"], {
+        env: { ...process.env as Record<string, string>, ...env },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let out = "";
+      child.stdout!.on("data", (d) => (out += d));
+      child.on("close", () => resolve(out));
+    });
+  const coloured = await onTty({ NO_COLOR: "" });
+  assert.ok(coloured.includes("\x1b[31merror:\x1b[0m /nonexistent: does not exist"), JSON.stringify(coloured));
+  const plain = await onTty({ NO_COLOR: "1" });
+  assert.match(plain, /error: \/nonexistent: does not exist/);
+  assert.ok(!plain.includes("\x1b["), "NO_COLOR turns colour off on a terminal too");
+}, { timeoutMs: 60_000 });
