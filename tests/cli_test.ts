@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseCommand, UsageError } from "../src/cli/_args.ts";
 import { stripAnsi } from "../src/cli/_output.ts";
-import { examples, processRunning, root, runtime, runtimes, test } from "./_harness.ts";
+import { examples, fixtures, processRunning, root, runtime, runtimes, test } from "./_harness.ts";
 
 const cli = join(root, "cli.ts");
 const version = JSON.parse(await import("node:fs").then((fs) => fs.readFileSync(join(root, "package.json"), "utf8")))
@@ -430,3 +430,41 @@ test("colour only on a terminal, and never with NO_COLOR", async () => {
   assert.match(plain, /error: \/nonexistent: does not exist/);
   assert.ok(!plain.includes("\x1b["), "NO_COLOR turns colour off on a terminal too");
 }, { timeoutMs: 60_000 });
+
+test(
+  "serve reports a plugin that fails to start once, skips a broken manifest listing its problems, and serves on",
+  async () => {
+    const dir = tempDir();
+    const socket = join(dir, "control.sock");
+    const argv = cliCommand();
+    const serve = spawn(argv[0], [
+      ...argv.slice(1),
+      "serve",
+      join(fixtures, "exit_early"),
+      join(fixtures, "bad_manifest"),
+      "--socket",
+      socket,
+    ], { stdio: ["ignore", "pipe", "pipe"] });
+    let err = "";
+    let out = "";
+    serve.stderr!.on("data", (d) => (err += d));
+    serve.stdout!.on("data", (d) => (out += d));
+    const closed = new Promise((resolve) => serve.on("close", resolve));
+    try {
+      for (let i = 0; i < 300 && !/control socket/.test(err); i++) await new Promise((r) => setTimeout(r, 100));
+      assert.match(err, /serving 0 plugin\(s\)/);
+      assert.equal((err.match(/exited with code 7/g) ?? []).length, 1, err);
+      assert.match(err, /\[exit-early\] cannot start: the database is unreachable/);
+      assert.match(err, /skipping .*bad_manifest.*\n\s+field "runtime" must be one of "deno", "bun", "node"/);
+      const status = await run(["status", "--json", "--socket", socket]);
+      assert.deepEqual(JSON.parse(status.stdout).map((p: { state: string }) => p.state), ["failed"]);
+      assert.equal((await run(["stop", "--socket", socket])).code, 0);
+      await closed;
+      assert.equal(out, "");
+    } finally {
+      serve.kill("SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+  { timeoutMs: 60_000 },
+);
