@@ -1,0 +1,653 @@
+/**
+ * Per-plugin metrics: calls, errors by code, latency histograms, in-flight
+ * calls, cancellations and deadline misses per plugin and method; state,
+ * restarts, crashes and reloads per plugin; memory and CPU per instance, read
+ * from /proc. Exposed as Prometheus text through prom-client's registry and as
+ * JSON and CSV snapshots, with a short history for the dashboard's charts.
+ *
+ * The call path only bumps plain numbers (see {@link PluginMetrics.instrumentation}):
+ * prom-client's own `observe()` hashes its labels on every call, which costs
+ * more than a shared-memory call itself. The numbers are turned into
+ * prom-client metric families when scraped.
+ *
+ * @module
+ */
+
+import { readFileSync } from "node:fs";
+import { type Metric, Registry } from "prom-client";
+import type { PluginInfo, PluginState, StateEvent } from "../host/host.ts";
+import type { CallInstrumentation } from "./instrumentation.ts";
+
+/** What the metrics need from a host: its plugins and its lifecycle events. */
+export interface ObservedHost {
+  list(): PluginInfo[];
+  onState(listener: (event: StateEvent) => void): () => void;
+}
+
+/**
+ * Latency bucket upper bounds in seconds: from 1 µs (a shared-memory call takes
+ * a few) to 30 s (a long deadline), roughly ×2.5 apart.
+ */
+export const latencyBucketsSeconds: readonly number[] = Object.freeze([
+  0.000001,
+  0.0000025,
+  0.000005,
+  0.00001,
+  0.000025,
+  0.00005,
+  0.0001,
+  0.00025,
+  0.0005,
+  0.001,
+  0.0025,
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+  30,
+]);
+
+/** Methods tracked per plugin; calls to further names count under `methodOverflowLabel`. */
+export const methodsPerPluginMax = 256;
+/** Error codes tracked per method; further codes count under `codeOverflowLabel`. */
+export const errorCodesPerMethodMax = 32;
+/** The method label for calls past {@link methodsPerPluginMax} distinct names. */
+export const methodOverflowLabel = "_other";
+/** The code label for errors past {@link errorCodesPerMethodMax} distinct codes. */
+export const codeOverflowLabel = "_other";
+/** Default interval between history samples. */
+export const sampleIntervalMsDefault = 1_000;
+/** Default number of history samples kept per plugin (5 minutes at the default interval). */
+export const historyPointsDefault = 300;
+/** Window over which the summary's rates and percentiles are computed. */
+export const summaryWindowMs = 60_000;
+/**
+ * Linux reports CPU time in USER_HZ ticks, which the kernel fixes at 100 for
+ * user space on every architecture it supports (sysconf(_SC_CLK_TCK)).
+ */
+const userHz = 100;
+
+const pluginStates: readonly PluginState[] = [
+  "starting",
+  "running",
+  "restarting",
+  "reloading",
+  "draining",
+  "stopped",
+  "failed",
+];
+
+/** Counters for one plugin method. */
+interface MethodStats {
+  readonly method: string;
+  calls: number;
+  inFlight: number;
+  cancellations: number;
+  deadlineMisses: number;
+  sumSeconds: number;
+  /** Non-cumulative counts per bucket; the last slot is +Inf. */
+  readonly buckets: Float64Array;
+  readonly errors: Map<string, number>;
+}
+
+/** Counters for one plugin. */
+interface PluginStats {
+  readonly methods: Map<string, MethodStats>;
+  restarts: number;
+  crashes: number;
+  reloads: number;
+  reloadFailures: number;
+  /** History samples, oldest first. */
+  readonly history: Sample[];
+  /** CPU seconds per pid at the previous sample, for utilisation. */
+  cpuSecondsByPid: Map<number, number>;
+}
+
+/** One history sample of a plugin, cumulative counters included for deltas. */
+interface Sample {
+  at: number;
+  calls: number;
+  errors: number;
+  buckets: Float64Array;
+  rssBytes: number;
+  cpuSeconds: number;
+}
+
+/** Memory and CPU of one plugin process, read from /proc. */
+export interface ProcessSample {
+  pid: number;
+  rssBytes: number;
+  cpuSeconds: number;
+}
+
+/** One point of a plugin's chart series. */
+export interface SeriesPoint {
+  /** Milliseconds since the epoch. */
+  at: number;
+  callsPerSecond: number;
+  errorsPerSecond: number;
+  /** Null when no call completed in the interval. */
+  p50Seconds: number | null;
+  p99Seconds: number | null;
+  rssBytes: number;
+  /** CPU seconds used per second of wall time, over all instances (1 = one core). */
+  cpuCores: number;
+}
+
+/** Per-method figures in a snapshot. */
+export interface MethodSnapshot {
+  plugin: string;
+  method: string;
+  calls: number;
+  errors: number;
+  errorsByCode: Record<string, number>;
+  cancellations: number;
+  deadlineMisses: number;
+  inFlight: number;
+  sumSeconds: number;
+  p50Seconds: number | null;
+  p99Seconds: number | null;
+}
+
+/** Per-plugin figures in a snapshot: totals and the last minute. */
+export interface PluginSummary {
+  plugin: string;
+  calls: number;
+  errors: number;
+  inFlight: number;
+  restarts: number;
+  crashes: number;
+  reloads: number;
+  reloadFailures: number;
+  /** Over the last {@link summaryWindowMs} of samples; null before two samples exist. */
+  callsPerSecond: number | null;
+  p50Seconds: number | null;
+  p99Seconds: number | null;
+  rssBytes: number;
+  cpuSeconds: number;
+  processes: ProcessSample[];
+}
+
+/** Options for {@link PluginMetrics}. */
+export interface PluginMetricsOptions {
+  /** Metric name prefix. Default "plugin_shm_". */
+  prefix?: string;
+  /** History sample interval; 0 disables the timer (call `sample()` yourself). Default 1000 ms. */
+  sampleIntervalMs?: number;
+  /** History samples kept per plugin. Default 300. */
+  historyPoints?: number;
+}
+
+/**
+ * Collects a host's metrics. Create it before loading plugins so that every
+ * lifecycle event is counted, pass `instrumentation` to the host, and call
+ * `close()` when done.
+ *
+ * @example
+ * ```ts ignore
+ * import { PluginHost } from "../../mod.ts";
+ * import { PluginMetrics } from "./metrics.ts";
+ * const metrics = new PluginMetrics();
+ * const host = new PluginHost({ dirs: ["examples/plugins"], instrumentation: metrics.instrumentation });
+ * metrics.observe(host);
+ * await host.load("echo");
+ * await host.call("echo", "echo", [1]);
+ * console.log(await metrics.prometheus());
+ * metrics.close();
+ * await host.close();
+ * ```
+ */
+export class PluginMetrics {
+  /** The prom-client registry holding only this object's metrics (no default Node metrics). */
+  readonly registry: Registry;
+  /** Pass this as the host's `instrumentation` option. */
+  readonly instrumentation: CallInstrumentation;
+  readonly #plugins = new Map<string, PluginStats>();
+  readonly #hosts: ObservedHost[] = [];
+  readonly #unsubscribe: (() => void)[] = [];
+  readonly #historyPoints: number;
+  readonly #timer: ReturnType<typeof setInterval> | undefined;
+  // A one-entry cache: consecutive calls usually go to the same method.
+  #lastPlugin = "";
+  #lastMethod = "";
+  #lastStats: MethodStats | undefined;
+
+  constructor(options: PluginMetricsOptions = {}) {
+    this.#historyPoints = Math.max(2, options.historyPoints ?? historyPointsDefault);
+    this.registry = new Registry();
+    this.#register(options.prefix ?? "plugin_shm_");
+    this.instrumentation = {
+      begin: (plugin, method) => {
+        this.#method(plugin, method).inFlight++;
+        return performance.now();
+      },
+      end: (plugin, method, state, error) => {
+        const stats = this.#method(plugin, method);
+        const seconds = (performance.now() - (state as number)) / 1000;
+        stats.inFlight--;
+        stats.calls++;
+        stats.sumSeconds += seconds;
+        let i = 0;
+        while (i < latencyBucketsSeconds.length && seconds > latencyBucketsSeconds[i]) i++;
+        stats.buckets[i]++;
+        if (error !== undefined) countError(stats, error);
+      },
+    };
+    const intervalMs = options.sampleIntervalMs ?? sampleIntervalMsDefault;
+    if (intervalMs > 0) {
+      this.#timer = setInterval(() => this.sample(), intervalMs);
+      // Sampling must never keep a process alive on its own.
+      (this.#timer as { unref?: () => void }).unref?.();
+    }
+  }
+
+  /** Counts `host`'s lifecycle events and reports its plugins' states and processes. */
+  observe(host: ObservedHost): this {
+    this.#hosts.push(host);
+    this.#unsubscribe.push(host.onState((event) => this.#onState(event)));
+    return this;
+  }
+
+  /** Stops sampling and unsubscribes from every host. Idempotent. */
+  close(): void {
+    clearInterval(this.#timer);
+    for (const unsubscribe of this.#unsubscribe.splice(0)) unsubscribe();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /** The Prometheus text exposition (format 0.0.4). */
+  prometheus(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /** The content type to serve {@link prometheus} with. */
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** Takes a history sample of every plugin now (the timer does this every interval). */
+  sample(): void {
+    const now = Date.now();
+    for (const info of this.#list()) {
+      const stats = this.#plugin(info.name);
+      const buckets = new Float64Array(latencyBucketsSeconds.length + 1);
+      let calls = 0;
+      let errors = 0;
+      for (const m of stats.methods.values()) {
+        calls += m.calls;
+        for (const n of m.errors.values()) errors += n;
+        for (let i = 0; i < buckets.length; i++) buckets[i] += m.buckets[i];
+      }
+      const processes = info.pids.map(readProcess).filter((p) => p !== undefined);
+      const cpuByPid = new Map(processes.map((p) => [p.pid, p.cpuSeconds]));
+      // CPU is accumulated per pid so that a restarted instance does not make the total go backwards.
+      const previous = stats.history.at(-1);
+      let cpuSeconds = previous?.cpuSeconds ?? 0;
+      for (const p of processes) cpuSeconds += p.cpuSeconds - (stats.cpuSecondsByPid.get(p.pid) ?? 0);
+      stats.cpuSecondsByPid = cpuByPid;
+      const rssBytes = processes.reduce((sum, p) => sum + p.rssBytes, 0);
+      stats.history.push({ at: now, calls, errors, buckets, rssBytes, cpuSeconds });
+      if (stats.history.length > this.#historyPoints) stats.history.shift();
+    }
+  }
+
+  /** A plugin's chart series, one point per sample interval, oldest first. */
+  series(plugin: string): SeriesPoint[] {
+    const history = this.#plugins.get(plugin)?.history ?? [];
+    const points: SeriesPoint[] = [];
+    for (let i = 1; i < history.length; i++) {
+      points.push(seriesPoint(history[i - 1], history[i]));
+    }
+    return points;
+  }
+
+  /** Per-plugin totals and last-minute figures, with live process figures. */
+  summary(plugin: string): PluginSummary {
+    const stats = this.#plugins.get(plugin);
+    const info = this.#list().find((p) => p.name === plugin);
+    const processes = (info?.pids ?? []).map(readProcess).filter((p) => p !== undefined);
+    let calls = 0;
+    let errors = 0;
+    let inFlight = 0;
+    for (const m of stats?.methods.values() ?? []) {
+      calls += m.calls;
+      inFlight += m.inFlight;
+      for (const n of m.errors.values()) errors += n;
+    }
+    const history = stats?.history ?? [];
+    const last = history.at(-1);
+    const first = last && (history.find((s) => last.at - s.at <= summaryWindowMs) ?? history[0]);
+    const windowed = first && last && first !== last ? seriesPoint(first, last) : undefined;
+    return {
+      plugin,
+      calls,
+      errors,
+      inFlight,
+      restarts: stats?.restarts ?? 0,
+      crashes: stats?.crashes ?? 0,
+      reloads: stats?.reloads ?? 0,
+      reloadFailures: stats?.reloadFailures ?? 0,
+      callsPerSecond: windowed?.callsPerSecond ?? null,
+      p50Seconds: windowed?.p50Seconds ?? null,
+      p99Seconds: windowed?.p99Seconds ?? null,
+      rssBytes: processes.reduce((sum, p) => sum + p.rssBytes, 0),
+      cpuSeconds: processes.reduce((sum, p) => sum + p.cpuSeconds, 0),
+      processes,
+    };
+  }
+
+  /** Every plugin method's figures since start. */
+  methods(): MethodSnapshot[] {
+    const rows: MethodSnapshot[] = [];
+    for (const [plugin, stats] of this.#plugins) {
+      for (const m of stats.methods.values()) {
+        let errors = 0;
+        for (const n of m.errors.values()) errors += n;
+        rows.push({
+          plugin,
+          method: m.method,
+          calls: m.calls,
+          errors,
+          errorsByCode: Object.fromEntries(m.errors),
+          cancellations: m.cancellations,
+          deadlineMisses: m.deadlineMisses,
+          inFlight: m.inFlight,
+          sumSeconds: m.sumSeconds,
+          p50Seconds: quantile(0.5, m.buckets),
+          p99Seconds: quantile(0.99, m.buckets),
+        });
+      }
+    }
+    return rows;
+  }
+
+  /** {@link methods} as CSV (RFC 4180, header first). */
+  csv(): string {
+    const header = [
+      "plugin",
+      "method",
+      "calls",
+      "errors",
+      "cancellations",
+      "deadline_misses",
+      "in_flight",
+      "sum_seconds",
+      "p50_seconds",
+      "p99_seconds",
+    ];
+    const lines = [header.join(",")];
+    for (const r of this.methods()) {
+      lines.push([
+        csvField(r.plugin),
+        csvField(r.method),
+        r.calls,
+        r.errors,
+        r.cancellations,
+        r.deadlineMisses,
+        r.inFlight,
+        r.sumSeconds,
+        r.p50Seconds ?? "",
+        r.p99Seconds ?? "",
+      ].join(","));
+    }
+    return `${lines.join("\r\n")}\r\n`;
+  }
+
+  #list(): PluginInfo[] {
+    return this.#hosts.flatMap((h) => h.list());
+  }
+
+  #plugin(name: string): PluginStats {
+    let stats = this.#plugins.get(name);
+    if (!stats) {
+      stats = {
+        methods: new Map(),
+        restarts: 0,
+        crashes: 0,
+        reloads: 0,
+        reloadFailures: 0,
+        history: [],
+        cpuSecondsByPid: new Map(),
+      };
+      this.#plugins.set(name, stats);
+    }
+    return stats;
+  }
+
+  #method(plugin: string, method: string): MethodStats {
+    if (method === this.#lastMethod && plugin === this.#lastPlugin && this.#lastStats) return this.#lastStats;
+    const methods = this.#plugin(plugin).methods;
+    let stats = methods.get(method);
+    if (!stats) {
+      // One slot stays free for the overflow label.
+      const label = methods.size < methodsPerPluginMax - 1 ? method : methodOverflowLabel;
+      stats = methods.get(label) ?? newMethodStats(label);
+      methods.set(label, stats);
+    }
+    this.#lastPlugin = plugin;
+    this.#lastMethod = method;
+    this.#lastStats = stats;
+    return stats;
+  }
+
+  #onState(event: StateEvent): void {
+    const stats = this.#plugin(event.plugin);
+    if (event.state === "crashed") stats.crashes++;
+    else if (event.state === "restarting") stats.restarts++;
+    else if (event.state === "reloaded") stats.reloads++;
+    else if (event.state === "rolled-back") stats.reloadFailures++;
+  }
+
+  #register(prefix: string): void {
+    const family = (name: string, help: string, type: "counter" | "gauge" | "histogram", values: () => Value[]) => {
+      const metric = {
+        name: prefix + name,
+        help,
+        type,
+        aggregator: "sum",
+        get: () => ({ ...metric, values: values() }),
+      };
+      // prom-client formats and escapes any object with this shape; its own metric
+      // classes would cost a label hash per call on the call path.
+      this.registry.registerMetric(metric as unknown as Metric);
+    };
+    const perMethod = (pick: (m: MethodStats) => number) => () => {
+      const values: Value[] = [];
+      for (const [plugin, stats] of this.#plugins) {
+        for (const m of stats.methods.values()) values.push({ labels: { plugin, method: m.method }, value: pick(m) });
+      }
+      return values;
+    };
+    const perPlugin = (pick: (p: PluginStats) => number) => () =>
+      [...this.#plugins].map(([plugin, stats]) => ({ labels: { plugin }, value: pick(stats) }));
+
+    family("calls_total", "Calls completed, successful or not.", "counter", perMethod((m) => m.calls));
+    family("call_errors_total", "Calls that failed, by error code.", "counter", () => {
+      const values: Value[] = [];
+      for (const [plugin, stats] of this.#plugins) {
+        for (const m of stats.methods.values()) {
+          for (const [code, n] of m.errors) values.push({ labels: { plugin, method: m.method, code }, value: n });
+        }
+      }
+      return values;
+    });
+    family("call_duration_seconds", "Call latency as the host sees it.", "histogram", () => {
+      const values: Value[] = [];
+      const name = prefix + "call_duration_seconds";
+      for (const [plugin, stats] of this.#plugins) {
+        for (const m of stats.methods.values()) {
+          let cumulative = 0;
+          for (let i = 0; i < latencyBucketsSeconds.length; i++) {
+            cumulative += m.buckets[i];
+            const labels = { plugin, method: m.method, le: latencyBucketsSeconds[i] };
+            values.push({ metricName: `${name}_bucket`, labels, value: cumulative });
+          }
+          const labels = { plugin, method: m.method };
+          values.push({ metricName: `${name}_bucket`, labels: { ...labels, le: "+Inf" }, value: m.calls });
+          values.push({ metricName: `${name}_sum`, labels, value: m.sumSeconds });
+          values.push({ metricName: `${name}_count`, labels, value: m.calls });
+        }
+      }
+      return values;
+    });
+    family("calls_in_flight", "Calls sent and not yet settled.", "gauge", perMethod((m) => m.inFlight));
+    family(
+      "call_cancellations_total",
+      "Calls cancelled by their caller.",
+      "counter",
+      perMethod((m) => m.cancellations),
+    );
+    family(
+      "call_deadline_misses_total",
+      "Calls that exceeded their deadline.",
+      "counter",
+      perMethod((m) => m.deadlineMisses),
+    );
+    family(
+      "plugin_state",
+      "1 for the plugin's current state, 0 for the others.",
+      "gauge",
+      () =>
+        this.#list().flatMap((info) =>
+          pluginStates.map((state) => ({ labels: { plugin: info.name, state }, value: info.state === state ? 1 : 0 }))
+        ),
+    );
+    family(
+      "plugin_info",
+      "Plugin version, runtime and transport (value always 1).",
+      "gauge",
+      () =>
+        this.#list().map((info) => ({
+          labels: { plugin: info.name, version: info.version, runtime: info.runtime, transport: info.transport },
+          value: 1,
+        })),
+    );
+    family(
+      "plugin_restarts_total",
+      "Automatic restarts after a crash or stall.",
+      "counter",
+      perPlugin((p) => p.restarts),
+    );
+    family("plugin_crashes_total", "Instances that crashed.", "counter", perPlugin((p) => p.crashes));
+    family("plugin_reloads_total", "Hot reloads that completed.", "counter", perPlugin((p) => p.reloads));
+    family(
+      "plugin_reload_failures_total",
+      "Hot reloads that failed and were rolled back.",
+      "counter",
+      perPlugin((p) => p.reloadFailures),
+    );
+    const perProcess = (pick: (p: ProcessSample) => number) => () =>
+      this.#list().flatMap((info) =>
+        info.pids.map(readProcess).filter((p) => p !== undefined).map((p) => ({
+          labels: { plugin: info.name, pid: p.pid },
+          value: pick(p),
+        }))
+      );
+    family(
+      "instance_resident_memory_bytes",
+      "Resident memory of each plugin process.",
+      "gauge",
+      perProcess((p) => p.rssBytes),
+    );
+    family(
+      "instance_cpu_seconds_total",
+      "User and system CPU time of each plugin process.",
+      "counter",
+      perProcess((p) => p.cpuSeconds),
+    );
+  }
+}
+
+interface Value {
+  metricName?: string;
+  labels: Record<string, string | number>;
+  value: number;
+}
+
+function newMethodStats(method: string): MethodStats {
+  return {
+    method,
+    calls: 0,
+    inFlight: 0,
+    cancellations: 0,
+    deadlineMisses: 0,
+    sumSeconds: 0,
+    buckets: new Float64Array(latencyBucketsSeconds.length + 1),
+    errors: new Map(),
+  };
+}
+
+function countError(stats: MethodStats, error: unknown): void {
+  const raw = (error as { code?: unknown })?.code;
+  let code = typeof raw === "string" && raw !== "" ? raw : (error as Error)?.name ?? "unknown";
+  if (code === "cancelled") stats.cancellations++;
+  else if (code === "deadline_exceeded") stats.deadlineMisses++;
+  if (!stats.errors.has(code) && stats.errors.size >= errorCodesPerMethodMax) code = codeOverflowLabel;
+  stats.errors.set(code, (stats.errors.get(code) ?? 0) + 1);
+}
+
+/**
+ * The q-quantile of non-cumulative bucket counts, interpolated linearly inside
+ * the bucket as Prometheus's histogram_quantile() does; null without samples.
+ */
+export function quantile(q: number, buckets: ArrayLike<number>): number | null {
+  let total = 0;
+  for (let i = 0; i < buckets.length; i++) total += buckets[i];
+  if (total === 0) return null;
+  const rank = q * total;
+  let cumulative = 0;
+  for (let i = 0; i < buckets.length; i++) {
+    const count = buckets[i];
+    if (count > 0 && cumulative + count >= rank) {
+      if (i >= latencyBucketsSeconds.length) return latencyBucketsSeconds[latencyBucketsSeconds.length - 1];
+      const lower = i === 0 ? 0 : latencyBucketsSeconds[i - 1];
+      const upper = latencyBucketsSeconds[i];
+      return lower + (upper - lower) * ((rank - cumulative) / count);
+    }
+    cumulative += count;
+  }
+  return latencyBucketsSeconds[latencyBucketsSeconds.length - 1];
+}
+
+function seriesPoint(before: Sample, after: Sample): SeriesPoint {
+  const seconds = Math.max(0.001, (after.at - before.at) / 1000);
+  const delta = after.buckets.map((n, i) => n - before.buckets[i]);
+  return {
+    at: after.at,
+    callsPerSecond: (after.calls - before.calls) / seconds,
+    errorsPerSecond: (after.errors - before.errors) / seconds,
+    p50Seconds: quantile(0.5, delta),
+    p99Seconds: quantile(0.99, delta),
+    rssBytes: after.rssBytes,
+    cpuCores: Math.max(0, after.cpuSeconds - before.cpuSeconds) / seconds,
+  };
+}
+
+/** Reads a process's resident memory and CPU time from /proc; undefined once it is gone. */
+export function readProcess(pid: number): ProcessSample | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name, which may itself hold spaces and parentheses.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ticks = Number(fields[11]) + Number(fields[12]); // utime and stime: fields 14 and 15 of stat(5).
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const rssKiB = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0);
+    return { pid, rssBytes: rssKiB * 1024, cpuSeconds: ticks / userHz };
+  } catch {
+    return undefined;
+  }
+}
+
+function csvField(text: string): string {
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}

@@ -1,0 +1,63 @@
+import assert from "node:assert/strict";
+import { test } from "../../tests/_harness.ts";
+import type { PluginInfo, StateEvent } from "../host/host.ts";
+import { latencyBucketsSeconds, methodOverflowLabel, methodsPerPluginMax, PluginMetrics, quantile } from "./metrics.ts";
+
+function fakeInfo(name: string): PluginInfo {
+  return {
+    name,
+    version: "1.0.0",
+    runtime: "deno",
+    state: "running",
+    pid: undefined,
+    pids: [],
+    transport: "shm",
+    methods: [],
+    dir: "/nowhere",
+    crashes: 0,
+    history: [],
+  };
+}
+
+test("quantile() interpolates inside the bucket like histogram_quantile()", () => {
+  const buckets = new Float64Array(latencyBucketsSeconds.length + 1);
+  buckets[3] = 100; // all in (5 µs, 10 µs]
+  assert.ok(Math.abs(quantile(0.5, buckets)! - 0.0000075) < 1e-12);
+  assert.equal(quantile(0.5, new Float64Array(buckets.length)), null);
+  buckets[buckets.length - 1] = 1000; // +Inf: reported as the largest finite bound
+  assert.equal(quantile(0.99, buckets), latencyBucketsSeconds.at(-1));
+});
+
+test("calls to more distinct methods than the limit are counted under one overflow label", () => {
+  const metrics = new PluginMetrics({ sampleIntervalMs: 0 });
+  const listeners: ((e: StateEvent) => void)[] = [];
+  metrics.observe({ list: () => [fakeInfo("p")], onState: (l) => (listeners.push(l), () => {}) });
+  for (let i = 0; i < methodsPerPluginMax + 50; i++) {
+    const state = metrics.instrumentation.begin("p", `m${i}`);
+    metrics.instrumentation.end(
+      "p",
+      `m${i}`,
+      state,
+      i % 2 ? Object.assign(new Error("x"), { code: `c${i}` }) : undefined,
+    );
+  }
+  const methods = metrics.methods();
+  assert.equal(methods.length, methodsPerPluginMax);
+  const overflow = methods.find((m) => m.method === methodOverflowLabel)!;
+  assert.equal(overflow.calls, 51);
+  assert.ok(Object.keys(overflow.errorsByCode).length <= 33);
+  metrics.close();
+});
+
+test("a histogram observed through the instrumentation has cumulative, increasing buckets", async () => {
+  const metrics = new PluginMetrics({ sampleIntervalMs: 0 });
+  metrics.observe({ list: () => [fakeInfo("p")], onState: () => () => {} });
+  for (let i = 0; i < 10; i++) metrics.instrumentation.end("p", "m", performance.now() - i, undefined);
+  const text = await metrics.prometheus();
+  const buckets = [...text.matchAll(/call_duration_seconds_bucket\{[^}]*\} (\d+)/g)].map((m) => Number(m[1]));
+  assert.equal(buckets.length, latencyBucketsSeconds.length + 1);
+  for (let i = 1; i < buckets.length; i++) assert.ok(buckets[i] >= buckets[i - 1]);
+  assert.equal(buckets.at(-1), 10);
+  assert.doesNotMatch(text, /nodejs_|process_/);
+  metrics.close();
+});

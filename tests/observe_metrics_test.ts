@@ -1,0 +1,110 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { CancelledError, DeadlineExceededError, PluginHost, RemoteError } from "../mod.ts";
+import { PluginMetrics } from "../src/observe/metrics.ts";
+import { examples, processRunning, test } from "./_harness.ts";
+import { instrumentedCall, until } from "./_ops.ts";
+import { debianTool, pythonPrometheusPath } from "./_ops_tools.ts";
+
+/** Checks `text` with promtool and with Python's prometheus-client parser; returns the parsed families. */
+function checkExposition(
+  text: string,
+): Record<string, { type: string; samples: [string, Record<string, string>, number][] }> {
+  const promtool = debianTool("promtool", "prometheus");
+  const lint = spawnSync(promtool, ["check", "metrics"], { input: text, encoding: "utf8" });
+  assert.equal(lint.status, 0, `promtool check metrics failed:\n${lint.stdout}${lint.stderr}`);
+  const script = `
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+for f in text_string_to_metric_families(sys.stdin.read()):
+    out[f.name] = {"type": f.type, "samples": [[s.name, s.labels, s.value] for s in f.samples]}
+print(json.dumps(out))
+`;
+  const parsed = spawnSync("python3", ["-c", script], {
+    input: text,
+    encoding: "utf8",
+    env: { ...process.env, PYTHONPATH: pythonPrometheusPath() },
+  });
+  assert.equal(parsed.status, 0, `prometheus_client could not parse the exposition:\n${parsed.stderr}`);
+  return JSON.parse(parsed.stdout);
+}
+
+function sample(families: ReturnType<typeof checkExposition>, name: string, labels: Record<string, string>): number {
+  for (const family of Object.values(families)) {
+    for (const [sampleName, sampleLabels, value] of family.samples) {
+      if (sampleName === name && Object.entries(labels).every(([k, v]) => sampleLabels[k] === v)) return value;
+    }
+  }
+  throw new Error(`no sample ${name} ${JSON.stringify(labels)}`);
+}
+
+test(
+  "metrics count calls, errors by code, cancellations, deadline misses and crashes; promtool accepts them",
+  async () => {
+    const metrics = new PluginMetrics({ sampleIntervalMs: 0 });
+    const host = new PluginHost({ dirs: [examples], logger: () => {}, restartBackoffMs: 10 });
+    metrics.observe(host);
+    const call = (method: string, args: unknown[] = [], options = {}) =>
+      instrumentedCall(host, metrics.instrumentation, { plugin: "echo", method, args, options });
+    try {
+      await host.load("echo");
+      metrics.sample();
+      for (let i = 0; i < 20; i++) assert.equal(await call("echo", [i]), i);
+      await assert.rejects(call("fail", ["on purpose"]), RemoteError);
+      await assert.rejects(call("nope"), RemoteError);
+      await assert.rejects(call("sleep", [10_000], { deadlineMs: 30 }), DeadlineExceededError);
+      const controller = new AbortController();
+      const pending = call("sleep", [10_000], { signal: controller.signal });
+      setTimeout(() => controller.abort(), 20);
+      await assert.rejects(pending, CancelledError);
+      // A crash: the instance exits, the host restarts it, the metrics count both.
+      const pid = host.list()[0].pid;
+      await call("exit", [3]);
+      await until(() => !processRunning(pid) && host.list()[0].state === "running" && host.list()[0].pid !== pid);
+      metrics.sample();
+
+      const families = checkExposition(await metrics.prometheus());
+      const echo = { plugin: "echo", method: "echo" };
+      assert.equal(sample(families, "plugin_shm_calls_total", echo), 20);
+      assert.equal(sample(families, "plugin_shm_call_duration_seconds_count", echo), 20);
+      assert.equal(sample(families, "plugin_shm_call_duration_seconds_bucket", { ...echo, le: "+Inf" }), 20);
+      assert.ok(sample(families, "plugin_shm_call_duration_seconds_sum", echo) > 0);
+      assert.equal(
+        sample(families, "plugin_shm_call_errors_total", { plugin: "echo", method: "fail", code: "requested_failure" }),
+        1,
+      );
+      assert.equal(
+        sample(families, "plugin_shm_call_errors_total", { plugin: "echo", method: "nope", code: "method_not_found" }),
+        1,
+      );
+      assert.equal(sample(families, "plugin_shm_call_deadline_misses_total", { plugin: "echo", method: "sleep" }), 1);
+      assert.equal(sample(families, "plugin_shm_call_cancellations_total", { plugin: "echo", method: "sleep" }), 1);
+      assert.equal(sample(families, "plugin_shm_calls_in_flight", echo), 0);
+      assert.equal(sample(families, "plugin_shm_plugin_crashes_total", { plugin: "echo" }), 1);
+      assert.equal(sample(families, "plugin_shm_plugin_restarts_total", { plugin: "echo" }), 1);
+      assert.equal(sample(families, "plugin_shm_plugin_state", { plugin: "echo", state: "running" }), 1);
+      assert.equal(sample(families, "plugin_shm_plugin_state", { plugin: "echo", state: "failed" }), 0);
+      const newPid = String(host.list()[0].pid);
+      assert.ok(sample(families, "plugin_shm_instance_resident_memory_bytes", { plugin: "echo", pid: newPid }) > 1e6);
+      assert.ok(sample(families, "plugin_shm_instance_cpu_seconds_total", { plugin: "echo", pid: newPid }) >= 0);
+      assert.ok(
+        !("process_cpu_seconds" in families) && !("nodejs_heap_size_total_bytes" in families),
+        "no default metrics",
+      );
+
+      const summary = metrics.summary("echo");
+      assert.equal(summary.crashes, 1);
+      assert.equal(summary.processes.length, 1);
+      assert.ok(summary.callsPerSecond !== null && summary.callsPerSecond > 0);
+      assert.ok(summary.p50Seconds !== null && summary.p99Seconds! >= summary.p50Seconds);
+      const csv = metrics.csv().split("\r\n");
+      assert.match(csv[0], /^plugin,method,calls,errors/);
+      assert.ok(csv.some((line) => line.startsWith("echo,echo,20,0,")));
+    } finally {
+      metrics.close();
+      await host.close();
+    }
+  },
+  { timeoutMs: 240_000 },
+);
