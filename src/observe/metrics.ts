@@ -108,6 +108,8 @@ interface PluginStats {
   readonly history: Sample[];
   /** CPU seconds per pid at the previous sample, for utilisation. */
   cpuSecondsByPid: Map<number, number>;
+  /** The processes as of the last sample. */
+  processes: ProcessSample[];
 }
 
 /** One history sample of a plugin, cumulative counters included for deltas. */
@@ -295,6 +297,7 @@ export class PluginMetrics {
       let cpuSeconds = previous?.cpuSeconds ?? 0;
       for (const p of processes) cpuSeconds += p.cpuSeconds - (stats.cpuSecondsByPid.get(p.pid) ?? 0);
       stats.cpuSecondsByPid = cpuByPid;
+      stats.processes = processes;
       const rssBytes = processes.reduce((sum, p) => sum + p.rssBytes, 0);
       stats.history.push({ at: now, calls, errors, buckets, rssBytes, cpuSeconds });
       if (stats.history.length > this.#historyPoints) stats.history.shift();
@@ -311,11 +314,16 @@ export class PluginMetrics {
     return points;
   }
 
-  /** Per-plugin totals and last-minute figures, with live process figures. */
-  summary(plugin: string): PluginSummary {
+  /**
+   * Per-plugin totals and last-minute figures. Process figures are those of
+   * the last sample, or read from /proc now with `live` (or before any sample).
+   */
+  summary(plugin: string, options: { live?: boolean } = {}): PluginSummary {
     const stats = this.#plugins.get(plugin);
-    const info = this.#list().find((p) => p.name === plugin);
-    const processes = (info?.pids ?? []).map(readProcess).filter((p) => p !== undefined);
+    const sampled = stats?.history.length ? stats.processes : undefined;
+    const processes = options.live || !sampled
+      ? (this.#list().find((p) => p.name === plugin)?.pids ?? []).map(readProcess).filter((p) => p !== undefined)
+      : sampled;
     let calls = 0;
     let errors = 0;
     let inFlight = 0;
@@ -418,6 +426,7 @@ export class PluginMetrics {
         reloadFailures: 0,
         history: [],
         cpuSecondsByPid: new Map(),
+        processes: [],
       };
       this.#plugins.set(name, stats);
     }
