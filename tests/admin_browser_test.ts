@@ -1,0 +1,122 @@
+/**
+ * The dashboard in real headless Chromium (Debian's, driven by playwright-core).
+ * Runs under Deno only: one runtime driving the browser is enough, and the
+ * API underneath is tested under both runtimes by admin_api_test.ts.
+ */
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+import { PluginHost } from "../mod.ts";
+import { createAdminApp } from "../src/admin/app.ts";
+import { serveAdmin } from "../src/admin/serve.ts";
+import { LogStore } from "../src/observe/logs.ts";
+import { PluginMetrics } from "../src/observe/metrics.ts";
+import { examples, root, runtime, test } from "./_harness.ts";
+import { instrumentedCall } from "./_ops.ts";
+import { debianTool } from "./_ops_tools.ts";
+
+/** Chromium flags for a quiet, reproducible headless run inside a container. */
+const chromiumFlags = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+];
+
+/** Where the screenshots go (ignored by git). */
+export const screenshotDir = `${root}.scratch/screenshots`;
+
+if (runtime === "deno") {
+  test(
+    "dashboard: logs in with the token, shows the example plugins, a reload click shows the new state, a wrong token is refused",
+    async () => {
+      const executablePath = debianTool("chromium", "chromium");
+      const token = "browser-test-token-0123456789";
+      const logs = new LogStore();
+      const metrics = new PluginMetrics({ sampleIntervalMs: 500 });
+      const host = new PluginHost({ dirs: [examples], logger: logs.logger });
+      metrics.observe(host);
+      const server = await serveAdmin(createAdminApp(host, { token, metrics, logs }));
+      const profile = mkdtempSync(join(tmpdir(), "pshm-chromium-"));
+      const browser = await chromium.launchPersistentContext(profile, {
+        executablePath,
+        headless: true,
+        args: chromiumFlags,
+        viewport: { width: 1400, height: 900 },
+      });
+      let calling = true;
+      let traffic = Promise.resolve();
+      try {
+        await Promise.all(["echo", "kv", "transform"].map((name) => host.load(name)));
+        traffic = (async () => {
+          while (calling) {
+            for (let i = 0; i < 50 && calling; i++) {
+              await instrumentedCall(host, metrics.instrumentation, { plugin: "echo", method: "echo", args: [i] })
+                .catch(() => {});
+            }
+            await new Promise((resolve) => setTimeout(resolve, 50));
+          }
+        })();
+        const page = browser.pages()[0] ?? await browser.newPage();
+        page.on("pageerror", (error) => console.error(`dashboard error: ${error.message}`));
+        page.on("console", (m) => m.type() === "error" && console.error(`dashboard console: ${m.text()}`));
+        await page.goto(server.url);
+
+        await page.fill("#token", "not-the-token-at-all");
+        await page.click("#login-button");
+        await page.waitForSelector("#login-error:has-text('Token refused')");
+        assert.equal(await page.isVisible("#plugins"), false, "nothing is shown with a wrong token");
+
+        await page.fill("#token", token);
+        await page.click("#login-button");
+        for (const name of ["echo", "kv", "transform"]) {
+          await page.waitForSelector(`tr[data-plugin="${name}"] .state-running`);
+        }
+        await page.waitForSelector("#live:has-text('live')");
+
+        const pidBefore = String(host.list().find((p) => p.name === "echo")!.pid);
+        assert.equal(await page.textContent(`tr[data-plugin="echo"] td:nth-child(5)`), pidBefore);
+        await page.click(`button[data-action="reload"][data-plugin="echo"]`);
+        await page.waitForSelector("#events div:has-text('operator reload echo: ok')");
+        await page.waitForSelector("#events div:has-text('echo #0 reloaded')");
+        const pidAfter = String(host.list().find((p) => p.name === "echo")!.pid);
+        assert.notEqual(pidAfter, pidBefore);
+        const cell = (n: number) => `document.querySelector('tr[data-plugin="echo"] td:nth-child(${n})')?.textContent`;
+        await page.waitForFunction(`${cell(5)} === "${pidAfter}"`);
+        assert.equal(await page.textContent(`tr[data-plugin="echo"] .state`), "running");
+        await page.waitForFunction(`/\\d/.test(${cell(7)} ?? "")`); // a p50 latency is shown
+        mkdirSync(screenshotDir, { recursive: true });
+        await page.screenshot({ path: `${screenshotDir}/dashboard.png`, fullPage: true });
+
+        await page.click(`a[href="#/plugin/kv"]`);
+        await page.waitForSelector("#log div:has-text('kv ready')");
+        await page.waitForSelector("#chart-memory svg path");
+        await page.screenshot({ path: `${screenshotDir}/plugin_kv.png`, fullPage: true });
+        await page.goto(`${server.url}#/plugin/echo`);
+        await page.waitForSelector("#chart-latency svg path");
+        await page.screenshot({ path: `${screenshotDir}/plugin_echo.png`, fullPage: true });
+
+        await page.click("#logout");
+        await page.waitForSelector("#token");
+      } catch (error) {
+        mkdirSync(screenshotDir, { recursive: true });
+        await browser.pages()[0]?.screenshot({ path: `${screenshotDir}/failure.png`, fullPage: true }).catch(() => {});
+        throw error;
+      } finally {
+        calling = false;
+        await traffic;
+        await browser.close();
+        rmSync(profile, { recursive: true, force: true });
+        await server.close();
+        metrics.close();
+        await host.close();
+      }
+    },
+    { timeoutMs: 300_000 },
+  );
+}
