@@ -10,7 +10,7 @@ LIB := zig-out/lib/libpluginshm.so
 PEER := zig-out/bin/c_peer
 ZIG_SOURCES := build.zig $(wildcard zig/*.zig zig/include/*.h tests/peers/*.c)
 
-.PHONY: setup build dist test test-zig test-cross test-deno test-bun test-node lint bench demo clean
+.PHONY: setup build dist test test-zig test-cross test-deno test-bun test-node test-ops ops-tools lint bench demo clean
 
 setup: node_modules/.installed $(ZIG)
 
@@ -54,18 +54,37 @@ test-cross: setup
 lint: setup dist
 	$(DENO) fmt --check
 	$(DENO) lint
-	$(DENO) check mod.ts plugin.ts cli.ts src tests bench examples
+	$(DENO) check mod.ts plugin.ts cli.ts admin.ts observe.ts src tests bench examples
 	$(ZIG) fmt --check build.zig zig
 
-test-deno: build dist
+test-deno: build dist ops-tools
 	$(DENO) test -A --parallel=false src tests
 
-test-bun: build dist
+test-bun: build dist ops-tools
 	$(BUN) test --timeout 60000 ./src ./tests
 
 # The same suites under Node, on the compiled JavaScript, one file at a time.
-test-node: build dist
+test-node: build dist ops-tools
 	node --test --test-concurrency=1 dist/tests/*_test.js dist/src/*/*_test.js
+
+# The real tools the operations tests check against: promtool (Debian
+# prometheus), Chromium for the dashboard test, Python's Prometheus parser.
+# The tests install them too when run alone; doing it here keeps installs
+# out of test timeouts.
+OPS_TESTS := src/observe tests/observe_metrics_test.ts tests/observe_logs_test.ts tests/admin_api_test.ts \
+	tests/admin_serve_test.ts tests/admin_browser_test.ts
+
+ops-tools:
+	@command -v promtool >/dev/null && command -v chromium >/dev/null || { \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus chromium; }
+	@PYTHONPATH=.tools/python python3 -c "import prometheus_client" 2>/dev/null || \
+		python3 -m pip install --quiet --disable-pip-version-check --target .tools/python prometheus-client==0.26.0
+
+# Metrics, logs, admin API and dashboard only, under both runtimes (the
+# browser test drives Chromium from Deno).
+test-ops: build ops-tools
+	$(DENO) test -A --parallel=false $(OPS_TESTS)
+	$(BUN) test --timeout 300000 $(OPS_TESTS)
 
 bench: build dist
 	$(DENO) run -A bench/channel_bench.ts $(BENCH_ARGS)

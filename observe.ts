@@ -1,0 +1,57 @@
+/**
+ * plugin-shm/observe: per-plugin metrics (Prometheus text through prom-client,
+ * JSON, CSV), bounded per-plugin log buffers with live tail, and the host's
+ * lifecycle as structured LogTape records.
+ *
+ * @example
+ * ```ts ignore
+ * import { PluginHost } from "./mod.ts";
+ * import { LogStore, PluginMetrics } from "./observe.ts";
+ * const metrics = new PluginMetrics();
+ * const logs = new LogStore();
+ * const host = new PluginHost({ dirs: ["examples/plugins"], logger: logs.logger });
+ * metrics.observe(host);
+ * await host.load("echo");
+ * console.log(await metrics.prometheus());
+ * metrics.close();
+ * await host.close();
+ * ```
+ *
+ * @module
+ */
+
+export type { CallInstrumentation } from "./src/observe/instrumentation.ts";
+export {
+  codeOverflowLabel,
+  errorCodesPerMethodMax,
+  historyPointsDefault,
+  latencyBucketsSeconds,
+  methodOverflowLabel,
+  type MethodSnapshot,
+  methodsPerPluginMax,
+  type ObservedHost,
+  PluginMetrics,
+  type PluginMetricsOptions,
+  type PluginSummary,
+  type ProcessSample,
+  quantile,
+  readProcess,
+  sampleIntervalMsDefault,
+  type SeriesPoint,
+  summaryWindowMs,
+} from "./src/observe/metrics.ts";
+export {
+  bytesPerPluginMaxDefault,
+  hostSource,
+  linesPerPluginMaxDefault,
+  type LoggedHost,
+  logHostEvents,
+  type LogLevel,
+  logLevels,
+  type LogLine,
+  type LogQuery,
+  type LogStats,
+  LogStore,
+  type LogStoreOptions,
+  queryLimitMax,
+} from "./src/observe/logs.ts";
