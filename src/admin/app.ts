@@ -14,6 +14,7 @@ import { bodyLimit } from "hono/body-limit";
 import { streamSSE } from "hono/streaming";
 import type { z } from "zod";
 import type { Discovered, PluginInfo, StateEvent } from "../host/host.ts";
+import type { Manifest } from "../host/manifest.ts";
 import type { LogLine, LogStore } from "../observe/logs.ts";
 import type { PluginMetrics } from "../observe/metrics.ts";
 import { dashboardHtml } from "./dashboard.ts";
@@ -166,15 +167,21 @@ export function createAdminApp(host: AdminHost, options: AdminAppOptions): Hono 
     return name!;
   };
 
+  const lookups = () => ({
+    infos: new Map(host.list().map((p) => [p.name, p])),
+    manifests: new Map(discover().flatMap((d) => (d.manifest ? [[d.manifest.name, d.manifest] as const] : []))),
+  });
+
   const allNames = (): string[] => {
     const names = new Set(host.list().map((p) => p.name));
     for (const d of discover()) if (d.manifest) names.add(d.manifest.name);
     return [...names].sort();
   };
 
-  const row = (name: string) => {
-    const info = host.list().find((p) => p.name === name);
-    const manifest = discover().find((d) => d.manifest?.name === name)?.manifest;
+  /** One table row; `infos` and `manifests` are looked up once per request, not once per row. */
+  const row = (name: string, infos: Map<string, PluginInfo>, manifests: Map<string, Manifest>) => {
+    const info = infos.get(name);
+    const manifest = manifests.get(name);
     const figures = options.metrics?.summary(name);
     return {
       name,
@@ -305,15 +312,20 @@ export function createAdminApp(host: AdminHost, options: AdminAppOptions): Hono 
 
   app.get("/api/openapi.json", (c) => c.json(openApiDocument(routes, { title: "plugin-shm admin", version: "1" })));
 
-  app.get("/api/plugins", (c) => c.json({ plugins: allNames().map(row) }));
+  app.get("/api/plugins", (c) => {
+    const { infos, manifests } = lookups();
+    const names = [...new Set([...infos.keys(), ...manifests.keys()])].sort();
+    return c.json({ plugins: names.map((name) => row(name, infos, manifests)) });
+  });
 
   app.get("/api/plugins/:name", (c) => {
     const name = pluginName(c);
-    const info = host.list().find((p) => p.name === name);
-    const manifest = discover().find((d) => d.manifest?.name === name)?.manifest;
+    const { infos, manifests } = lookups();
+    const info = infos.get(name);
+    const manifest = manifests.get(name);
     const figures = options.metrics?.summary(name, { live: true });
     return c.json({
-      ...row(name),
+      ...row(name, infos, manifests),
       manifest: manifest ?? null,
       // Granted permissions arrive with the sandbox work; until then plugins run with their runtime's defaults.
       grants: (manifest as { permissions?: unknown } | undefined)?.permissions ?? null,
