@@ -3,6 +3,7 @@ import { test } from "../../tests/_harness.ts";
 import type { PluginInfo, StateEvent } from "../host/host.ts";
 import { latencyBucketsSeconds, methodOverflowLabel, methodsPerPluginMax, PluginMetrics, quantile } from "./metrics.ts";
 
+/** A plugin as list() reports it; fields these tests do not read are left out. */
 function fakeInfo(name: string): PluginInfo {
   return {
     name,
@@ -16,7 +17,7 @@ function fakeInfo(name: string): PluginInfo {
     dir: "/nowhere",
     crashes: 0,
     history: [],
-  };
+  } as PluginInfo;
 }
 
 test("quantile() interpolates inside the bucket like histogram_quantile()", () => {
