@@ -90,7 +90,9 @@ test("admin API: every route needs the bearer token; a wrong one, none, or one i
     assert.equal((await app.request("/api/openapi.json")).status, 401);
     const ok = await app.request("/api/plugins", { headers: auth });
     assert.equal(ok.status, 200);
-    assert.equal((await app.request("/")).status, 200, "the dashboard page itself holds no data");
+    const page = await app.request("/");
+    assert.equal(page.status, 200, "the dashboard page itself holds no data");
+    assert.match(page.headers.get("content-security-policy") ?? "", /frame-ancestors 'none'/);
   });
 }, { timeoutMs: 60_000 });
 

@@ -53,6 +53,14 @@ test("serveAdmin serves on loopback over HTTP, refuses another address without T
       const refused = await fetch(`${server.url}api/plugins`);
       assert.equal(refused.status, 401);
       await refused.body?.cancel();
+      // An event stream through the runtime's real server: the first event arrives, closing it ends it.
+      const events = await fetch(`${server.url}api/events`, { headers: { authorization: `Bearer ${token}` } });
+      assert.match(events.headers.get("content-type") ?? "", /text\/event-stream/);
+      const reader = events.body!.getReader();
+      let text = "";
+      while (!text.includes("\n\n")) text += new TextDecoder().decode((await reader.read()).value);
+      assert.match(text, /^event: hello\ndata: \{/);
+      await reader.cancel();
     } finally {
       await server.close();
     }

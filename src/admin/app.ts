@@ -281,7 +281,17 @@ export function createAdminApp(host: AdminHost, options: AdminAppOptions): Hono 
     }, 404)
   );
 
-  app.get("/", (c) => c.html(dashboardHtml()));
+  app.get("/", (c) => {
+    // The page loads nothing from elsewhere and must not be framed (its buttons act on plugins).
+    c.header(
+      "Content-Security-Policy",
+      "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'",
+    );
+    c.header("X-Frame-Options", "DENY");
+    c.header("X-Content-Type-Options", "nosniff");
+    c.header("Referrer-Policy", "no-referrer");
+    return c.html(dashboardHtml());
+  });
 
   app.get("/metrics", async (c) => {
     if (!options.publicMetrics) authorize(c, false);
