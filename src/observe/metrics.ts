@@ -88,6 +88,8 @@ const pluginStates: readonly PluginState[] = [
 interface MethodStats {
   readonly method: string;
   calls: number;
+  /** Calls whose latency was measured (all of them unless `timedCallEvery` > 1). */
+  timed: number;
   inFlight: number;
   cancellations: number;
   deadlineMisses: number;
@@ -185,6 +187,13 @@ export interface PluginMetricsOptions {
   sampleIntervalMs?: number;
   /** History samples kept per plugin. Default 300. */
   historyPoints?: number;
+  /**
+   * Measure the latency of one call in this many (the histogram then holds
+   * that sample; call and error counts stay exact). Two clock reads are most
+   * of the per-call cost: about 180 ns under Deno and 70 ns under Bun, a few
+   * per cent of a shared-memory echo call. Default 1 (every call).
+   */
+  timedCallEvery?: number;
 }
 
 /**
@@ -225,21 +234,26 @@ export class PluginMetrics {
     this.#historyPoints = Math.max(2, options.historyPoints ?? historyPointsDefault);
     this.registry = new Registry();
     this.#register(options.prefix ?? "plugin_shm_");
+    const every = Math.max(1, Math.floor(options.timedCallEvery ?? 1));
+    let tick = 0;
     this.instrumentation = {
       begin: (plugin, method) => {
         this.#method(plugin, method).inFlight++;
-        return performance.now();
+        // -1 marks a call that is counted but not timed.
+        return every === 1 || ++tick % every === 0 ? performance.now() : -1;
       },
       end: (plugin, method, state, error) => {
         const stats = this.#method(plugin, method);
-        const seconds = (performance.now() - (state as number)) / 1000;
         stats.inFlight--;
         stats.calls++;
+        if (error !== undefined) countError(stats, error);
+        if ((state as number) < 0) return;
+        const seconds = (performance.now() - (state as number)) / 1000;
+        stats.timed++;
         stats.sumSeconds += seconds;
         let i = 0;
         while (i < latencyBucketsSeconds.length && seconds > latencyBucketsSeconds[i]) i++;
         stats.buckets[i]++;
-        if (error !== undefined) countError(stats, error);
       },
     };
     const intervalMs = options.sampleIntervalMs ?? sampleIntervalMsDefault;
@@ -490,25 +504,30 @@ export class PluginMetrics {
       }
       return values;
     });
-    family("call_duration_seconds", "Call latency as the host sees it.", "histogram", () => {
-      const values: Value[] = [];
-      const name = prefix + "call_duration_seconds";
-      for (const [plugin, stats] of this.#plugins) {
-        for (const m of stats.methods.values()) {
-          let cumulative = 0;
-          for (let i = 0; i < latencyBucketsSeconds.length; i++) {
-            cumulative += m.buckets[i];
-            const labels = { plugin, method: m.method, le: latencyBucketsSeconds[i] };
-            values.push({ metricName: `${name}_bucket`, labels, value: cumulative });
+    family(
+      "call_duration_seconds",
+      "Call latency as the host sees it (of one call in timedCallEvery).",
+      "histogram",
+      () => {
+        const values: Value[] = [];
+        const name = prefix + "call_duration_seconds";
+        for (const [plugin, stats] of this.#plugins) {
+          for (const m of stats.methods.values()) {
+            let cumulative = 0;
+            for (let i = 0; i < latencyBucketsSeconds.length; i++) {
+              cumulative += m.buckets[i];
+              const labels = { plugin, method: m.method, le: latencyBucketsSeconds[i] };
+              values.push({ metricName: `${name}_bucket`, labels, value: cumulative });
+            }
+            const labels = { plugin, method: m.method };
+            values.push({ metricName: `${name}_bucket`, labels: { ...labels, le: "+Inf" }, value: m.timed });
+            values.push({ metricName: `${name}_sum`, labels, value: m.sumSeconds });
+            values.push({ metricName: `${name}_count`, labels, value: m.timed });
           }
-          const labels = { plugin, method: m.method };
-          values.push({ metricName: `${name}_bucket`, labels: { ...labels, le: "+Inf" }, value: m.calls });
-          values.push({ metricName: `${name}_sum`, labels, value: m.sumSeconds });
-          values.push({ metricName: `${name}_count`, labels, value: m.calls });
         }
-      }
-      return values;
-    });
+        return values;
+      },
+    );
     family("calls_in_flight", "Calls sent and not yet settled.", "gauge", perMethod((m) => m.inFlight));
     family(
       "call_cancellations_total",
@@ -587,6 +606,7 @@ function newMethodStats(method: string): MethodStats {
   return {
     method,
     calls: 0,
+    timed: 0,
     inFlight: 0,
     cancellations: 0,
     deadlineMisses: 0,

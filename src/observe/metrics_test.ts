@@ -62,3 +62,19 @@ test("a histogram observed through the instrumentation has cumulative, increasin
   assert.doesNotMatch(text, /nodejs_|process_/);
   metrics.close();
 });
+
+test("with timedCallEvery, every call is counted and one in N is timed into the histogram", async () => {
+  const metrics = new PluginMetrics({ sampleIntervalMs: 0, timedCallEvery: 4 });
+  metrics.observe({ list: () => [fakeInfo("p")], onState: () => () => {} });
+  for (let i = 0; i < 100; i++) {
+    const state = metrics.instrumentation.begin("p", "m");
+    metrics.instrumentation.end("p", "m", state, i === 0 ? new Error("first") : undefined);
+  }
+  const text = await metrics.prometheus();
+  assert.match(text, /plugin_shm_calls_total\{plugin="p",method="m"\} 100\n/);
+  assert.match(text, /plugin_shm_call_errors_total\{plugin="p",method="m",code="Error"\} 1\n/);
+  assert.match(text, /plugin_shm_call_duration_seconds_count\{plugin="p",method="m"\} 25\n/);
+  assert.match(text, /plugin_shm_call_duration_seconds_bucket\{plugin="p",method="m",le="\+Inf"\} 25\n/);
+  assert.equal(metrics.methods()[0].inFlight, 0);
+  metrics.close();
+});
