@@ -80,11 +80,12 @@ ops-tools:
 	@PYTHONPATH=.tools/python python3 -c "import prometheus_client" 2>/dev/null || \
 		python3 -m pip install --quiet --disable-pip-version-check --target .tools/python prometheus-client==0.26.0
 
-# Metrics, logs, admin API and dashboard only, under both runtimes (the
+# Metrics, logs, admin API and dashboard only, under Deno, Bun and Node (the
 # browser test drives Chromium from Deno).
-test-ops: build ops-tools
+test-ops: build dist ops-tools
 	$(DENO) test -A --parallel=false $(OPS_TESTS)
 	$(BUN) test --timeout 300000 $(OPS_TESTS)
+	node --test --test-concurrency=1 $(patsubst %.ts,dist/%.js,$(filter %.ts,$(OPS_TESTS))) dist/src/observe/*_test.js
 
 bench: build dist
 	$(DENO) run -A bench/channel_bench.ts $(BENCH_ARGS)

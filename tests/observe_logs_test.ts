@@ -6,7 +6,7 @@ import { until } from "./_ops.ts";
 
 /**
  * The bound the issue sets on host memory growth while a plugin floods its
- * output: 64 MiB, met under Deno (27-51 MiB measured). Under Bun the host's
+ * output: 64 MiB, met under Deno (27-51 MiB measured) and Node (35). Under Bun the host's
  * own pipe reading (src/host/process.ts: string chunks split per line) peaks
  * at 63-79 MiB with a logger that keeps nothing, whatever the volume, and at
  * 68-98 MiB with the log store, so the bound there is 128 MiB until that
@@ -16,7 +16,7 @@ const rssGrowthBytesMax = (runtime === "bun" ? 128 : 64) * 1024 * 1024;
 const floodMiB = 200;
 
 test(
-  "a plugin writing 200 MB of output keeps host RSS growth within 64 MiB and the newest lines queryable",
+  "a plugin writing 200 MB of output keeps host RSS growth bounded (64 MiB; 128 under Bun) and the newest lines queryable",
   async () => {
     const logs = new LogStore();
     const host = new PluginHost({ dirs: [fixtures], logger: logs.logger });

@@ -5,12 +5,19 @@
  * @module
  */
 
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 
 let cached: string | undefined;
 
-/** The dashboard page. */
+/**
+ * The dashboard page: next to this module when run from source (Deno, Bun),
+ * or from the sources beside dist/ when run compiled (Node), since tsc copies
+ * no HTML.
+ */
 export function dashboardHtml(): string {
-  cached ??= readFileSync(new URL("./dashboard.html", import.meta.url), "utf8");
+  if (cached !== undefined) return cached;
+  const beside = new URL("./dashboard.html", import.meta.url);
+  const source = new URL("../../../src/admin/dashboard.html", import.meta.url);
+  cached = readFileSync(existsSync(beside) ? beside : source, "utf8");
   return cached;
 }
