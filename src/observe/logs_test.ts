@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { configure, getLogger, reset } from "@logtape/logtape";
+import fc from "fast-check";
 import { test } from "../../tests/_harness.ts";
 import type { StateEvent } from "../host/host.ts";
 import { hostSource, logHostEvents, type LogLine, LogStore } from "./logs.ts";
@@ -99,4 +100,28 @@ test("host lifecycle events become structured LogTape records, kept by the store
   } finally {
     await reset();
   }
+});
+
+test("property: the buffer always holds the newest lines intact, within both caps", () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 20 }),
+      fc.integer({ min: 1024, max: 4096 }),
+      fc.array(fc.string({ unit: "binary", maxLength: 600 }), { maxLength: 200 }),
+      (linesMax, bytesMax, lines) => {
+        const logs = new LogStore({ linesPerPluginMax: linesMax, bytesPerPluginMax: bytesMax });
+        for (const line of lines) logs.logger({ plugin: "p", stream: "stdout", line });
+        const kept = logs.query("p").map((l) => l.line);
+        const stats = logs.stats("p");
+        assert.ok(kept.length <= linesMax && stats.bytes <= bytesMax);
+        // What is kept is a suffix of what was written: the newest lines, unchanged (well-formed UTF-16 round-trips).
+        const expected = lines.slice(lines.length - kept.length).map((l) =>
+          new TextDecoder().decode(new TextEncoder().encode(l))
+        );
+        assert.deepEqual(kept, expected);
+        assert.equal(stats.lines + stats.dropped, lines.length);
+      },
+    ),
+    { numRuns: 300 },
+  );
 });
