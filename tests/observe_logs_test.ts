@@ -9,7 +9,7 @@ import { until } from "./_ops.ts";
  * output: 64 MiB, met under Deno (22-51 MiB measured) and Node (34-35). Under
  * Bun the host's own pipe reading (src/host/process.ts: string chunks split
  * per line) peaks at 63-79 MiB with a logger that keeps nothing, whatever the
- * volume (Bun's collector runs late), and runs with the store measured 58-108
+ * volume (Bun's collector runs late), and runs with the store measured 68-108
  * MiB (the most inside the full suite), so the bound there is 128 MiB until
  * that reading is reworked. Either way it is a bound on memory, not on time.
  */

@@ -78,75 +78,41 @@ interface Stored {
   at: number;
   stream: LogLine["stream"];
   level: number;
-  /**
-   * The line's UTF-8 bytes: a view into its ring's one buffer. Lines are kept
-   * as bytes, not strings, because a string cut from a larger chunk can keep
-   * the whole chunk alive, and in one preallocated buffer so that a flood of
-   * lines allocates nothing outside the garbage-collected heap.
-   */
+  // Kept as UTF-8 bytes, not as the string: a string cut from a larger chunk
+  // can keep the whole chunk alive, which would defeat the byte cap.
   bytes: Uint8Array;
 }
 
-/** Longest line (UTF-8 bytes) kept; the host already cuts lines at 16 Ki characters. */
-export const lineBytesMax = 64 * 1024;
-const scratch = new Uint8Array(lineBytesMax);
-
-/**
- * One plugin's lines: a fixed number of line slots and a fixed byte buffer,
- * both used as rings. A new line goes after the previous one in the buffer
- * (back to the start when it does not fit) and evicts the oldest lines whose
- * bytes it would overwrite, and the oldest line when every slot is taken.
- */
+/** A fixed-capacity ring of lines for one plugin. */
 class Ring {
   readonly slots: (Stored | undefined)[];
-  readonly buffer: Uint8Array;
   head = 0;
   count = 0;
   bytes = 0;
-  writeAt = 0;
   linesTotal = 0;
   bytesTotal = 0;
   dropped = 0;
-  constructor(capacity: number, bytesMax: number) {
+  constructor(capacity: number) {
     this.slots = new Array(capacity);
-    this.buffer = new Uint8Array(bytesMax);
   }
-  /** Stores `length` encoded bytes from `source` (cut to the buffer at a character boundary). */
-  push(meta: Omit<Stored, "bytes">, source: Uint8Array, length: number): Stored {
+  push(item: Stored, bytesMax: number): void {
     this.linesTotal++;
-    this.bytesTotal += length;
-    let n = Math.min(length, this.buffer.length);
-    while (n > 0 && n < length && (source[n] & 0xc0) === 0x80) n--;
-    if (this.writeAt + n > this.buffer.length) {
-      // Wrapping: the lines after the write position are the oldest; they go first.
-      while (this.count > 0 && this.#oldest().bytes.byteOffset >= this.writeAt) this.shift();
-      this.writeAt = 0;
-    }
-    const end = this.writeAt + n;
-    while (this.count > 0) {
-      const offset = this.#oldest().bytes.byteOffset;
-      const overwritten = offset >= this.writeAt && offset < end;
-      if (this.count < this.slots.length && !overwritten) break;
+    this.bytesTotal += item.bytes.length;
+    if (item.bytes.length > bytesMax) item.bytes = item.bytes.subarray(0, bytesMax).slice();
+    while (this.count > 0 && (this.count === this.slots.length || this.bytes + item.bytes.length > bytesMax)) {
       this.shift();
     }
-    this.buffer.set(source.subarray(0, n), this.writeAt);
-    const item: Stored = { ...meta, bytes: this.buffer.subarray(this.writeAt, end) };
-    this.writeAt = end;
     this.slots[(this.head + this.count) % this.slots.length] = item;
     this.count++;
-    this.bytes += n;
-    return item;
+    this.bytes += item.bytes.length;
   }
   shift(): void {
-    const old = this.#oldest();
+    const old = this.slots[this.head]!;
     this.slots[this.head] = undefined;
     this.head = (this.head + 1) % this.slots.length;
     this.count--;
     this.bytes -= old.bytes.length;
     this.dropped++;
-  }
-  #oldest(): Stored {
-    return this.slots[this.head]!;
   }
   *items(): Generator<Stored> {
     for (let i = 0; i < this.count; i++) yield this.slots[(this.head + i) % this.slots.length]!;
@@ -243,9 +209,9 @@ export class LogStore {
 
   #add(plugin: string, stream: LogLine["stream"], level: number, line: string): void {
     let ring = this.#rings.get(plugin);
-    if (!ring) this.#rings.set(plugin, ring = new Ring(this.#linesMax, this.#bytesMax));
-    const { written } = encoder.encodeInto(line, scratch);
-    const item = ring.push({ seq: ++this.#seq, at: Date.now(), stream, level }, scratch, written);
+    if (!ring) this.#rings.set(plugin, ring = new Ring(this.#linesMax));
+    const item: Stored = { seq: ++this.#seq, at: Date.now(), stream, level, bytes: encoder.encode(line) };
+    ring.push(item, this.#bytesMax);
     if (this.#listeners.size === 0) return;
     const record = toLine(plugin, item);
     for (const { listener, plugin: only, level: min } of this.#listeners) {
