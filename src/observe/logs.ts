@@ -78,44 +78,74 @@ interface Stored {
   at: number;
   stream: LogLine["stream"];
   level: number;
-  // Kept as UTF-8 bytes, not as the string: a string cut from a larger chunk
-  // can keep the whole chunk alive, which would defeat the byte cap.
-  bytes: Uint8Array;
+  /** Where the line's UTF-8 bytes are in its ring's buffer. */
+  offset: number;
+  length: number;
 }
 
-/** A fixed-capacity ring of lines for one plugin. */
+/**
+ * One plugin's lines: a fixed number of line slots and one preallocated byte
+ * buffer, both used as rings. Lines are kept as UTF-8 bytes, not strings (a
+ * string cut from a larger chunk can keep the whole chunk alive), encoded
+ * straight into the buffer so that a flood allocates next to nothing per line.
+ * A new line goes after the previous one (back to the start when it does not
+ * fit) and evicts the oldest lines whose bytes it overwrites, and the oldest
+ * line when every slot is taken.
+ */
 class Ring {
   readonly slots: (Stored | undefined)[];
+  readonly buffer: Uint8Array;
   head = 0;
   count = 0;
   bytes = 0;
+  writeAt = 0;
   linesTotal = 0;
   bytesTotal = 0;
   dropped = 0;
-  constructor(capacity: number) {
+  constructor(capacity: number, bytesMax: number) {
     this.slots = new Array(capacity);
+    this.buffer = new Uint8Array(bytesMax);
   }
-  push(item: Stored, bytesMax: number): void {
+  push(seq: number, at: number, stream: LogLine["stream"], level: number, line: string): Stored {
+    let { read, written } = encoder.encodeInto(line, this.buffer.subarray(this.writeAt));
+    if (read < line.length && this.writeAt > 0) {
+      // It does not fit before the end: the lines from here on are the oldest; they go, and the line goes first.
+      while (this.count > 0 && this.#oldest().offset >= this.writeAt) this.shift();
+      this.writeAt = 0;
+      ({ written } = encoder.encodeInto(line, this.buffer));
+    }
     this.linesTotal++;
-    this.bytesTotal += item.bytes.length;
-    if (item.bytes.length > bytesMax) item.bytes = item.bytes.subarray(0, bytesMax).slice();
-    while (this.count > 0 && (this.count === this.slots.length || this.bytes + item.bytes.length > bytesMax)) {
+    this.bytesTotal += written;
+    const end = this.writeAt + written;
+    while (this.count > 0) {
+      const offset = this.#oldest().offset;
+      const overwritten = offset >= this.writeAt && offset < end;
+      if (this.count < this.slots.length && !overwritten) break;
       this.shift();
     }
+    const item: Stored = { seq, at, stream, level, offset: this.writeAt, length: written };
+    this.writeAt = end;
     this.slots[(this.head + this.count) % this.slots.length] = item;
     this.count++;
-    this.bytes += item.bytes.length;
+    this.bytes += written;
+    return item;
   }
   shift(): void {
-    const old = this.slots[this.head]!;
+    const old = this.#oldest();
     this.slots[this.head] = undefined;
     this.head = (this.head + 1) % this.slots.length;
     this.count--;
-    this.bytes -= old.bytes.length;
+    this.bytes -= old.length;
     this.dropped++;
+  }
+  #oldest(): Stored {
+    return this.slots[this.head]!;
   }
   *items(): Generator<Stored> {
     for (let i = 0; i < this.count; i++) yield this.slots[(this.head + i) % this.slots.length]!;
+  }
+  text(item: Stored): string {
+    return decoder.decode(this.buffer.subarray(item.offset, item.offset + item.length));
   }
 }
 
@@ -181,7 +211,7 @@ export class LogStore {
       matches.push(item);
     }
     const limit = Math.min(queryLimitMax, Math.max(0, query.limit ?? queryLimitMax));
-    return matches.slice(Math.max(0, matches.length - limit)).map((item) => toLine(plugin, item));
+    return matches.slice(Math.max(0, matches.length - limit)).map((item) => toLine(plugin, ring, item));
   }
 
   /** Counters for `plugin`'s buffer. */
@@ -209,11 +239,10 @@ export class LogStore {
 
   #add(plugin: string, stream: LogLine["stream"], level: number, line: string): void {
     let ring = this.#rings.get(plugin);
-    if (!ring) this.#rings.set(plugin, ring = new Ring(this.#linesMax));
-    const item: Stored = { seq: ++this.#seq, at: Date.now(), stream, level, bytes: encoder.encode(line) };
-    ring.push(item, this.#bytesMax);
+    if (!ring) this.#rings.set(plugin, ring = new Ring(this.#linesMax, this.#bytesMax));
+    const item = ring.push(++this.#seq, Date.now(), stream, level, line);
     if (this.#listeners.size === 0) return;
-    const record = toLine(plugin, item);
+    const record = toLine(plugin, ring, item);
     for (const { listener, plugin: only, level: min } of this.#listeners) {
       if ((only !== undefined && only !== plugin) || level < min) continue;
       try {
@@ -225,14 +254,14 @@ export class LogStore {
   }
 }
 
-function toLine(plugin: string, item: Stored): LogLine {
+function toLine(plugin: string, ring: Ring, item: Stored): LogLine {
   return {
     seq: item.seq,
     at: item.at,
     plugin,
     stream: item.stream,
     level: logLevels[item.level],
-    line: decoder.decode(item.bytes),
+    line: ring.text(item),
   };
 }
 
