@@ -31,36 +31,67 @@ export {
   CancelledError,
   ChannelClosedError,
   type CloseReason,
+  ConnectError,
   DeadlineExceededError,
+  FrameCorruptError,
   HandshakeError,
+  HostClosedError,
+  LoadInterruptedError,
   ManifestError,
   MessageTooLargeError,
   NativeLibraryError,
+  PermissionDeniedError,
   PluginCrashedError,
   PluginNotFoundError,
+  PluginShmError,
   PluginStalledError,
   ProtocolError,
   ReloadError,
   RemoteError,
   SegmentError,
 } from "./src/errors.ts";
-export { FrameCorruptError } from "./src/transport/_ring.ts";
 export type { Transport, TransportKind, TransportListener } from "./src/transport/transport.ts";
 export { connectTransport, listenTransport, type TransportOptions } from "./src/transport/factory.ts";
 export { StreamTransport } from "./src/transport/stream_transport.ts";
+export { PluginHost, watchDebounceMsDefault } from "./src/host/host.ts";
 export {
-  type CallPolicy,
-  type Discovered,
+  callWaitMsDefault,
+  crashLimitDefault,
+  crashWindowMsDefault,
   handshakeTimeoutMsDefault,
-  type LifecycleKind,
-  PluginHost,
   type PluginHostOptions,
-  type PluginInfo,
-  type PluginState,
-  type StateEvent,
+  restartBackoffMsDefault,
+  restartBackoffMsMaxDefault,
+  stallGraceMsDefault,
   stopTimeoutMsDefault,
-} from "./src/host/host.ts";
+} from "./src/host/options.ts";
+export type {
+  CallInstrumentation,
+  CallPolicy,
+  Discovered,
+  HostEvents,
+  LaunchPlan,
+  LaunchPlanner,
+  LifecycleKind,
+  ListenerErrorEvent,
+  PermissionDeniedEvent,
+  PluginEvent,
+  PluginInfo,
+  PluginState,
+  PluginVerifier,
+  RefusedEvent,
+  StateEvent,
+  VerifyResult,
+} from "./src/host/types.ts";
+export { defaultLaunchPlan, inheritedEnv, launchEntry, launchEntryFor, pathMinimal } from "./src/host/launch_plan.ts";
+export { exitCodeNotLaunched, launchEnv, reservedMethods } from "./src/protocol/launch.ts";
 export { loadManifest, type Manifest, manifestFile } from "./src/host/manifest.ts";
 export type { LogEntry } from "./src/host/process.ts";
-export { type CallOptions, type HandlerContext, RpcPeer, type RpcPeerOptions } from "./src/protocol/rpc.ts";
+export {
+  type CallOptions,
+  type HandlerContext,
+  type PluginClient,
+  RpcPeer,
+  type RpcPeerOptions,
+} from "./src/protocol/rpc.ts";
 export { negotiateVersion, protocolVersions, type VersionRange } from "./src/protocol/handshake.ts";

@@ -18,10 +18,12 @@ export {
   definePlugin,
   drainTimeoutMs,
   exitCodeNotLaunched,
+  isPluginDefinition,
   type PluginClient,
   type PluginContext,
   type PluginDefinition,
   pluginEnv,
   type PluginMethods,
+  type PluginSession,
   type PluginStreams,
 } from "./src/plugin/plugin.ts";

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
+import process from "node:process";
 import { exitCodeNotLaunched } from "../plugin.ts";
+import { launchEntryFor } from "../mod.ts";
 import { peerPath, processRunning as running, root, runtime, segmentsOf, startPeer, test } from "./_harness.ts";
 
 for (const transport of ["shm", "unix"]) {
@@ -28,18 +30,32 @@ for (const transport of ["shm", "unix"]) {
   }, { timeoutMs: 60_000 });
 }
 
-// Node 20 runs no TypeScript: its plugin is the JavaScript fixture.
+// Node 20 runs no TypeScript: its plugin is the JavaScript fixture, started through the compiled entry.
 const echoFor = (which: string) =>
   which === "node" ? `${root}tests/fixtures/node_echo/main.mjs` : `${root}examples/plugins/echo/main.ts`;
 for (const which of ["deno", "bun", "node"] as const) {
-  test(`a ${which} plugin started by hand says it needs a host and exits`, async () => {
-    const plugin = startPeer(which, echoFor(which), {
+  test(`a ${which} plugin started by hand through the launch entry says it needs a host and exits`, async () => {
+    const plugin = startPeer(which, launchEntryFor(which), {
       PLUGIN_SHM_ADDRESS: "",
       PLUGIN_SHM_TOKEN: "",
       PLUGIN_SHM_TRANSPORT: "",
-    });
+    }, [echoFor(which)]);
     const { code } = await plugin.exited;
     assert.equal(code, exitCodeNotLaunched);
     assert.match(plugin.stderr(), /is a plugin-shm plugin: a plugin host starts it/);
   }, { timeoutMs: 30_000 });
+}
+
+for (const which of ["deno", "bun"] as const) {
+  test(
+    `a ${which} process that imports a plugin module gets its definition, calls its methods and serves nothing`,
+    async () => {
+      const importer = startPeer(which, peerPath("import_plugin.ts"), {});
+      const { code } = await importer.exited;
+      assert.equal(code, 0, importer.stderr());
+      assert.deepEqual(JSON.parse(importer.stdout()), { name: "introspect", cwd: process.cwd(), session: null });
+      assert.deepEqual(segmentsOf([importer.child.pid]), [], "no segment was created");
+    },
+    { timeoutMs: 30_000 },
+  );
 }

@@ -7,14 +7,16 @@
  */
 
 import { randomBytes } from "node:crypto";
-import { HandshakeError, PluginCrashedError } from "../errors.ts";
+import { PluginCrashedError } from "./errors.ts";
+import { HandshakeError } from "../protocol/errors.ts";
 import { acceptHello, type VersionRange } from "../protocol/handshake.ts";
 import { type Handler, RpcPeer } from "../protocol/rpc.ts";
 import { listenTransport } from "../transport/factory.ts";
 import type { Transport, TransportKind } from "../transport/transport.ts";
-import { pluginEnv } from "../plugin/plugin.ts";
+import { launchEnv } from "../protocol/launch.ts";
 import type { Manifest } from "./manifest.ts";
-import { type LogEntry, PluginProcess } from "./process.ts";
+import { type ExitStatus, type LogEntry, PluginProcess } from "./process.ts";
+import type { LaunchPlan } from "./types.ts";
 
 /** What starting an instance needs. */
 export interface InstanceOptions {
@@ -26,14 +28,35 @@ export interface InstanceOptions {
   handlers: Record<string, Handler>;
   logger: (entry: LogEntry) => void;
   onEvent: (name: string, data: unknown) => void;
+  /** Reports an `onEvent` listener that threw (the connection stays up). */
+  onListenerError: (error: unknown) => void;
+  /** Builds the launch plan from the connection's launch variables. */
+  plan: (launchEnv: Record<string, string>) => LaunchPlan;
   /** Called when the process has been spawned, before the handshake. */
   onSpawned?: (pid: number | undefined) => void;
 }
 
-/** A started, handshaken instance. */
+/**
+ * A started, handshaken instance, as supervision sees it: a connection and
+ * something that can exit and be signalled. An OS process is one kind; a
+ * sandboxed or remote instance can stand in.
+ */
 export interface Instance {
   readonly id: number;
-  readonly process: PluginProcess;
+  /** The OS process id, when the instance is a local process. */
+  readonly pid: number | undefined;
+  /** Settles once, with how the instance ended. */
+  readonly exited: Promise<ExitStatus>;
+  /** How it ended, once it has. */
+  readonly exitStatus: ExitStatus | undefined;
+  /** The last lines it wrote to stderr, for crash reports. */
+  readonly stderrTail: string[];
+  /** Asks it to end (SIGTERM) or ends it (SIGKILL); nothing once it has exited. */
+  kill(signal: "SIGTERM" | "SIGKILL"): void;
+  /** Waits up to `timeoutMs` for the exit; true if it exited. */
+  waitForExit(timeoutMs: number): Promise<boolean>;
+  /** The negotiated protocol version. */
+  readonly protocolVersion: number;
   readonly peer: RpcPeer;
   readonly methods: string[];
   readonly description: string;
@@ -52,20 +75,27 @@ export const crashReportWaitMs = 1000;
 export async function startInstance(manifest: Manifest, options: InstanceOptions): Promise<Instance> {
   const listener = await listenTransport(options.transport, { ringBytes: options.ringBytes });
   const token = randomBytes(32).toString("hex");
-  const process = new PluginProcess(manifest, {
-    [pluginEnv.transport]: options.transport,
-    [pluginEnv.address]: listener.address,
-    [pluginEnv.secret]: listener.secret,
-    [pluginEnv.token]: token,
-    [pluginEnv.name]: manifest.name,
-  }, options.logger);
+  let plan: LaunchPlan;
+  try {
+    plan = options.plan({
+      [launchEnv.transport]: options.transport,
+      [launchEnv.address]: listener.address,
+      [launchEnv.secret]: listener.secret,
+      [launchEnv.token]: token,
+      [launchEnv.name]: manifest.name,
+    });
+  } catch (error) {
+    listener.close();
+    throw error;
+  }
+  const process = new PluginProcess(manifest.name, plan, options.logger);
   options.onSpawned?.(process.pid);
   try {
     const accepted = listener.accept(options.handshakeTimeoutMs).catch((cause) => {
       throw new HandshakeError("timeout", `plugin did not connect: ${(cause as Error).message}`, { cause });
     });
     const transport = await raceExit(manifest, process, accepted, "connecting", options.handshakeTimeoutMs);
-    const { hello } = await raceExit(
+    const { hello, version } = await raceExit(
       manifest,
       process,
       hello_(transport, token, options),
@@ -76,7 +106,9 @@ export async function startInstance(manifest: Manifest, options: InstanceOptions
       remoteName: manifest.name,
       handlers: options.handlers,
       heartbeatIntervalMs: options.heartbeatIntervalMs,
+      protocolVersion: version,
       onEvent: options.onEvent,
+      onListenerError: options.onListenerError,
       // A lost connection usually means the process died: report it as the
       // crash it is, with exit status and stderr, once the exit is seen.
       explainLoss: async (error) => {
@@ -87,7 +119,17 @@ export async function startInstance(manifest: Manifest, options: InstanceOptions
     });
     return {
       id: nextInstanceId++,
-      process,
+      pid: process.pid,
+      exited: process.exited,
+      get exitStatus() {
+        return process.exitStatus;
+      },
+      get stderrTail() {
+        return process.stderrTail;
+      },
+      kill: (signal) => process.kill(signal),
+      waitForExit: (timeoutMs) => process.waitForExit(timeoutMs),
+      protocolVersion: version,
       peer,
       readLoop: peer.run(),
       methods: hello.methods,

@@ -13,7 +13,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, isAbsolute, join, normalize, resolve } from "node:path";
 import semver from "semver";
 import { z } from "zod";
-import { ManifestError, type ManifestProblem } from "../errors.ts";
+import { ManifestError, type ManifestProblem } from "./errors.ts";
 import { protocolVersions } from "../protocol/handshake.ts";
 import { didYouMean } from "./suggest.ts";
 

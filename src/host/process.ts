@@ -1,17 +1,12 @@
 /**
- * One plugin OS process: spawned with the connection details in its
- * environment, its stdout and stderr forwarded line by line to the host's
+ * One plugin OS process: spawned from a launch plan (see launch_plan.ts), its stdout and stderr forwarded line by line to the host's
  * logger (tagged with the plugin's name), and its exit observed.
  *
  * @module
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
-import { dirname } from "node:path";
-import { fileURLToPath } from "node:url";
-import type { RuntimeName } from "../native/native.ts";
-import type { Manifest } from "./manifest.ts";
+import type { LaunchPlan } from "./types.ts";
 
 /** A line a plugin wrote, as the host's logger receives it. */
 export interface LogEntry {
@@ -34,42 +29,6 @@ export const stderrTailLinesMax = 20;
 /** Longest line forwarded to the logger; longer ones are cut. */
 export const logLineBytesMax = 16 * 1024;
 
-/**
- * The nearest node_modules/.bin/<runtime> above this file: this checkout's
- * pinned one (also from the compiled copy in dist/), or, installed as a
- * package, the consumer project's.
- */
-function pinnedBinary(runtime: string): string | undefined {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const candidate = `${dir}/node_modules/.bin/${runtime}`;
-    if (existsSync(candidate)) return candidate;
-    const parent = dirname(dir);
-    if (parent === dir) return undefined;
-    dir = parent;
-  }
-}
-
-/**
- * The runtime binary for a plugin. Deno and Bun: the pinned one if installed,
- * else PATH. Node is not an npm package: a Node host runs its plugins with its
- * own binary, a Deno or Bun host with the `node` on PATH.
- */
-export function runtimeBinary(runtime: RuntimeName): string {
-  if (runtime === "node") return isNode() ? process.execPath : "node";
-  return pinnedBinary(runtime) ?? runtime;
-}
-
-function isNode(): boolean {
-  return !("Deno" in globalThis) && !("Bun" in globalThis) && typeof process.versions?.node === "string";
-}
-
-function runtimeArgs(manifest: Manifest): string[] {
-  // Permissions from the manifest arrive with the security work; until then a
-  // Deno plugin needs FFI for shared memory, which amounts to -A anyway.
-  return manifest.runtime === "deno" ? ["run", "-A", "--no-prompt", manifest.entryPath] : [manifest.entryPath];
-}
-
 /** A running plugin process. */
 export class PluginProcess {
   readonly child: ChildProcess;
@@ -77,17 +36,18 @@ export class PluginProcess {
   readonly #stderrTail: string[] = [];
   #exit: ExitStatus | undefined;
 
-  constructor(manifest: Manifest, env: Record<string, string>, log: (entry: LogEntry) => void) {
-    this.child = spawn(runtimeBinary(manifest.runtime), runtimeArgs(manifest), {
-      cwd: manifest.dir,
-      env: { ...process.env, ...env },
+  constructor(name: string, plan: LaunchPlan, log: (entry: LogEntry) => void) {
+    this.child = spawn(plan.command, plan.args, {
+      cwd: plan.cwd,
+      // The plan's environment is the whole environment: nothing of the host's leaks in.
+      env: plan.env,
       stdio: ["pipe", "pipe", "pipe"],
       // Its own process group: a Ctrl-C in the host's terminal reaches the
       // host, which then stops its plugins gracefully, not the plugins first.
       detached: true,
     });
-    this.#forward(manifest.name, "stdout", log);
-    this.#forward(manifest.name, "stderr", log);
+    this.#forward(name, "stdout", log);
+    this.#forward(name, "stderr", log);
     this.exited = new Promise((resolve) => {
       this.child.on("error", (error) => {
         this.#remember(`spawn failed: ${error.message}`);

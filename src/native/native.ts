@@ -10,7 +10,7 @@ import { symbols } from "./_symbols.ts";
 import { denoAdapter } from "./_deno.ts";
 import { bunAdapter } from "./_bun.ts";
 import { nodeAdapter } from "./_node.ts";
-import { NativeLibraryError, type NativeStatus, nativeStatusCodes, SegmentError } from "../errors.ts";
+import { NativeLibraryError, type NativeStatus, nativeStatusCodes, SegmentError } from "./errors.ts";
 import { L } from "./layout.ts";
 export type { RuntimeName } from "./_adapter.ts";
 

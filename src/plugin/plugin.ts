@@ -1,28 +1,21 @@
 /**
- * The plugin SDK: a plugin module calls {@link definePlugin} with its methods;
- * when the host starts the module, the SDK connects back over the transport
- * the host chose, performs the handshake and serves calls until the host goes
- * away. Stdout is free for the plugin's own use: the protocol never touches
- * it. A plugin started by hand exits with a message saying how to run it.
+ * The plugin SDK: a plugin module default-exports {@link definePlugin}'s
+ * result. The host starts the module through its launch entry
+ * (src/plugin/_launch.ts), which connects back over the transport the host
+ * chose, performs the handshake and serves calls until the host goes away.
+ * Importing the module anywhere else starts nothing. Stdout is free for the
+ * plugin's own use: the protocol never touches it.
  *
  * @module
  */
 
-import process from "node:process";
-import { ChannelClosedError, HandshakeError } from "../errors.ts";
-import { protocolVersions, sendHello } from "../protocol/handshake.ts";
-import { type Handler, type HandlerContext, RpcPeer, type StreamHandler } from "../protocol/rpc.ts";
-import { connectTransport } from "../transport/factory.ts";
-import type { TransportKind } from "../transport/transport.ts";
+import { exitCodeNotLaunched, launchEnv } from "../protocol/launch.ts";
 
-/** Environment variables the host sets for a plugin it launches. */
-export const pluginEnv = {
-  transport: "PLUGIN_SHM_TRANSPORT",
-  address: "PLUGIN_SHM_ADDRESS",
-  secret: "PLUGIN_SHM_SECRET",
-  token: "PLUGIN_SHM_TOKEN",
-  name: "PLUGIN_SHM_NAME",
-} as const;
+/**
+ * Environment variables the host sets for a plugin it launches: an alias of
+ * the protocol's {@link launchEnv}, kept for plugins that read them.
+ */
+export const pluginEnv: typeof launchEnv = launchEnv;
 
 /** What a method sees as `this`. */
 export interface PluginContext {
@@ -32,6 +25,14 @@ export interface PluginContext {
   callHost(name: string, ...args: unknown[]): Promise<unknown>;
   /** Sends an event to the host. */
   emit(name: string, data?: unknown): Promise<void>;
+  /** The connection as the handshake settled it; absent when a method is called directly (a unit test). */
+  readonly session?: PluginSession;
+}
+
+/** What the handshake settled: the protocol version and the heartbeat interval the host asked for. */
+export interface PluginSession {
+  readonly protocolVersion: number;
+  readonly heartbeatIntervalMs: number;
 }
 
 // deno-lint-ignore no-explicit-any
@@ -65,130 +66,45 @@ export interface PluginDefinition<M extends PluginMethods = PluginMethods, S ext
 export const drainTimeoutMs = 10_000;
 
 /** A plugin's methods as the host sees them: every call is async. */
-export type PluginClient<M extends object> = {
-  [K in keyof M]: M[K] extends (...args: infer A) => infer R ? (...args: A) => Promise<Awaited<R>> : never;
-};
+export type { PluginClient } from "../protocol/rpc.ts";
 
-/** The exit code of a plugin started by hand. */
-export const exitCodeNotLaunched = 2;
+export { exitCodeNotLaunched };
+
+const definitionBrand = Symbol.for("plugin-shm.definition");
 
 /**
- * Declares a plugin and, when this process was launched by a plugin host,
- * serves it.
+ * Declares a plugin. Nothing starts on import: the host launches the module
+ * through its launch entry, which imports the module's default export and
+ * serves it. So a plugin module can be imported like any other (for its types,
+ * or to unit-test its methods) without connecting anywhere.
  *
  * @example
- * ```ts ignore
- * import { definePlugin } from "../../plugin.ts";
- * export default definePlugin({
+ * ```ts
+ * import { definePlugin } from "./plugin.ts";
+ * const math = definePlugin({
  *   name: "math",
  *   version: "1.0.0",
  *   methods: { add: (a: number, b: number) => a + b },
  * });
+ * console.assert(math.methods.add(1, 2) === 3);
  * ```
  */
 export function definePlugin<M extends PluginMethods, S extends PluginStreams = Record<never, never>>(
   definition: PluginDefinition<M, S>,
 ): PluginDefinition<M, S> {
-  queueMicrotask(() => {
-    serve(definition as unknown as PluginDefinition).catch((error) => {
-      process.stderr.write(`plugin ${definition.name}: ${(error as Error).stack ?? error}\n`);
-      process.exit(1);
-    });
-  });
+  if (!definition || typeof definition.name !== "string" || typeof definition.methods !== "object") {
+    throw new TypeError("definePlugin() needs { name, version, methods }; see plugin.ts for the shape");
+  }
+  for (const name of [...Object.keys(definition.methods), ...Object.keys(definition.streams ?? {})]) {
+    if (name.startsWith("$")) {
+      throw new TypeError(`Method "${name}" of plugin "${definition.name}": names starting with "$" are reserved`);
+    }
+  }
+  Object.defineProperty(definition, definitionBrand, { value: true });
   return definition;
 }
 
-function env(name: string): string | undefined {
-  return process.env[name];
-}
-
-function contextFor(peer: RpcPeer, signal: AbortSignal): PluginContext {
-  return {
-    signal,
-    callHost: (name, ...args) => peer.call(name, args),
-    emit: (name, data) => peer.emit(name, data),
-  };
-}
-
-function toHandlers(definition: PluginDefinition): Record<string, Handler> {
-  const handlers: Record<string, Handler> = {};
-  for (const [name, fn] of Object.entries(definition.methods)) {
-    handlers[name] = (args: unknown[], ctx: HandlerContext) => fn.apply(contextFor(ctx.peer, ctx.signal), args);
-  }
-  return handlers;
-}
-
-function toStreamHandlers(definition: PluginDefinition): Record<string, StreamHandler> {
-  const handlers: Record<string, StreamHandler> = {};
-  for (const [name, fn] of Object.entries(definition.streams ?? {})) {
-    handlers[name] = (input, args, ctx) =>
-      (fn as (...a: unknown[]) => AsyncIterable<unknown>).apply(contextFor(ctx.peer, ctx.signal), [input, ...args]);
-  }
-  return handlers;
-}
-
-async function serve(definition: PluginDefinition): Promise<void> {
-  const kind = env(pluginEnv.transport) as TransportKind | undefined;
-  const address = env(pluginEnv.address);
-  const token = env(pluginEnv.token);
-  if (!kind || !address || !token) {
-    process.stderr.write(
-      `"${definition.name}" is a plugin-shm plugin: a plugin host starts it and talks to it; it does nothing on its own.\n` +
-        `Run it through a host, e.g.: deno run -A cli.ts call <plugin-dir> <method> [json-args]\n`,
-    );
-    process.exit(exitCodeNotLaunched);
-  }
-  const transport = await connectTransport(kind, address, env(pluginEnv.secret) ?? "");
-  const methods = Object.keys(definition.methods);
-  const runtime = "Bun" in globalThis ? "bun" : "Deno" in globalThis ? "deno" : "node";
-  let stopping = false;
-  let peer: RpcPeer | undefined = undefined;
-  const idle = () => new AbortController().signal;
-  const lifecycle: Record<string, Handler> = {
-    "$stop": async () => {
-      stopping = true;
-      // Finish what is in flight (this call itself counts as one), then stop.
-      const started = Date.now();
-      while (peer!.servingCalls > 1 && Date.now() - started < drainTimeoutMs) {
-        await new Promise((resolve) => setTimeout(resolve, 5));
-      }
-      await definition.onStop?.call(contextFor(peer!, idle()));
-      return true;
-    },
-    "$exportState": () => definition.exportState?.call(contextFor(peer!, idle())) ?? null,
-    "$importState": async ([state]) => {
-      await definition.importState?.call(contextFor(peer!, idle()), state);
-      return true;
-    },
-  };
-  try {
-    await sendHello(transport, {
-      token,
-      versions: protocolVersions,
-      name: definition.name,
-      version: definition.version,
-      runtime,
-      methods: [...methods, ...Object.keys(definition.streams ?? {})],
-    }, 10_000);
-  } catch (error) {
-    if (error instanceof HandshakeError) {
-      process.stderr.write(`plugin ${definition.name}: handshake refused: ${error.message}\n`);
-      process.exit(3);
-    }
-    throw error;
-  }
-  peer = new RpcPeer(transport, {
-    remoteName: "host",
-    handlers: { ...toHandlers(definition), ...lifecycle },
-    streamHandlers: toStreamHandlers(definition),
-    onEvent: (name, data) => definition.onEvent?.call(contextFor(peer!, new AbortController().signal), name, data),
-  });
-  await definition.onStart?.call(contextFor(peer, new AbortController().signal));
-  await peer.run();
-  // The host closed the connection or died: a plugin never outlives its host.
-  const reason = peer.closedWith;
-  if (!stopping && !(reason instanceof ChannelClosedError && reason.code === "peer-closed")) {
-    process.stderr.write(`plugin ${definition.name}: host connection lost (${reason?.message}); exiting\n`);
-  }
-  process.exit(0);
+/** True when `value` came from {@link definePlugin} (in this or another copy of the SDK). */
+export function isPluginDefinition(value: unknown): value is PluginDefinition {
+  return typeof value === "object" && value !== null && (value as Record<symbol, unknown>)[definitionBrand] === true;
 }

@@ -16,7 +16,7 @@
  */
 
 import { Packr, RESERVE_START_SPACE, Unpackr } from "msgpackr";
-import { ProtocolError } from "../errors.ts";
+import { ProtocolError } from "./errors.ts";
 
 /** Frame kinds. Values are part of the wire format. */
 export const FrameKind = {

@@ -8,7 +8,7 @@
  */
 
 import { timingSafeEqual } from "node:crypto";
-import { HandshakeError, ProtocolError } from "../errors.ts";
+import { HandshakeError, ProtocolError } from "./errors.ts";
 import type { Transport } from "../transport/transport.ts";
 import { decodeHeader, decodePayload, encodeFrame, FrameKind } from "./frame.ts";
 

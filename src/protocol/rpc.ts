@@ -8,16 +8,18 @@
  */
 
 import { clearInterval, clearTimeout, setInterval, setTimeout } from "node:timers";
-import {
-  CancelledError,
-  ChannelClosedError,
-  DeadlineExceededError,
-  MessageTooLargeError,
-  ProtocolError,
-  RemoteError,
-} from "../errors.ts";
+import { CancelledError, DeadlineExceededError, ProtocolError, RemoteError } from "./errors.ts";
+import { ChannelClosedError, MessageTooLargeError } from "../transport/errors.ts";
 import type { Transport } from "../transport/transport.ts";
 import { decodeHeader, decodePayload, encodeFrame, flagOpener, FrameKind, type FrameKindValue } from "./frame.ts";
+
+/**
+ * A remote side's methods as a caller sees them: every call is async.
+ * `host.client<typeof kv.methods>("kv")` has this type.
+ */
+export type PluginClient<M extends object> = {
+  [K in keyof M]: M[K] extends (...args: infer A) => infer R ? (...args: A) => Promise<Awaited<R>> : never;
+};
 
 /** Per-call options. */
 export interface CallOptions {
@@ -54,6 +56,13 @@ export interface RpcPeerOptions {
   onEvent?: (name: string, data: unknown) => void;
   /** PING interval; 0 disables. Default 1000. */
   heartbeatIntervalMs?: number;
+  /** The protocol version the handshake settled on; kept so every layer above can ask. */
+  protocolVersion?: number;
+  /**
+   * Called when `onEvent` throws: a listener's failure is reported here and
+   * never closes the connection. Default: written to stderr.
+   */
+  onListenerError?: (error: unknown, event: string) => void;
   /** Items a stream reader accepts before it must grant more credit. Default 32. */
   streamCreditWindow?: number;
   /**
@@ -113,6 +122,10 @@ function errorPayload(error: unknown): { code: string; message: string; stack: s
   return { code, message: e.message, stack: e.stack ?? "" };
 }
 
+function reportListenerError(error: unknown, event: string): void {
+  console.error(`plugin-shm: an event listener for "${event}" threw; the connection stays up:`, error);
+}
+
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return typeof (value as { then?: unknown } | null)?.then === "function";
 }
@@ -155,6 +168,13 @@ export class RpcPeer {
   lastFrameAt: number = performance.now();
   /** True once the remote said GOODBYE (it is draining). */
   remoteDraining = false;
+  /** True once this side said GOODBYE: new requests from the remote are refused with `draining`. */
+  localDraining = false;
+  /** The negotiated protocol version (0 when the endpoint was made without a handshake). */
+  readonly protocolVersion: number;
+  /** The PING interval this endpoint uses, in ms (0: no heartbeat). */
+  readonly heartbeatIntervalMs: number;
+  readonly #onListenerError: (error: unknown, event: string) => void;
 
   constructor(transport: Transport, options: RpcPeerOptions) {
     this.#transport = transport;
@@ -165,6 +185,9 @@ export class RpcPeer {
     this.#window = options.streamCreditWindow ?? streamCreditWindowDefault;
     this.#explainLoss = options.explainLoss;
     const interval = options.heartbeatIntervalMs ?? heartbeatIntervalMsDefault;
+    this.heartbeatIntervalMs = interval;
+    this.protocolVersion = options.protocolVersion ?? 0;
+    this.#onListenerError = options.onListenerError ?? reportListenerError;
     if (interval > 0) {
       this.#heartbeat = setInterval(() => this.#send(FrameKind.ping, 0, Date.now()), interval);
       this.#heartbeat.unref();
@@ -245,8 +268,13 @@ export class RpcPeer {
     return this.#send(FrameKind.event, 0, [name, data ?? null]);
   }
 
-  /** Tells the other side this one is draining: no new requests, please. */
+  /**
+   * Tells the other side this one is draining: from now on this side refuses
+   * new requests with `draining`, and the other side should send none.
+   */
   goodbye(): Promise<void> {
+    if (this.localDraining) return Promise.resolve();
+    this.localDraining = true;
     return this.#send(FrameKind.goodbye, 0, null);
   }
 
@@ -431,6 +459,14 @@ export class RpcPeer {
       this.#send(FrameKind.error, id, { code: "bad_request", message: (error as Error).message, stack: "" });
       return;
     }
+    if (this.localDraining) {
+      this.#send(FrameKind.error, id, {
+        code: "draining",
+        message: `${method}: this side is draining (it sent GOODBYE) and takes no new requests; retry elsewhere`,
+        stack: "",
+      });
+      return;
+    }
     const handler = this.#handlers[method];
     if (!handler) {
       const known = Object.keys(this.#handlers).join(", ") || "none";
@@ -526,7 +562,12 @@ export class RpcPeer {
 
   #onEventFrame(bytes: Uint8Array): void {
     const [name, data] = decodePayload(bytes) as [string, unknown];
-    this.#onEvent?.(String(name), data);
+    try {
+      this.#onEvent?.(String(name), data);
+    } catch (error) {
+      // A listener's bug is its own: the connection it listens on stays up.
+      this.#onListenerError(error, String(name));
+    }
   }
 
   #onStreamOpen(id: number, bytes: Uint8Array): void {

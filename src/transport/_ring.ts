@@ -8,13 +8,8 @@
  * @module
  */
 
+import { FrameCorruptError } from "./errors.ts";
 import { framePayloadBytesMax, L, ringDataOffset, ringReadOffset, ringWriteOffset } from "../native/layout.ts";
-
-/** The peer wrote a frame this side cannot trust. */
-export class FrameCorruptError extends Error {
-  override name = "FrameCorruptError";
-  readonly code = "frame_corrupt";
-}
 
 const headerBytes = L.frame_header_bytes;
 

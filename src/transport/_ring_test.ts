@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { test } from "../../tests/_harness.ts";
 import { L, ringWriteOffset } from "../native/layout.ts";
-import { FrameCorruptError, RingReader, RingWriter } from "./_ring.ts";
+import { FrameCorruptError } from "./errors.ts";
+import { RingReader, RingWriter } from "./_ring.ts";
 
 function segment(ringBytes: number): ArrayBuffer {
   return new ArrayBuffer(L.header_bytes + 2 * ringBytes);

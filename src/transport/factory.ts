@@ -16,10 +16,10 @@ import { rmSync } from "node:fs";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ChannelClosedError } from "../errors.ts";
-import { messageBytesMaxLimit, ShmChannel } from "./shm_channel.ts";
+import { ChannelClosedError, ConnectError } from "./errors.ts";
+import { ShmChannel } from "./shm_channel.ts";
 import { StreamTransport } from "./stream_transport.ts";
-import type { Transport, TransportKind, TransportListener } from "./transport.ts";
+import { messageBytesMaxLimit, type Transport, type TransportKind, type TransportListener } from "./transport.ts";
 
 /** Options for {@link listenTransport} and {@link connectTransport}. */
 export interface TransportOptions {
@@ -302,7 +302,7 @@ function connectSocket(kind: "unix" | "tcp", address: string): Promise<Socket> {
     const onError = (error: Error & { code?: string }) => {
       socket.destroy();
       reject(
-        new Error(
+        new ConnectError(
           `Cannot connect to the ${kind} listener ${address}: ${error.code ?? error.message}; ` +
             `check that the host is listening and passed this address`,
           { cause: error },

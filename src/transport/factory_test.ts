@@ -3,7 +3,7 @@ import { existsSync, statSync } from "node:fs";
 import { createConnection } from "node:net";
 import { dirname } from "node:path";
 import { matchesPattern, pattern, shmSegments, test } from "../../tests/_harness.ts";
-import { ChannelClosedError } from "../errors.ts";
+import { ChannelClosedError } from "./errors.ts";
 import { connectTransport, listenTransport } from "./factory.ts";
 import type { TransportKind, TransportListener } from "./transport.ts";
 

@@ -12,11 +12,12 @@
  * @module
  */
 
-import { ChannelClosedError, type CloseReason, MessageTooLargeError, SegmentError } from "../errors.ts";
+import { SegmentError } from "../native/errors.ts";
+import { ChannelClosedError, type CloseReason, FrameCorruptError, MessageTooLargeError } from "./errors.ts";
 import { getNative, keepAlive, type Native } from "../native/native.ts";
 import { L, sideOffset } from "../native/layout.ts";
-import { FrameCorruptError, RingReader, RingWriter } from "./_ring.ts";
-import { receiveAll, type Transport } from "./transport.ts";
+import { RingReader, RingWriter } from "./_ring.ts";
+import { messageBytesMaxDefault, messageBytesMaxLimit, receiveAll, type Transport } from "./transport.ts";
 
 /** Options for {@link ShmChannel.create} and {@link ShmChannel.attach}. */
 export interface ShmChannelOptions {
@@ -28,10 +29,9 @@ export interface ShmChannelOptions {
   spinMicros?: number;
 }
 
-/** Default {@link ShmChannelOptions.messageBytesMax}: 64 MiB. */
-export const messageBytesMaxDefault = 64 * 1024 * 1024;
-/** Hard limit on {@link ShmChannelOptions.messageBytesMax}: 1 GiB. */
-export const messageBytesMaxLimit = 1024 * 1024 * 1024;
+// The message limits are every transport's, so they live in transport.ts;
+// re-exported here because the channel's options document them.
+export { messageBytesMaxDefault, messageBytesMaxLimit } from "./transport.ts";
 /** Default {@link ShmChannelOptions.spinMicros}. */
 export const spinMicrosDefault = 50;
 /** Spin iterations between a clock check and a yield of the CPU. */

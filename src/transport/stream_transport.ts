@@ -12,9 +12,8 @@
 
 import type { Socket } from "node:net";
 import { clearTimeout, setTimeout } from "node:timers";
-import { ChannelClosedError, MessageTooLargeError } from "../errors.ts";
-import { messageBytesMaxDefault, messageBytesMaxLimit } from "./shm_channel.ts";
-import { receiveAll, type Transport } from "./transport.ts";
+import { ChannelClosedError, MessageTooLargeError } from "./errors.ts";
+import { messageBytesMaxDefault, messageBytesMaxLimit, receiveAll, type Transport } from "./transport.ts";
 
 /** Options for {@link StreamTransport}. */
 export interface StreamTransportOptions {

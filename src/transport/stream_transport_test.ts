@@ -4,7 +4,7 @@ import { createConnection, type Socket } from "node:net";
 import { dirname } from "node:path";
 import fc from "fast-check";
 import { matchesPattern, pattern, test } from "../../tests/_harness.ts";
-import { ChannelClosedError, MessageTooLargeError } from "../errors.ts";
+import { ChannelClosedError, MessageTooLargeError } from "./errors.ts";
 import { connectTransport, listenTransport, type TransportOptions } from "./factory.ts";
 import { StreamTransport } from "./stream_transport.ts";
 import type { Transport, TransportListener } from "./transport.ts";

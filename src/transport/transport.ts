@@ -5,7 +5,12 @@
  * @module
  */
 
-import { ChannelClosedError } from "../errors.ts";
+import { ChannelClosedError } from "./errors.ts";
+
+/** Default largest message of every transport: 64 MiB. */
+export const messageBytesMaxDefault = 64 * 1024 * 1024;
+/** Hard limit on any transport's `messageBytesMax`: 1 GiB. */
+export const messageBytesMaxLimit = 1024 * 1024 * 1024;
 
 /** An ordered, reliable, message-oriented duplex connection. */
 export interface Transport {

@@ -1,0 +1,61 @@
+/**
+ * Call routing: each call goes to the running instance with the fewest calls
+ * in flight. While a plugin restarts or reloads, calls wait at its gate (up
+ * to their deadline or `callWaitMs`) or fail at once, by the call policy.
+ * Instances that said GOODBYE get no new calls.
+ *
+ * @module
+ */
+
+import { clearTimeout, setTimeout } from "node:timers";
+import type { CallOptions } from "../protocol/rpc.ts";
+import type { HostCore } from "./_core.ts";
+import type { Instance } from "./_instance.ts";
+
+/** The running instance with the fewest calls in flight, if calls may go to one now. */
+export function pick(core: HostCore, name: string): Instance | undefined {
+  const plugin = core.plugins.get(name);
+  if (!plugin || plugin.gate || plugin.state === "draining") return undefined;
+  let best: Instance | undefined;
+  for (const instance of plugin.instances) {
+    if (instance.state !== "running" || instance.peer.remoteDraining) continue;
+    if (!best || instance.peer.pendingCalls < best.peer.pendingCalls) best = instance;
+  }
+  return best;
+}
+
+/** Routes one call. */
+export function route(
+  core: HostCore,
+  name: string,
+  method: string,
+  args: unknown[],
+  options: CallOptions,
+): Promise<unknown> {
+  const instance = pick(core, name);
+  if (instance) return instance.peer.call(method, args, options);
+  return callLater(core, name, method, args, options);
+}
+
+async function callLater(
+  core: HostCore,
+  name: string,
+  method: string,
+  args: unknown[],
+  options: CallOptions,
+): Promise<unknown> {
+  const plugin = core.plugins.get(name);
+  if (!plugin?.gate || core.options.callPolicy === "fail") throw core.unavailable(name);
+  const waitMs = options.deadlineMs ?? core.options.callWaitMs;
+  const started = performance.now();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)));
+  await Promise.race([plugin.gate.promise, timeout]);
+  clearTimeout(timer);
+  const instance = pick(core, name);
+  if (!instance) throw core.unavailable(name);
+  const left = options.deadlineMs === undefined
+    ? undefined
+    : Math.max(1, options.deadlineMs - (performance.now() - started));
+  return await instance.peer.call(method, args, { ...options, deadlineMs: left });
+}

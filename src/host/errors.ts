@@ -1,0 +1,177 @@
+/**
+ * Errors of the host layer: manifests, crashed, missing, stalled or refused plugins. Every class extends
+ * {@link PluginShmError} and carries a stable `code`; messages say what
+ * happened and what to do.
+ *
+ * @module
+ */
+
+import { PluginShmError } from "../plugin_shm_error.ts";
+
+/** One thing wrong with a manifest: the field's path ("" for the whole file) and what to do. */
+export interface ManifestProblem {
+  field: string;
+  message: string;
+}
+
+/**
+ * A plugin.json is missing, not JSON, or fails the schema. Names the file and
+ * every offending field (`problems`); `field` is the first of them.
+ *
+ * @example
+ * ```ts
+ * import { ManifestError } from "./errors.ts";
+ * const e = new ManifestError("/p/plugin.json", "runtime", "must be deno or bun");
+ * console.assert(e.field === "runtime");
+ * ```
+ */
+export class ManifestError extends PluginShmError {
+  override name = "ManifestError";
+  readonly code = "manifest";
+  /** The manifest file. */
+  readonly file: string;
+  /** The first offending field's path ("" for the whole file). */
+  readonly field: string;
+  /** Every problem found, in order; at least one. */
+  readonly problems: ManifestProblem[];
+  constructor(file: string, field: string, problem: string, problems?: ManifestProblem[]) {
+    const all = problems?.length ? problems : [{ field, message: problem }];
+    const describe = (p: ManifestProblem) => `${p.field ? `field "${p.field}" ` : ""}${p.message}`;
+    super(
+      all.length === 1
+        ? `${file}: ${describe(all[0])}`
+        : `${file}: ${all.length} problems:\n  ${all.map(describe).join("\n  ")}`,
+    );
+    this.file = file;
+    this.field = all[0].field;
+    this.problems = all;
+  }
+}
+
+/**
+ * A plugin process exited while calls were pending or while it should have
+ * been running. Carries the exit code or signal and its last stderr lines.
+ *
+ * @example
+ * ```ts
+ * import { PluginCrashedError } from "./errors.ts";
+ * const e = new PluginCrashedError("kv", 1, null, ["boom"]);
+ * console.assert(e.exitCode === 1);
+ * ```
+ */
+export class PluginCrashedError extends PluginShmError {
+  override name = "PluginCrashedError";
+  readonly code = "plugin_crashed";
+  readonly plugin: string;
+  readonly exitCode: number | null;
+  readonly signal: string | null;
+  readonly stderrTail: string[];
+  constructor(plugin: string, exitCode: number | null, signal: string | null, stderrTail: string[]) {
+    const how = signal ? `was killed by ${signal}` : `exited with code ${exitCode}`;
+    const tail = stderrTail.length
+      ? `; last stderr lines:\n  ${stderrTail.join("\n  ")}`
+      : "; it wrote nothing to stderr";
+    super(`Plugin "${plugin}" ${how}${tail}`);
+    this.plugin = plugin;
+    this.exitCode = exitCode;
+    this.signal = signal;
+    this.stderrTail = stderrTail;
+  }
+}
+
+/**
+ * The named plugin is not known to the host, or not running.
+ *
+ * @example
+ * ```ts
+ * import { PluginNotFoundError } from "./errors.ts";
+ * console.assert(new PluginNotFoundError("x").code === "plugin_not_found");
+ * ```
+ */
+export class PluginNotFoundError extends PluginShmError {
+  override name = "PluginNotFoundError";
+  readonly code = "plugin_not_found";
+}
+
+/**
+ * A plugin stopped answering (no heartbeat within the stall timeout) and was
+ * killed; calls pending on it fail with this.
+ *
+ * @example
+ * ```ts
+ * import { PluginStalledError } from "./errors.ts";
+ * console.assert(new PluginStalledError("kv", 4000).code === "plugin_stalled");
+ * ```
+ */
+export class PluginStalledError extends PluginShmError {
+  override name = "PluginStalledError";
+  readonly code = "plugin_stalled";
+  readonly plugin: string;
+  constructor(plugin: string, silentMs: number) {
+    super(
+      `Plugin "${plugin}" sent nothing for ${Math.round(silentMs)} ms (not even a heartbeat) and was killed; ` +
+        `it is probably stuck in a synchronous loop. It will be restarted`,
+    );
+    this.plugin = plugin;
+  }
+}
+
+/**
+ * A hot reload could not complete; the old instance keeps serving.
+ *
+ * @example
+ * ```ts
+ * import { ReloadError } from "./errors.ts";
+ * console.assert(new ReloadError("x").code === "reload_failed");
+ * ```
+ */
+export class ReloadError extends PluginShmError {
+  override name = "ReloadError";
+  readonly code = "reload_failed";
+}
+
+/**
+ * The host was closed: it loads nothing more. Also what a `load()` that was
+ * still starting gets when `close()` ran meanwhile.
+ *
+ * @example
+ * ```ts
+ * import { HostClosedError } from "./errors.ts";
+ * console.assert(new HostClosedError("x").code === "host_closed");
+ * ```
+ */
+export class HostClosedError extends PluginShmError {
+  override name = "HostClosedError";
+  readonly code = "host_closed";
+}
+
+/**
+ * A `load()` was overtaken by an `unload()` of the same plugin while its
+ * instances were starting; they were stopped instead of put into service.
+ *
+ * @example
+ * ```ts
+ * import { LoadInterruptedError } from "./errors.ts";
+ * console.assert(new LoadInterruptedError("x").code === "load_interrupted");
+ * ```
+ */
+export class LoadInterruptedError extends PluginShmError {
+  override name = "LoadInterruptedError";
+  readonly code = "load_interrupted";
+}
+
+/**
+ * A plugin asked for something its manifest does not grant (a host function
+ * outside `permissions.hostFunctions`, say). The plugin gets this as the
+ * call's error; the host reports a "permission-denied" event.
+ *
+ * @example
+ * ```ts
+ * import { PermissionDeniedError } from "./errors.ts";
+ * console.assert(new PermissionDeniedError("x").code === "permission_denied");
+ * ```
+ */
+export class PermissionDeniedError extends PluginShmError {
+  override name = "PermissionDeniedError";
+  readonly code = "permission_denied";
+}

@@ -1,0 +1,241 @@
+/**
+ * The host's options, their defaults and their range checks. Every option is
+ * checked when the host is made: a wrong value throws a RangeError (or a
+ * TypeError for a wrong type) that names the option, the allowed range and
+ * what was given, instead of misbehaving later (a heartbeat of 0 ms would get
+ * every plugin killed as stalled).
+ *
+ * @module
+ */
+
+import { heartbeatIntervalMsDefault } from "../protocol/rpc.ts";
+import { protocolVersions, type VersionRange } from "../protocol/handshake.ts";
+import type { TransportKind } from "../transport/transport.ts";
+import type { LogEntry } from "./process.ts";
+import type { CallInstrumentation, CallPolicy, LaunchPlanner, PluginVerifier } from "./types.ts";
+
+/** Options for {@link PluginHost}. */
+export interface PluginHostOptions {
+  /** Directories to look in: each is a plugin directory or holds plugin directories. */
+  dirs?: string[];
+  /** Transport for plugins without an entry in `transports`. Default "shm". */
+  transport?: TransportKind;
+  /** Transport per plugin name. */
+  transports?: Record<string, TransportKind>;
+  /** Instances per plugin name (a pool); default 1, at most {@link instancesMax}. */
+  instances?: Record<string, number>;
+  /** Functions plugins may call with `this.callHost(name, ...args)`. */
+  hostFunctions?: Record<string, (...args: never[]) => unknown>;
+  /** Receives every line plugins write to stdout and stderr. Default: stderr, tagged. */
+  logger?: (entry: LogEntry) => void;
+  /** Protocol versions the host accepts. Default: this release's. */
+  protocol?: VersionRange;
+  /** Heartbeat interval, both ways (sent to plugins in WELCOME). Default 1000 ms; 10 ms – 10 min. */
+  heartbeatIntervalMs?: number;
+  /** Silence after which an instance is marked unresponsive. Default 3 × heartbeat; more than one heartbeat. */
+  stallTimeoutMs?: number;
+  /** Further silence before an unresponsive instance is killed and restarted. Default 1000 ms. */
+  stallGraceMs?: number;
+  /** Time for a started plugin to connect and complete the handshake. Default 10 s. */
+  handshakeTimeoutMs?: number;
+  /** Time a stopping plugin gets to drain, then again before SIGTERM, then SIGKILL. Default 3 s. */
+  stopTimeoutMs?: number;
+  /** Restart crashed instances. Default true. */
+  restart?: boolean;
+  /** First restart delay; doubles per consecutive crash, ±20 % jitter. Default 50 ms. */
+  restartBackoffMs?: number;
+  /** Largest restart delay. Default 10 s; at least `restartBackoffMs`. */
+  restartBackoffMsMax?: number;
+  /** Crashes within `crashWindowMs` after which a plugin is marked failed. Default 5. */
+  crashLimit?: number;
+  /** Default 60 s. */
+  crashWindowMs?: number;
+  /** Calls made while a plugin restarts or reloads: "wait" (default) up to their deadline or `callWaitMs`, or "fail" at once. */
+  callPolicy?: CallPolicy;
+  /** How long a waiting call waits when it has no deadline. Default 10 s. */
+  callWaitMs?: number;
+  /** Ring size per direction for shm plugins. */
+  ringBytes?: number;
+  /** Environment variables every plugin gets on top of the scrubbed minimum (see launch_plan.ts). */
+  env?: Record<string, string>;
+  /** Says yes or no before every spawn; see {@link PluginVerifier}. */
+  verifier?: PluginVerifier;
+  /** Turns manifest grants into the launch plan (argv, env, cwd); see {@link LaunchPlanner}. */
+  launchPlanner?: LaunchPlanner;
+  /** Wraps every routed call; unset, the call path does no extra work. */
+  instrumentation?: CallInstrumentation;
+}
+
+/** Default {@link PluginHostOptions.handshakeTimeoutMs}. */
+export const handshakeTimeoutMsDefault = 10_000;
+/** Default {@link PluginHostOptions.stopTimeoutMs}. */
+export const stopTimeoutMsDefault = 3_000;
+/** Default {@link PluginHostOptions.stallGraceMs}. */
+export const stallGraceMsDefault = 1_000;
+/** Default {@link PluginHostOptions.restartBackoffMs}. */
+export const restartBackoffMsDefault = 50;
+/** Default {@link PluginHostOptions.restartBackoffMsMax}. */
+export const restartBackoffMsMaxDefault = 10_000;
+/** Default {@link PluginHostOptions.crashLimit}. */
+export const crashLimitDefault = 5;
+/** Default {@link PluginHostOptions.crashWindowMs}. */
+export const crashWindowMsDefault = 60_000;
+/** Default {@link PluginHostOptions.callWaitMs}. */
+export const callWaitMsDefault = 10_000;
+/** Most instances one plugin may run. */
+export const instancesMax = 64;
+/** Longest any of the host's durations may be: one day. */
+export const durationMsMax = 86_400_000;
+/** Shortest heartbeat: a faster one costs CPU for nothing. */
+export const heartbeatIntervalMsMin = 10;
+/** Longest heartbeat: ten minutes. */
+export const heartbeatIntervalMsMax = 600_000;
+
+/** Options with every default filled in and every value checked. */
+export interface ResolvedOptions {
+  dirs: string[];
+  transport: TransportKind;
+  transports: Record<string, TransportKind>;
+  instances: Record<string, number>;
+  hostFunctions: Record<string, (...args: never[]) => unknown>;
+  logger: ((entry: LogEntry) => void) | undefined;
+  protocol: VersionRange;
+  heartbeatIntervalMs: number;
+  stallTimeoutMs: number;
+  stallGraceMs: number;
+  handshakeTimeoutMs: number;
+  stopTimeoutMs: number;
+  restart: boolean;
+  restartBackoffMs: number;
+  restartBackoffMsMax: number;
+  crashLimit: number;
+  crashWindowMs: number;
+  callPolicy: CallPolicy;
+  callWaitMs: number;
+  ringBytes: number | undefined;
+  env: Record<string, string>;
+  verifier: PluginVerifier | undefined;
+  launchPlanner: LaunchPlanner | undefined;
+  instrumentation: CallInstrumentation | undefined;
+}
+
+const transportKinds: readonly string[] = ["shm", "unix", "tcp"];
+
+function range(name: string, value: number | undefined, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`PluginHost option ${name} must be an integer from ${min} to ${max}, got ${String(value)}`);
+  }
+  return value;
+}
+
+function transportKind(name: string, value: unknown): TransportKind {
+  if (!transportKinds.includes(value as string)) {
+    throw new TypeError(`PluginHost option ${name} must be "shm", "unix" or "tcp", got ${JSON.stringify(value)}`);
+  }
+  return value as TransportKind;
+}
+
+function record<T>(name: string, value: Record<string, T> | undefined, check: (key: string, v: T) => T) {
+  if (value === undefined) return {};
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new TypeError(`PluginHost option ${name} must be an object keyed by plugin name`);
+  }
+  return Object.fromEntries(Object.entries(value).map(([key, v]) => [key, check(key, v)]));
+}
+
+function versions(value: VersionRange | undefined): VersionRange {
+  if (value === undefined) return protocolVersions;
+  const ok = Array.isArray(value) && value.length === 2 && value.every((v) => Number.isInteger(v) && v >= 0) &&
+    value[0] <= value[1];
+  if (!ok) {
+    throw new RangeError(`PluginHost option protocol must be [oldest, newest] versions, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function ringBytes(value: number | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const ok = Number.isInteger(value) && value >= 4096 && value <= 2 ** 30 && (value & (value - 1)) === 0;
+  if (!ok) {
+    throw new RangeError(`PluginHost option ringBytes must be a power of two from 4096 to 2^30, got ${value}`);
+  }
+  return value;
+}
+
+/** Checks every option and fills in the defaults. */
+export function resolveOptions(options: PluginHostOptions): ResolvedOptions {
+  if (typeof options !== "object" || options === null) throw new TypeError("PluginHost options must be an object");
+  const heartbeatIntervalMs = range(
+    "heartbeatIntervalMs",
+    options.heartbeatIntervalMs,
+    heartbeatIntervalMsDefault,
+    heartbeatIntervalMsMin,
+    heartbeatIntervalMsMax,
+  );
+  const restartBackoffMs = range(
+    "restartBackoffMs",
+    options.restartBackoffMs,
+    restartBackoffMsDefault,
+    0,
+    durationMsMax,
+  );
+  const callPolicy = options.callPolicy ?? "wait";
+  if (callPolicy !== "wait" && callPolicy !== "fail") {
+    throw new TypeError(`PluginHost option callPolicy must be "wait" or "fail", got ${JSON.stringify(callPolicy)}`);
+  }
+  if (options.dirs !== undefined && (!Array.isArray(options.dirs) || options.dirs.some((d) => typeof d !== "string"))) {
+    throw new TypeError("PluginHost option dirs must be an array of directory paths");
+  }
+  return {
+    dirs: options.dirs ?? [],
+    transport: options.transport === undefined ? "shm" : transportKind("transport", options.transport),
+    transports: record("transports", options.transports, (k, v) => transportKind(`transports.${k}`, v)),
+    instances: record("instances", options.instances, (k, v) => range(`instances.${k}`, v, 1, 1, instancesMax)),
+    hostFunctions: record("hostFunctions", options.hostFunctions, (k, v) => {
+      if (typeof v !== "function") throw new TypeError(`PluginHost option hostFunctions.${k} must be a function`);
+      return v;
+    }),
+    logger: options.logger,
+    protocol: versions(options.protocol),
+    heartbeatIntervalMs,
+    // Silence shorter than a heartbeat would call every healthy plugin stalled.
+    stallTimeoutMs: range(
+      "stallTimeoutMs",
+      options.stallTimeoutMs,
+      3 * heartbeatIntervalMs,
+      heartbeatIntervalMs + 1,
+      durationMsMax,
+    ),
+    stallGraceMs: range("stallGraceMs", options.stallGraceMs, stallGraceMsDefault, 0, durationMsMax),
+    handshakeTimeoutMs: range(
+      "handshakeTimeoutMs",
+      options.handshakeTimeoutMs,
+      handshakeTimeoutMsDefault,
+      1,
+      durationMsMax,
+    ),
+    stopTimeoutMs: range("stopTimeoutMs", options.stopTimeoutMs, stopTimeoutMsDefault, 0, durationMsMax),
+    restart: options.restart ?? true,
+    restartBackoffMs,
+    restartBackoffMsMax: range(
+      "restartBackoffMsMax",
+      options.restartBackoffMsMax,
+      Math.max(restartBackoffMs, restartBackoffMsMaxDefault),
+      restartBackoffMs,
+      durationMsMax,
+    ),
+    crashLimit: range("crashLimit", options.crashLimit, crashLimitDefault, 1, 1_000_000),
+    crashWindowMs: range("crashWindowMs", options.crashWindowMs, crashWindowMsDefault, 1, durationMsMax),
+    callPolicy,
+    callWaitMs: range("callWaitMs", options.callWaitMs, callWaitMsDefault, 0, durationMsMax),
+    ringBytes: ringBytes(options.ringBytes),
+    env: record("env", options.env, (k, v) => {
+      if (typeof v !== "string") throw new TypeError(`PluginHost option env.${k} must be a string`);
+      return v;
+    }),
+    verifier: options.verifier,
+    launchPlanner: options.launchPlanner,
+    instrumentation: options.instrumentation,
+  };
+}

@@ -1,0 +1,156 @@
+/**
+ * The host's public vocabulary: lifecycle states and events, what `list()`
+ * reports, and the collaborators a host takes as options (a verifier, a
+ * launch planner, call instrumentation). Layers above the host (security,
+ * observe, admin) import these types and are passed in; the host imports
+ * none of them.
+ *
+ * @module
+ */
+
+import type { TransportKind } from "../transport/transport.ts";
+import type { ManifestError } from "./errors.ts";
+import type { Manifest } from "./manifest.ts";
+import type { LogEntry } from "./process.ts";
+
+/** A plugin's state as a whole. */
+export type PluginState =
+  | "starting"
+  | "running"
+  | "restarting"
+  | "reloading"
+  | "draining"
+  | "stopped"
+  | "failed";
+
+/** What a lifecycle event reports. */
+export type LifecycleKind =
+  | "starting"
+  | "started"
+  | "ready"
+  | "unresponsive"
+  | "crashed"
+  | "restarting"
+  | "reloading"
+  | "reloaded"
+  | "rolled-back"
+  | "draining"
+  | "failed"
+  | "refused"
+  | "stopped";
+
+/** One lifecycle transition. */
+export interface StateEvent {
+  plugin: string;
+  /** The instance concerned, or 0 for the plugin as a whole. */
+  instance: number;
+  state: LifecycleKind;
+  /** Milliseconds since the epoch. */
+  at: number;
+  reason: string;
+}
+
+/** An event a plugin emitted with `this.emit(name, data)`. */
+export interface PluginEvent {
+  plugin: string;
+  name: string;
+  data: unknown;
+}
+
+/** A listener threw; it was isolated and reported here. */
+export interface ListenerErrorEvent {
+  /** The event type the listener was subscribed to. */
+  type: keyof HostEvents;
+  error: unknown;
+}
+
+/** Something a plugin was not allowed to do (reported by the sandbox or the host). */
+export interface PermissionDeniedEvent {
+  plugin: string;
+  permission: string;
+  detail: string;
+  at: number;
+}
+
+/** A verifier refused a plugin before it was started. */
+export interface RefusedEvent {
+  plugin: string;
+  dir: string;
+  error: unknown;
+  at: number;
+}
+
+/** Every event type of {@link PluginHost.on} with its payload. */
+export interface HostEvents {
+  state: StateEvent;
+  "plugin-event": PluginEvent;
+  log: LogEntry;
+  "listener-error": ListenerErrorEvent;
+  "permission-denied": PermissionDeniedEvent;
+  refused: RefusedEvent;
+}
+
+/** A plugin's current picture, from {@link PluginHost.list}. */
+export interface PluginInfo {
+  name: string;
+  version: string;
+  runtime: Manifest["runtime"];
+  state: PluginState;
+  /** Pid of the first serving instance. */
+  pid: number | undefined;
+  pids: number[];
+  transport: TransportKind;
+  methods: string[];
+  dir: string;
+  crashes: number;
+  /** The protocol version the first serving instance negotiated, or undefined. */
+  protocolVersion?: number;
+  history: StateEvent[];
+}
+
+/** One directory the host looked at, with its manifest or what is wrong with it. */
+export interface Discovered {
+  dir: string;
+  manifest?: Manifest;
+  error?: ManifestError;
+}
+
+/** What happens to a call made while its plugin restarts or reloads. */
+export type CallPolicy = "wait" | "fail";
+
+/** A verifier's answer: run, optionally from a private verified copy of the plugin's directory. */
+export interface VerifyResult {
+  /** A directory holding the verified bytes; the plugin runs from it instead of its own dir. */
+  runDir?: string;
+}
+
+/**
+ * Says yes or no before every spawn (load, restart, reload). A refusal is a
+ * thrown error (e.g. an IntegrityError), which `load()` rethrows.
+ */
+export interface PluginVerifier {
+  verify(manifest: Manifest): Promise<VerifyResult> | VerifyResult;
+}
+
+/** How to start one plugin process. */
+export interface LaunchPlan {
+  command: string;
+  args: string[];
+  /** The whole environment of the plugin: nothing of the host's is inherited. */
+  env: Record<string, string>;
+  cwd: string;
+}
+
+/** Turns a manifest's grants into a launch plan, starting from the host's default plan. */
+export interface LaunchPlanner {
+  plan(manifest: Manifest, base: LaunchPlan): LaunchPlan;
+}
+
+/**
+ * Wraps every call the host routes. `begin` returns a state handed to `end`.
+ * Unset, the call path does no extra work.
+ */
+export interface CallInstrumentation {
+  begin(plugin: string, method: string): unknown;
+  end(plugin: string, method: string, state: unknown, error?: unknown): void;
+}

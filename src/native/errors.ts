@@ -1,0 +1,69 @@
+/**
+ * Errors of the native layer: the library and its segments. Every class extends
+ * {@link PluginShmError} and carries a stable `code`; messages say what
+ * happened and what to do.
+ *
+ * @module
+ */
+
+import { PluginShmError } from "../plugin_shm_error.ts";
+
+/** Status codes returned by libpluginshm, by name. Mirrors zig/status.zig. */
+export const nativeStatusCodes = {
+  1: "invalid_argument",
+  2: "not_found",
+  3: "permission_denied",
+  4: "bad_magic",
+  5: "bad_layout_version",
+  6: "truncated",
+  7: "token_mismatch",
+  8: "already_attached",
+  9: "too_many_handles",
+  10: "out_of_memory",
+  11: "system",
+  12: "closed",
+  13: "timed_out",
+  14: "frame_corrupt",
+  15: "message_too_large",
+  16: "would_block",
+  17: "unsupported",
+} as const;
+
+/** A status name from {@link nativeStatusCodes}, or "unknown". */
+export type NativeStatus = (typeof nativeStatusCodes)[keyof typeof nativeStatusCodes] | "unknown";
+
+/**
+ * A segment could not be created or attached: wrong token, wrong magic, a
+ * layout version from another release, a truncated segment, and so on.
+ *
+ * @example
+ * ```ts
+ * import { SegmentError } from "./errors.ts";
+ * const err = new SegmentError("token_mismatch", "wrong token");
+ * console.assert(err.code === "token_mismatch");
+ * ```
+ */
+export class SegmentError extends PluginShmError {
+  override name = "SegmentError";
+  /** The native status name. */
+  readonly code: NativeStatus;
+  constructor(code: NativeStatus, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+/**
+ * libpluginshm could not be found or loaded.
+ *
+ * @example
+ * ```ts
+ * import { NativeLibraryError } from "./errors.ts";
+ * console.assert(new NativeLibraryError("x").code === "native_library");
+ * ```
+ */
+export class NativeLibraryError extends PluginShmError {
+  override name = "NativeLibraryError";
+  /** Always "native_library". */
+  readonly code = "native_library";
+}

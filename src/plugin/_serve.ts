@@ -1,0 +1,134 @@
+/**
+ * Serves a plugin definition over the connection its host described in the
+ * launch environment: connect, HELLO, then RPC until the host goes away. Only
+ * the launch entry calls this, so importing a plugin module never connects.
+ *
+ * @module
+ */
+
+import process from "node:process";
+import { HandshakeError } from "../protocol/errors.ts";
+import { protocolVersions, sendHello } from "../protocol/handshake.ts";
+import { exitCodeNotLaunched, exitCodeRefused, launchEnv, reservedMethods } from "../protocol/launch.ts";
+import { type Handler, type HandlerContext, RpcPeer, type StreamHandler } from "../protocol/rpc.ts";
+import { ChannelClosedError } from "../transport/errors.ts";
+import { connectTransport } from "../transport/factory.ts";
+import type { TransportKind } from "../transport/transport.ts";
+import { drainTimeoutMs, type PluginContext, type PluginDefinition, type PluginSession } from "./plugin.ts";
+
+/** How long the plugin waits for WELCOME after HELLO. */
+export const welcomeTimeoutMs = 10_000;
+
+function contextFor(peer: RpcPeer, signal: AbortSignal, session: PluginSession): PluginContext {
+  return {
+    signal,
+    session,
+    callHost: (name, ...args) => peer.call(name, args),
+    emit: (name, data) => peer.emit(name, data),
+  };
+}
+
+function toHandlers(definition: PluginDefinition, session: PluginSession): Record<string, Handler> {
+  const handlers: Record<string, Handler> = {};
+  for (const [name, fn] of Object.entries(definition.methods)) {
+    handlers[name] = (args: unknown[], ctx: HandlerContext) =>
+      fn.apply(contextFor(ctx.peer, ctx.signal, session), args);
+  }
+  return handlers;
+}
+
+function toStreamHandlers(definition: PluginDefinition, session: PluginSession): Record<string, StreamHandler> {
+  const handlers: Record<string, StreamHandler> = {};
+  for (const [name, fn] of Object.entries(definition.streams ?? {})) {
+    handlers[name] = (input, args, ctx) =>
+      (fn as (...a: unknown[]) => AsyncIterable<unknown>).apply(contextFor(ctx.peer, ctx.signal, session), [
+        input,
+        ...args,
+      ]);
+  }
+  return handlers;
+}
+
+/** True when this process was started by a host (its launch variables are set). */
+export function launchedByHost(): boolean {
+  return Boolean(process.env[launchEnv.transport] && process.env[launchEnv.address] && process.env[launchEnv.token]);
+}
+
+/** Says on stderr that a plugin needs a host, and exits with {@link exitCodeNotLaunched}. */
+export function exitNotLaunched(what: string): never {
+  process.stderr.write(
+    `${what} is a plugin-shm plugin: a plugin host starts it and talks to it; it does nothing on its own.\n` +
+      `Run it through a host, e.g.: deno run -A cli.ts call <plugin-dir> <method> [json-args]\n`,
+  );
+  process.exit(exitCodeNotLaunched);
+}
+
+/** Connects to the host, handshakes and serves `definition` until the host goes away; then exits. */
+export async function serve(definition: PluginDefinition): Promise<never> {
+  if (!launchedByHost()) exitNotLaunched(`"${definition.name}"`);
+  const env = process.env;
+  const transport = await connectTransport(
+    env[launchEnv.transport] as TransportKind,
+    env[launchEnv.address]!,
+    env[launchEnv.secret] ?? "",
+  );
+  let welcome;
+  try {
+    welcome = await sendHello(transport, {
+      token: env[launchEnv.token]!,
+      versions: protocolVersions,
+      name: definition.name,
+      version: definition.version,
+      runtime: "Bun" in globalThis ? "bun" : "Deno" in globalThis ? "deno" : "node",
+      methods: [...Object.keys(definition.methods), ...Object.keys(definition.streams ?? {})],
+    }, welcomeTimeoutMs);
+  } catch (error) {
+    if (!(error instanceof HandshakeError)) throw error;
+    process.stderr.write(`plugin ${definition.name}: handshake refused: ${error.message}\n`);
+    process.exit(exitCodeRefused);
+  }
+  const session: PluginSession = {
+    protocolVersion: welcome.version,
+    heartbeatIntervalMs: welcome.heartbeatIntervalMs,
+  };
+  let stopping = false;
+  const idle = () => new AbortController().signal;
+  // The handlers need the peer, the peer needs the handlers: the closures below read `peer` once it exists.
+
+  const lifecycle: Record<string, Handler> = {
+    [reservedMethods.stop]: async () => {
+      stopping = true;
+      // GOODBYE first, so the host routes no new calls here while we drain.
+      await peer.goodbye();
+      // Finish what is in flight (this call itself counts as one), then stop.
+      const started = Date.now();
+      while (peer.servingCalls > 1 && Date.now() - started < drainTimeoutMs) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      await definition.onStop?.call(contextFor(peer, idle(), session));
+      return true;
+    },
+    [reservedMethods.exportState]: () => definition.exportState?.call(contextFor(peer, idle(), session)) ?? null,
+    [reservedMethods.importState]: async ([state]) => {
+      await definition.importState?.call(contextFor(peer, idle(), session), state);
+      return true;
+    },
+  };
+  const peer: RpcPeer = new RpcPeer(transport, {
+    remoteName: "host",
+    handlers: { ...toHandlers(definition, session), ...lifecycle },
+    streamHandlers: toStreamHandlers(definition, session),
+    // The host decides the heartbeat: it judges our silence by the interval it sent.
+    heartbeatIntervalMs: welcome.heartbeatIntervalMs,
+    protocolVersion: welcome.version,
+    onEvent: (name, data) => definition.onEvent?.call(contextFor(peer, idle(), session), name, data),
+  });
+  await definition.onStart?.call(contextFor(peer, idle(), session));
+  await peer.run();
+  // The host closed the connection or died: a plugin never outlives its host.
+  const reason = peer.closedWith;
+  if (!stopping && !(reason instanceof ChannelClosedError && reason.code === "peer-closed")) {
+    process.stderr.write(`plugin ${definition.name}: host connection lost (${reason?.message}); exiting\n`);
+  }
+  process.exit(0);
+}

@@ -1,0 +1,56 @@
+/**
+ * The launch contract between a host and the plugins it starts: the
+ * environment variables that carry the connection details out of band, and
+ * the reserved methods every plugin answers besides its own. Both sides read
+ * these names from here; docs/protocol.md sections 1 and 7 describe them for
+ * peers written in other languages.
+ *
+ * @module
+ */
+
+/**
+ * Environment variables the host sets for a plugin it launches.
+ *
+ * @example
+ * ```ts
+ * import { launchEnv } from "./launch.ts";
+ * console.assert(launchEnv.token === "PLUGIN_SHM_TOKEN");
+ * ```
+ */
+export const launchEnv = {
+  /** "shm", "unix" or "tcp". */
+  transport: "PLUGIN_SHM_TRANSPORT",
+  /** The segment name, socket path or host:port to connect to. */
+  address: "PLUGIN_SHM_ADDRESS",
+  /** The shm segment's one-time attach token (empty for sockets). */
+  secret: "PLUGIN_SHM_SECRET",
+  /** The handshake token that proves the plugin was launched by this host. */
+  token: "PLUGIN_SHM_TOKEN",
+  /** The plugin's name from its manifest. */
+  name: "PLUGIN_SHM_NAME",
+} as const;
+
+/**
+ * Methods the host calls on every plugin, outside the plugin's own names
+ * (which may not start with `$`).
+ *
+ * @example
+ * ```ts
+ * import { reservedMethods } from "./launch.ts";
+ * console.assert(reservedMethods.stop === "$stop");
+ * ```
+ */
+export const reservedMethods = {
+  /** Drain: finish calls in flight, run the stop hook, answer `true`; the host then closes. */
+  stop: "$stop",
+  /** Hot reload: answer the state to hand to the new instance (or nil). */
+  exportState: "$exportState",
+  /** Hot reload: take the old instance's state before the first call; answer `true`. */
+  importState: "$importState",
+} as const;
+
+/** The exit code of a plugin entry started without a host's launch variables. */
+export const exitCodeNotLaunched = 2;
+
+/** The exit code of a plugin whose handshake the host refused. */
+export const exitCodeRefused = 3;
