@@ -7,7 +7,7 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 
@@ -186,6 +186,34 @@ export async function segmentsLeft(pids: (number | undefined)[], before: string[
   const started = Date.now();
   for (;;) {
     const left = segmentsOf(pids).filter((name) => !before.includes(name));
+    if (left.length === 0 || Date.now() - started > limitMs) return left;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** Sockets this process holds open (unix and tcp alike), from /proc/self/fd. */
+export function openSockets(): Set<string> {
+  const sockets = new Set<string>();
+  for (const fd of readdirSync("/proc/self/fd")) {
+    try {
+      const target = readlinkSync(`/proc/self/fd/${fd}`);
+      if (target.startsWith("socket:")) sockets.add(target);
+    } catch {
+      // Closed between the listing and the read.
+    }
+  }
+  return sockets;
+}
+
+/**
+ * Waits up to `limitMs` for every socket opened since `before` to close;
+ * returns those still open. The "nothing left" check for socket transports,
+ * where no segment would show a leak.
+ */
+export async function socketsLeft(before: Set<string>, limitMs = 2000): Promise<string[]> {
+  const started = Date.now();
+  for (;;) {
+    const left = [...openSockets()].filter((s) => !before.has(s));
     if (left.length === 0 || Date.now() - started > limitMs) return left;
     await new Promise((resolve) => setTimeout(resolve, 20));
   }

@@ -12,17 +12,29 @@ import {
   type TransportKind,
 } from "../mod.ts";
 import type { LogEntry } from "../src/host/process.ts";
-import { examples, fixtures, processRunning as alive, segmentsLeft, segmentsOf, test } from "./_harness.ts";
+import {
+  examples,
+  fixtures,
+  openSockets,
+  processRunning as alive,
+  segmentsLeft,
+  segmentsOf,
+  socketsLeft,
+  test,
+} from "./_harness.ts";
 
-/** Runs `body` with a host, then closes it and checks nothing it started is left. */
+/** Runs `body` with a host, then closes it and checks nothing it started is left, whatever the transport. */
 async function withHost(options: PluginHostOptions, body: (host: PluginHost, logs: LogEntry[]) => Promise<void>) {
   const logs: LogEntry[] = [];
   const segmentsBefore = segmentsOf();
+  const socketsBefore = openSockets();
   const host = new PluginHost({ dirs: [examples], logger: (e) => logs.push(e), ...options });
+  // Every instance ever started, not only those still listed at the end.
+  const pids: number[] = [];
+  host.onState((e) => e.state === "started" && pids.push(Number(/pid (\d+)/.exec(e.reason)?.[1])));
   try {
     await body(host, logs);
   } finally {
-    const pids = host.list().map((p) => p.pid);
     await host.close();
     for (const pid of pids) assert.ok(!alive(pid), `plugin process ${pid} is gone after close()`);
     assert.deepEqual(
@@ -30,6 +42,7 @@ async function withHost(options: PluginHostOptions, body: (host: PluginHost, log
       [],
       "no segment of ours left in /dev/shm",
     );
+    assert.deepEqual(await socketsLeft(socketsBefore), [], "no socket of ours left open");
   }
 }
 

@@ -103,14 +103,17 @@ test("a hot reload under steady load fails no call and keeps the kv store's stat
     for (let i = 0; i < 100; i++) await host.call("kv", "set", [`k${i}`, i]);
     const oldPid = host.list()[0].pid;
     let stop = false;
-    let calls = 0;
+    // Calls each worker completed; the reload starts once every worker has
+    // made calls and ends only after every worker made more, so calls were in
+    // flight across the swap whatever the machine's speed.
+    const done = [0, 0, 0, 0];
     const failures: unknown[] = [];
     const worker = async (w: number) => {
       for (let i = 0; !stop; i++) {
         try {
           assert.equal(await host.call("kv", "get", [`k${(w * 7 + i) % 100}`]), (w * 7 + i) % 100);
           await host.call("kv", "set", [`w${w}`, i]);
-          calls += 2;
+          done[w] += 2;
         } catch (error) {
           failures.push(error);
           if (failures.length > 5) throw error;
@@ -118,13 +121,16 @@ test("a hot reload under steady load fails no call and keeps the kv store's stat
       }
     };
     const workers = [0, 1, 2, 3].map(worker);
-    await new Promise((r) => setTimeout(r, 200));
-    await host.reload("kv");
-    await new Promise((r) => setTimeout(r, 200));
+    await until("every worker calling", () => done.every((n) => n > 0));
+    const reloading = host.reload("kv");
+    const beforeSwap = [...done];
+    await reloading;
+    const afterSwap = [...done];
+    await until("every worker calling the new instance", () => done.every((n, w) => n > afterSwap[w]));
     stop = true;
     await Promise.allSettled(workers);
     assert.deepEqual(failures.map(String), []);
-    assert.ok(calls > 100, `calls made: ${calls}`);
+    assert.ok(done.every((n, w) => n > beforeSwap[w]), "every worker's calls went on through the reload");
     assert.notEqual(host.list()[0].pid, oldPid, "a new process serves");
     assert.equal(await host.call("kv", "size"), 104, "state was handed over");
     console.log(events.find((e) => e.state === "reloaded")?.reason);
