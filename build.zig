@@ -1,6 +1,7 @@
 //! Builds libpluginshm for the host, cross-compiles it for the other supported
 //! targets (`zig build cross`), runs the Zig unit tests (`zig build test`) and
-//! builds the C example peer (`zig build peer`).
+//! builds the C example peer (`zig build peer`) and generates the TypeScript
+//! and C definitions shared with the Zig code (`zig build gen`).
 
 const std = @import("std");
 
@@ -17,10 +18,23 @@ pub fn build(b: *std.Build) void {
     const lib = addLibrary(b, target, optimize);
     b.installArtifact(lib);
     b.installFile("zig/include/pluginshm.h", "include/pluginshm.h");
+    b.installFile(generated_h, "include/pluginshm_generated.h");
 
     const tests = b.addTest(.{ .root_module = libraryModule(b, target, .Debug) });
     const test_step = b.step("test", "Run the Zig unit tests");
     test_step.dependOn(&b.addRunArtifact(tests).step);
+
+    // `zig build gen` writes what TypeScript and C share with the Zig code;
+    // the gen tests (part of `zig build test`) fail when those files are stale.
+    const gen_module = genModule(b, b.graph.host, .Debug);
+    const gen = b.addExecutable(.{ .name = "gen", .root_module = gen_module });
+    const run_gen = b.addRunArtifact(gen);
+    run_gen.addArg(b.pathFromRoot(generated_ts));
+    run_gen.addArg(b.pathFromRoot(generated_h));
+    const gen_step = b.step("gen", "Generate src/native/_generated.ts and zig/include/pluginshm_generated.h");
+    gen_step.dependOn(&run_gen.step);
+    const gen_tests = b.addTest(.{ .root_module = genModule(b, target, .Debug) });
+    test_step.dependOn(&b.addRunArtifact(gen_tests).step);
 
     const cross_step = b.step("cross", "Cross-compile the library for macOS and Windows");
     for (cross_targets) |query| {
@@ -42,6 +56,21 @@ pub fn build(b: *std.Build) void {
     peer.root_module.addRPathSpecial("$ORIGIN/../lib");
     const peer_step = b.step("peer", "Build the C test peer");
     peer_step.dependOn(&b.addInstallArtifact(peer, .{}).step);
+}
+
+const generated_ts = "src/native/_generated.ts";
+const generated_h = "zig/include/pluginshm_generated.h";
+
+fn genModule(b: *std.Build, target: std.Build.ResolvedTarget, optimize: std.builtin.OptimizeMode) *std.Build.Module {
+    const module = b.createModule(.{
+        .root_source_file = b.path("zig/gen.zig"),
+        .target = target,
+        .optimize = optimize,
+        .link_libc = true,
+    });
+    module.addAnonymousImport("generated_ts", .{ .root_source_file = b.path(generated_ts) });
+    module.addAnonymousImport("generated_h", .{ .root_source_file = b.path(generated_h) });
+    return module;
 }
 
 fn libraryModule(b: *std.Build, target: std.Build.ResolvedTarget, optimize: std.builtin.OptimizeMode) *std.Build.Module {

@@ -90,8 +90,10 @@ pub fn ringBytesValid(ring_bytes: u32) bool {
 /// The largest frame (header included) a writer may produce: a quarter of the
 /// ring, so that a frame always fits into an empty ring whatever the wrap
 /// position, and a reader can drain one frame while the writer fills the next.
+pub const frame_bytes_max_ring_divisor: u32 = 4;
 pub fn frameBytesMax(ring_bytes: u32) u32 {
-    return ring_bytes / 4;
+    std.debug.assert(ringBytesValid(ring_bytes));
+    return ring_bytes / frame_bytes_max_ring_divisor;
 }
 pub fn framePayloadBytesMax(ring_bytes: u32) u32 {
     return frameBytesMax(ring_bytes) - frame_header_bytes;

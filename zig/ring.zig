@@ -122,7 +122,6 @@ pub const Endpoint = struct {
     rx: Ring,
 
     pub const spin_iterations_max: u32 = 20_000;
-    pub const liveness_check_ns: u64 = 100 * std.time.ns_per_ms;
 
     pub fn init(segment: *Segment) Endpoint {
         const side = segment.side;
@@ -212,7 +211,7 @@ pub const Endpoint = struct {
                 _ = @atomicRmw(u32, parked, .And, ~want, .seq_cst);
                 return error.TimedOut;
             }
-            const slice_ns = @min(liveness_check_ns, timeout_ns - waited_ns);
+            const slice_ns = @min(wait.liveness_check_ns, timeout_ns - waited_ns);
             _ = wait.wait(doorbell, seen, slice_ns);
             waited_ns += slice_ns;
         }

@@ -24,6 +24,30 @@ pub const Status = enum(i32) {
     unsupported = 17,
 };
 
+/// What each status means, for the C header's comments (generated) and messages.
+pub fn describe(s: Status) []const u8 {
+    return switch (s) {
+        .ok => "success",
+        .invalid_argument => "bad handle, name, size or option",
+        .not_found => "no segment by that name (never made, or already attached)",
+        .permission_denied => "segment belongs to another user",
+        .bad_magic => "not a plugin-shm segment",
+        .bad_layout_version => "made by an incompatible release",
+        .truncated => "size fields disagree with the real size",
+        .token_mismatch => "wrong one-time token",
+        .already_attached => "the token was used already",
+        .too_many_handles => "too many open segments in this process",
+        .out_of_memory => "out of memory",
+        .system => "an unexpected OS error",
+        .closed => "the peer closed or died",
+        .timed_out => "the wait timed out",
+        .frame_corrupt => "the peer wrote an invalid frame",
+        .message_too_large => "the message does not fit the buffer",
+        .would_block => "nothing to read or no room to write now",
+        .unsupported => "not supported on this platform",
+    };
+}
+
 pub const Error = error{
     InvalidArgument,
     NotFound,

@@ -16,6 +16,7 @@ const Segment = segment_mod.Segment;
 
 pub const Callback = *const fn (context: u32, reason: u32) callconv(.c) void;
 
+/// Why the waiter called back; crosses the ABI as the callback's `reason`.
 pub const Reason = enum(u32) {
     doorbell = 1,
     peer_closed = 2,
@@ -26,7 +27,7 @@ pub const Reason = enum(u32) {
     exited = 4,
 };
 
-pub const liveness_check_ns: u64 = 250 * std.time.ns_per_ms;
+const liveness_check_ns = wait.liveness_check_ns;
 pub const stack_bytes: usize = 64 * 1024;
 
 pub const Waiter = struct {

@@ -7,27 +7,10 @@
  */
 
 import { PluginShmError } from "../plugin_shm_error.ts";
+import { statusNames } from "./_generated.ts";
 
-/** Status codes returned by libpluginshm, by name. Mirrors zig/status.zig. */
-export const nativeStatusCodes = {
-  1: "invalid_argument",
-  2: "not_found",
-  3: "permission_denied",
-  4: "bad_magic",
-  5: "bad_layout_version",
-  6: "truncated",
-  7: "token_mismatch",
-  8: "already_attached",
-  9: "too_many_handles",
-  10: "out_of_memory",
-  11: "system",
-  12: "closed",
-  13: "timed_out",
-  14: "frame_corrupt",
-  15: "message_too_large",
-  16: "would_block",
-  17: "unsupported",
-} as const;
+/** Status codes returned by libpluginshm, by value: generated from zig/status.zig. */
+export const nativeStatusCodes: typeof statusNames = statusNames;
 
 /** A status name from {@link nativeStatusCodes}, or "unknown". */
 export type NativeStatus = (typeof nativeStatusCodes)[keyof typeof nativeStatusCodes] | "unknown";

@@ -12,6 +12,7 @@ import { bunAdapter } from "./_bun.ts";
 import { nodeAdapter } from "./_node.ts";
 import { NativeLibraryError, type NativeStatus, nativeStatusCodes, SegmentError } from "./errors.ts";
 import { L } from "./layout.ts";
+import { wakeReasons } from "./_generated.ts";
 export type { RuntimeName } from "./_adapter.ts";
 
 /** The ABI version this TypeScript expects (zig/abi.zig `abi_version`). */
@@ -37,8 +38,11 @@ export const keepAlive = {
   },
 };
 
-/** The waiter's last callback reason (zig/waiter.zig Reason.exited). */
-const waiterExited = 4;
+/** Why a waiter called back, generated from zig/waiter.zig. */
+export { wakeReasons };
+
+/** The waiter's last callback reason. */
+const waiterExited = wakeReasons.exited;
 
 /** The environment variable that overrides where the library is found. */
 export const libraryEnv = "PLUGIN_SHM_LIB";

@@ -14,7 +14,7 @@
 
 import { SegmentError } from "../native/errors.ts";
 import { ChannelClosedError, type CloseReason, FrameCorruptError, MessageTooLargeError } from "./errors.ts";
-import { getNative, keepAlive, type Native } from "../native/native.ts";
+import { getNative, keepAlive, type Native, wakeReasons } from "../native/native.ts";
 import { L, sideOffset } from "../native/layout.ts";
 import { RingReader, RingWriter } from "./_ring.ts";
 import { messageBytesMaxDefault, messageBytesMaxLimit, receiveAll, type Transport } from "./transport.ts";
@@ -36,9 +36,6 @@ export { messageBytesMaxDefault, messageBytesMaxLimit } from "./transport.ts";
 export const spinMicrosDefault = 50;
 /** Spin iterations between a clock check and a yield of the CPU. */
 const spinCheckIterations = 64;
-
-const wakeReasonPeerClosed = 2;
-const wakeReasonPeerDead = 3;
 
 interface Pending<T> {
   resolve(value: T): void;
@@ -552,8 +549,8 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
       keepAlive.release();
     }
     Atomics.and(this.#u32, this.#parkedWord, ~(L.parked_want_data | L.parked_want_space));
-    if (reason === wakeReasonPeerDead) this.#peerGone ??= "peer-died";
-    if (reason === wakeReasonPeerClosed) this.#notePeerClosed();
+    if (reason === wakeReasons.peerDead) this.#peerGone ??= "peer-died";
+    if (reason === wakeReasons.peerClosed) this.#notePeerClosed();
     this.#service();
   }
 

@@ -22,29 +22,10 @@
 extern "C" {
 #endif
 
-enum pshm_status {
-  PSHM_OK = 0,
-  PSHM_INVALID_ARGUMENT = 1,   /* bad handle, name, size or option */
-  PSHM_NOT_FOUND = 2,          /* no segment by that name (never made, or already attached) */
-  PSHM_PERMISSION_DENIED = 3,  /* segment belongs to another user */
-  PSHM_BAD_MAGIC = 4,          /* not a plugin-shm segment */
-  PSHM_BAD_LAYOUT_VERSION = 5, /* made by an incompatible release */
-  PSHM_TRUNCATED = 6,          /* size fields disagree with the real size */
-  PSHM_TOKEN_MISMATCH = 7,     /* wrong one-time token */
-  PSHM_ALREADY_ATTACHED = 8,   /* the token was used already */
-  PSHM_TOO_MANY_HANDLES = 9,   /* more than 1024 open segments in this process */
-  PSHM_OUT_OF_MEMORY = 10,
-  PSHM_SYSTEM = 11,            /* an unexpected OS error */
-  PSHM_CLOSED = 12,            /* the peer closed or died */
-  PSHM_TIMED_OUT = 13,
-  PSHM_FRAME_CORRUPT = 14,     /* the peer wrote an invalid frame */
-  PSHM_MESSAGE_TOO_LARGE = 15, /* the message does not fit the buffer */
-  PSHM_WOULD_BLOCK = 16,
-  PSHM_UNSUPPORTED = 17,
-};
-
-#define PSHM_TOKEN_BYTES 32
-#define PSHM_NAME_BYTES_MAX 64
+/* enum pshm_status, enum pshm_wake_reason and the layout constants
+ * (PSHM_TOKEN_BYTES, PSHM_NAME_BYTES_MAX, offsets) are generated from the Zig
+ * definitions by `zig build gen`. */
+#include "pluginshm_generated.h"
 
 /* The ABI version; plugin-shm's TypeScript refuses a library whose differs. */
 uint32_t pshm_abi_version(void);
