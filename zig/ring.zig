@@ -27,7 +27,11 @@ pub const Ring = struct {
     other_cached: u32,
 
     pub fn init(segment: *const Segment, ring_id: u32, as_producer: bool) Ring {
+        std.debug.assert(ring_id < 2);
         const ring_bytes = segment.header().ring_bytes;
+        // attach() refused any other size, create() made only valid ones.
+        std.debug.assert(layout.ringBytesValid(ring_bytes));
+        std.debug.assert(segment.memory.len == layout.segmentBytes(ring_bytes));
         const data_offset = layout.ringDataOffset(ring_id, ring_bytes);
         const write_index = segment.word(layout.ringWriteIndexOffset(ring_id));
         const read_index = segment.word(layout.ringReadIndexOffset(ring_id));
@@ -58,9 +62,11 @@ pub const Ring = struct {
             self.local +%= tail;
         }
         const start = self.local & (self.bytes - 1);
+        std.debug.assert(start + need <= self.bytes); // Never straddles the end.
         self.putHeader(start, @intCast(payload.len), flags);
         @memcpy(self.data[start + layout.frame_header_bytes ..][0..payload.len], payload);
         self.local +%= need;
+        std.debug.assert(self.local % layout.frame_align_bytes == 0);
         return true;
     }
 
@@ -71,6 +77,9 @@ pub const Ring = struct {
     }
 
     fn putHeader(self: *Ring, position: u32, len: u32, flags: u32) void {
+        std.debug.assert(position % layout.frame_align_bytes == 0);
+        std.debug.assert(position + layout.frame_header_bytes + len <= self.bytes);
+        std.debug.assert(flags & ~layout.frame_flags_known == 0);
         std.mem.writeInt(u32, self.data[position..][0..4], len, .little);
         std.mem.writeInt(u32, self.data[position + 4 ..][0..4], flags, .little);
     }
@@ -110,6 +119,9 @@ pub const Ring = struct {
 
     /// Consumer: gives the frame's bytes back to the producer.
     pub fn release(self: *Ring, frame: Frame) void {
+        std.debug.assert(frame.bytes >= layout.frame_header_bytes);
+        std.debug.assert(frame.bytes % layout.frame_align_bytes == 0);
+        std.debug.assert(frame.bytes <= layout.frameBytesMax(self.bytes));
         self.local +%= frame.bytes;
         @atomicStore(u32, self.read_index, self.local, .seq_cst);
     }
@@ -125,11 +137,13 @@ pub const Endpoint = struct {
 
     pub fn init(segment: *Segment) Endpoint {
         const side = segment.side;
+        std.debug.assert(side < 2);
         return .{ .segment = segment, .tx = Ring.init(segment, side, true), .rx = Ring.init(segment, 1 - side, false) };
     }
 
     pub fn send(self: *Endpoint, message: []const u8, timeout_ns: u64) Error!void {
         const chunk_max = layout.framePayloadBytesMax(self.tx.bytes);
+        std.debug.assert(chunk_max > 0);
         var offset: usize = 0;
         while (true) {
             const chunk = @min(message.len - offset, chunk_max);
@@ -141,6 +155,7 @@ pub const Endpoint = struct {
                 try self.park(layout.parked_want_space, timeout_ns);
             }
             offset += chunk;
+            std.debug.assert(offset <= message.len);
             if (last) break;
         }
         self.tx.publish();
@@ -158,6 +173,7 @@ pub const Endpoint = struct {
             if (length + frame.payload.len > buffer.len) return error.MessageTooLarge;
             @memcpy(buffer[length..][0..frame.payload.len], frame.payload);
             length += frame.payload.len;
+            std.debug.assert(length <= buffer.len);
             const more = frame.flags & layout.frame_flag_more != 0;
             self.rx.release(frame);
             self.wakePeerIf(layout.parked_want_space);
@@ -166,6 +182,7 @@ pub const Endpoint = struct {
     }
 
     fn wakePeerIf(self: *Endpoint, want: u32) void {
+        std.debug.assert(want == layout.parked_want_data or want == layout.parked_want_space);
         const peer = 1 - self.segment.side;
         const parked = self.segment.sideWord(peer, @offsetOf(layout.SideControl, "parked"));
         if (@atomicLoad(u32, parked, .seq_cst) & want == 0) return;
@@ -188,6 +205,7 @@ pub const Endpoint = struct {
 
     /// Spins, then sleeps on this side's doorbell until `want` may hold.
     fn park(self: *Endpoint, want: u32, timeout_ns: u64) Error!void {
+        std.debug.assert(want == layout.parked_want_data or want == layout.parked_want_space);
         var spins: u32 = 0;
         while (spins < spin_iterations_max) : (spins += 1) {
             if (self.ready(want)) return;

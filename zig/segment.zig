@@ -39,6 +39,8 @@ pub const Segment = struct {
     }
 
     pub fn sideWord(self: *const Segment, side: u32, field_offset: u32) *u32 {
+        std.debug.assert(side < 2);
+        std.debug.assert(field_offset < @sizeOf(layout.SideControl));
         return self.word(layout.sideOffset(side) + field_offset);
     }
 
@@ -49,6 +51,7 @@ pub const Segment = struct {
 
     /// Rings the doorbell of `side` and wakes it if it sleeps.
     pub fn ring(self: *const Segment, side: u32) void {
+        std.debug.assert(side < 2);
         const doorbell = self.sideWord(side, @offsetOf(layout.SideControl, "doorbell"));
         _ = @atomicRmw(u32, doorbell, .Add, 1, .seq_cst);
         wait.wake(doorbell);
@@ -74,6 +77,8 @@ pub fn create(ring_bytes: u32) Error!Created {
             else => return err,
         };
         initHeader(&created.segment, ring_bytes, &created.token);
+        std.debug.assert(created.segment.side == 0);
+        std.debug.assert(created.segment.memory.len == layout.segmentBytes(ring_bytes));
         return created;
     }
     return error.System;
@@ -96,6 +101,8 @@ fn randomName(buffer: *[layout.name_bytes_max]u8) Error![]const u8 {
 }
 
 fn initHeader(segment: *Segment, ring_bytes: u32, token: *const [layout.token_bytes]u8) void {
+    std.debug.assert(layout.ringBytesValid(ring_bytes));
+    std.debug.assert(segment.memory.len == layout.segmentBytes(ring_bytes));
     const h = segment.header();
     h.* = .{
         .magic = layout.magic,
@@ -133,6 +140,8 @@ pub fn attach(name: []const u8, token: []const u8) Error!Segment {
     }
     unlink(&segment);
     segment.ring(0);
+    std.debug.assert(segment.side == 1);
+    std.debug.assert(segment.unlinked);
     return segment;
 }
 
@@ -154,6 +163,7 @@ pub fn close(segment: *Segment) void {
 
 /// The half of `close` the peer sees: the closed flag and a wake-up.
 pub fn markClosed(segment: *Segment) void {
+    std.debug.assert(segment.side < 2);
     const closed = segment.sideWord(segment.side, @offsetOf(layout.SideControl, "closed"));
     @atomicStore(u32, closed, 1, .seq_cst);
     segment.ring(1 - segment.side);

@@ -57,6 +57,7 @@ pub const Waiter = struct {
     /// Asks for one callback once this side's doorbell differs from `expected`
     /// (or the peer is gone). Disarms itself before calling back.
     pub fn arm(self: *Waiter, expected: u32) void {
+        std.debug.assert(self.thread != null); // Armed only between start and stop.
         self.expected.store(expected, .seq_cst);
         self.armed.store(1, .seq_cst);
         std.Thread.Futex.wake(&self.armed, 1);
@@ -105,6 +106,7 @@ pub const Waiter = struct {
     }
 
     fn fire(self: *Waiter, reason: Reason) void {
+        std.debug.assert(reason != .exited); // Only the thread's entry reports its exit.
         self.armed.store(0, .seq_cst);
         if (reason != .doorbell) self.peer_gone_reported = true;
         self.callback(self.context, @intFromEnum(reason));

@@ -1,0 +1,174 @@
+//! The handle table behind the C ABI: a fixed table of open segments (with
+//! their waiter threads and blocking endpoints) allocated at load time, and
+//! every operation on a handle as plain Zig returning `Error!T`. abi.zig only
+//! maps these to C statuses.
+
+const std = @import("std");
+const builtin = @import("builtin");
+const layout = @import("layout.zig");
+const status = @import("status.zig");
+const segment_mod = @import("segment.zig");
+const ring = @import("ring.zig");
+const waiter_mod = @import("waiter.zig");
+
+const Error = status.Error;
+
+/// Most segments one process may hold open at once.
+pub const handles_max: u32 = 1024;
+
+const Slot = struct {
+    used: bool = false,
+    segment: segment_mod.Segment = undefined,
+    waiter: waiter_mod.Waiter = undefined,
+    waiter_started: bool = false,
+    closing: bool = false,
+    endpoint: ?ring.Endpoint = null,
+};
+
+var slots: [handles_max]Slot = [_]Slot{.{}} ** handles_max;
+var slots_mutex: std.Thread.Mutex = .{};
+
+fn claim(segment: segment_mod.Segment) Error!i32 {
+    slots_mutex.lock();
+    defer slots_mutex.unlock();
+    for (&slots, 0..) |*slot, index| {
+        if (slot.used) continue;
+        slot.* = .{ .used = true, .segment = segment };
+        return @intCast(index);
+    }
+    return error.TooManyHandles;
+}
+
+/// The open slot of `handle`; `error.Closed` once close() began.
+pub fn lookup(handle: i32) Error!*Slot {
+    if (handle < 0 or handle >= handles_max) return error.InvalidArgument;
+    const slot = &slots[@intCast(handle)];
+    if (!slot.used) return error.InvalidArgument;
+    if (slot.closing) return error.Closed;
+    std.debug.assert(slot.segment.side < 2);
+    return slot;
+}
+
+/// Creates a segment as side 0; writes its name (NUL-padded) and token.
+pub fn create(ring_bytes: u32, name_out: []u8, token_out: []u8) Error!i32 {
+    if (name_out.len < layout.name_bytes_max) return error.InvalidArgument;
+    std.debug.assert(token_out.len == layout.token_bytes);
+    var created = try segment_mod.create(ring_bytes);
+    errdefer segment_mod.close(&created.segment);
+    const handle = try claim(created.segment);
+    const name = created.segment.name();
+    @memset(name_out, 0);
+    @memcpy(name_out[0..name.len], name);
+    @memcpy(token_out, &created.token);
+    return handle;
+}
+
+/// Attaches as side 1 with the creator's one-time token.
+pub fn attach(name: []const u8, token: []const u8) Error!i32 {
+    var segment = try segment_mod.attach(name, token);
+    errdefer segment_mod.close(&segment);
+    return claim(segment);
+}
+
+/// Marks this side closed and wakes the peer at once; the segment is unmapped
+/// and the handle freed when the waiter thread (if any) has exited. A close
+/// while that thread is still exiting is not an error.
+pub fn close(handle: i32) Error!void {
+    const slot = lookup(handle) catch |err| return switch (err) {
+        error.Closed => {},
+        else => err,
+    };
+    slot.closing = true;
+    segment_mod.markClosed(&slot.segment);
+    // The name goes now, so a caller that checks /dev/shm right after close()
+    // finds it gone; the mapping itself may outlive this call by a moment.
+    segment_mod.unlink(&slot.segment);
+    if (slot.waiter_started) {
+        slot.waiter.requestStop();
+    } else {
+        releaseSlot(slot);
+    }
+}
+
+fn releaseSlot(slot: *Slot) void {
+    std.debug.assert(slot.used);
+    segment_mod.release(&slot.segment);
+    slots_mutex.lock();
+    defer slots_mutex.unlock();
+    slot.* = .{};
+}
+
+fn releaseAfterWaiter(waiter: *waiter_mod.Waiter) void {
+    releaseSlot(@fieldParentPtr("waiter", waiter));
+}
+
+const DlInfo = extern struct {
+    fname: ?[*:0]const u8,
+    fbase: ?*anyopaque,
+    sname: ?[*:0]const u8,
+    saddr: ?*anyopaque,
+};
+extern "c" fn dladdr(address: *const anyopaque, info: *DlInfo) c_int;
+
+var pinned = std.atomic.Value(bool).init(false);
+
+/// Makes this library impossible to unload. Deno dlclose()s FFI libraries
+/// when its runtime shuts down; a waiter thread still running then would
+/// execute unmapped code. Opening ourselves once more with RTLD_NODELETE
+/// keeps the code mapped until the process ends.
+fn pinLibrary() void {
+    if (builtin.os.tag != .linux and !builtin.os.tag.isDarwin()) return;
+    if (pinned.swap(true, .seq_cst)) return;
+    var info: DlInfo = undefined;
+    if (dladdr(@ptrCast(&pinLibrary), &info) == 0) return;
+    const path = info.fname orelse return;
+    _ = std.c.dlopen(path, .{ .NOW = true, .NODELETE = true });
+}
+
+/// Starts the handle's waiter thread, which calls `callback(context, reason)`.
+pub fn waiterStart(handle: i32, callback: ?waiter_mod.Callback, context: u32) Error!void {
+    const slot = try lookup(handle);
+    pinLibrary();
+    const function = callback orelse return error.InvalidArgument;
+    if (slot.waiter_started) return error.InvalidArgument;
+    slot.waiter = .{ .segment = &slot.segment, .callback = function, .context = context };
+    slot.waiter.start(releaseAfterWaiter) catch return error.System;
+    slot.waiter_started = true;
+}
+
+/// Asks the waiter for one callback once the doorbell differs from `expected`.
+pub fn waiterArm(handle: i32, expected: u32) Error!void {
+    const slot = try lookup(handle);
+    if (!slot.waiter_started) return error.InvalidArgument;
+    slot.waiter.arm(expected);
+}
+
+fn endpointOf(slot: *Slot) *ring.Endpoint {
+    if (slot.endpoint == null) slot.endpoint = ring.Endpoint.init(&slot.segment);
+    return &slot.endpoint.?;
+}
+
+/// Blocking send for C and Zig peers (JavaScript writes the ring in place).
+pub fn send(handle: i32, message: []const u8, timeout_ms: u32) Error!void {
+    const slot = try lookup(handle);
+    try endpointOf(slot).send(message, @as(u64, timeout_ms) * std.time.ns_per_ms);
+}
+
+/// Blocking receive for C and Zig peers: the message length.
+pub fn receive(handle: i32, buffer: []u8, timeout_ms: u32) Error!usize {
+    const slot = try lookup(handle);
+    return endpointOf(slot).receive(buffer, @as(u64, timeout_ms) * std.time.ns_per_ms);
+}
+
+test "handles are refused out of range, before use and after close" {
+    try std.testing.expectError(error.InvalidArgument, lookup(-1));
+    try std.testing.expectError(error.InvalidArgument, lookup(handles_max));
+    var name: [layout.name_bytes_max]u8 = undefined;
+    var token: [layout.token_bytes]u8 = undefined;
+    const handle = try create(layout.ring_bytes_min, &name, &token);
+    _ = try lookup(handle);
+    try close(handle);
+    // Without a waiter thread the slot is free at once: the handle is unknown now.
+    try std.testing.expectError(error.InvalidArgument, lookup(handle));
+    try std.testing.expectError(error.InvalidArgument, close(handle));
+}
