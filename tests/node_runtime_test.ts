@@ -114,7 +114,8 @@ test("under Node without koffi installed, opening the library says which npm pac
   const dir = mkdtempSync(`${tmpdir()}/pshm-no-koffi-`);
   try {
     cpSync(`${dist}src/native`, `${dir}/src/native`, { recursive: true });
-    cpSync(`${dist}src/errors.js`, `${dir}/src/errors.js`);
+    // The native layer's errors (src/native/errors.js) extend the one base class.
+    cpSync(`${dist}src/plugin_shm_error.js`, `${dir}/src/plugin_shm_error.js`);
     const script = `import("${dir}/src/native/native.js").then((m) => m.getNative()).catch((e) => {
       console.error(e.name + ": " + e.message); process.exit(3); })`;
     const result = spawnSync(runtimes.node, ["--input-type=module", "-e", script], { encoding: "utf8" });

@@ -28,7 +28,7 @@
 import { createRequire } from "node:module";
 import type { RawSymbols, RuntimeAdapter, ThreadSafeCallback } from "./_adapter.ts";
 import type { FfiType, Symbols } from "./_symbols.ts";
-import { NativeLibraryError } from "../errors.ts";
+import { NativeLibraryError } from "./errors.ts";
 
 /**
  * Foreign-thread callbacks koffi may have queued or running at once (its
