@@ -28,7 +28,7 @@ test("a side that said GOODBYE refuses new requests with 'draining', and the oth
   try {
     assert.equal(await host.call("add", [1, 2]), 3);
     await plugin.goodbye();
-    await assert.rejects(host.call("add", [1, 2]), (e: RemoteError) => e.code === "draining");
+    await assert.rejects(host.call("add", [1, 2]), (e) => e instanceof RemoteError && e.code === "draining");
     assert.equal(host.remoteDraining, true);
     assert.equal(plugin.localDraining, true);
     assert.equal(host.protocolVersion, 1);
