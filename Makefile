@@ -8,7 +8,9 @@ DENO := node_modules/.bin/deno
 BUN := node_modules/.bin/bun
 LIB := zig-out/lib/libpluginshm.so
 PEER := zig-out/bin/c_peer
+LAUNCHER := zig-out/bin/pshm-launch
 ZIG_SOURCES := build.zig $(wildcard zig/*.zig zig/include/*.h tests/peers/*.c)
+LAUNCHER_SOURCES := build.zig $(wildcard zig/launcher/*.zig)
 
 .PHONY: setup build dist test test-zig test-cross test-deno test-bun test-node test-ops ops-tools lint bench demo clean
 
@@ -21,7 +23,11 @@ node_modules/.installed: package.json package-lock.json
 $(ZIG):
 	python3 -m pip install --quiet --disable-pip-version-check --target .tools/ziglang ziglang==$(ZIG_VERSION)
 
-build: setup $(LIB) $(PEER)
+build: setup $(LIB) $(PEER) $(LAUNCHER)
+
+# The sandbox launcher (docs/security.md); static, no libc.
+$(LAUNCHER): $(LAUNCHER_SOURCES) | $(ZIG)
+	$(ZIG) build launcher -Doptimize=ReleaseSafe
 
 # Node runs no TypeScript: the package compiled to JavaScript + .d.ts in dist/
 # (tsconfig.dist.json; relative ./x.ts imports become ./x.js). The tests are

@@ -56,6 +56,23 @@ pub fn build(b: *std.Build) void {
     peer.root_module.addRPathSpecial("$ORIGIN/../lib");
     const peer_step = b.step("peer", "Build the C test peer");
     peer_step.dependOn(&b.addInstallArtifact(peer, .{}).step);
+
+    addLauncher(b, target, optimize, test_step);
+}
+
+/// pshm-launch, the sandbox launcher (`zig build launcher`); no libc, so it runs before ld.so matters.
+fn addLauncher(b: *std.Build, target: std.Build.ResolvedTarget, optimize: std.builtin.OptimizeMode, test_step: *std.Build.Step) void {
+    if (target.result.os.tag != .linux) return;
+    const module = b.createModule(.{ .root_source_file = b.path("zig/launcher/main.zig"), .target = target, .optimize = optimize });
+    const launcher = b.addExecutable(.{ .name = "pshm-launch", .root_module = module });
+    const launcher_step = b.step("launcher", "Build the sandbox launcher zig-out/bin/pshm-launch");
+    launcher_step.dependOn(&b.addInstallArtifact(launcher, .{}).step);
+    const launcher_tests = b.addTest(.{ .root_module = b.createModule(.{
+        .root_source_file = b.path("zig/launcher/main.zig"),
+        .target = target,
+        .optimize = .Debug,
+    }) });
+    test_step.dependOn(&b.addRunArtifact(launcher_tests).step);
 }
 
 const generated_ts = "src/native/_generated.ts";
