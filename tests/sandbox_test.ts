@@ -1,0 +1,263 @@
+/**
+ * The sandbox from the attacker's side: hostile programs (tests/hostile) call
+ * libc through FFI, so the runtime's own checks are bypassed, and run through
+ * pshm-launch directly. Each action is denied without the grant and succeeds
+ * with it. Runs under Deno and Bun (each test starts the hostile program under
+ * the runtime running the tests).
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { ShmChannel } from "../mod.ts";
+import {
+  type Limits,
+  memoryMiBMin,
+  type Permissions,
+  planSandbox,
+  runtimeDataFloorMiB,
+  type SandboxContext,
+} from "../src/security/permissions.ts";
+import { peerPath, root, runtime, runtimes, segmentsOf, test } from "./_harness.ts";
+
+const launcher = `${root}zig-out/bin/pshm-launch`;
+const hostile = `${root}tests/hostile/hostile.ts`;
+const runtimeBinary = realpathSync(runtimes[runtime]);
+const EACCES = 13, EPERM = 1, ENOMEM = 12, EAFNOSUPPORT = 97;
+
+function context(pluginDir: string, entryPath: string): SandboxContext {
+  return {
+    runtime,
+    runtimeBinary,
+    launcher,
+    pluginDir,
+    entryPath,
+    packageDir: root,
+    nativeLibrary: `${root}zig-out/lib/libpluginshm.so`,
+    denoDir: process.env.DENO_DIR ?? `${process.env.HOME}/.cache/deno`,
+    sdkEnv: ["PSHM_NAME", "PSHM_TOKEN", "PSHM_MODE", "PLUGIN_SHM_LIB", "DENO_DIR", "HOME"],
+    mode: "required",
+  };
+}
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  result: { ok: boolean; errno: number; pid?: number; text?: string };
+}
+
+/** Launches `program` sandboxed by the grants with the runtime's checks off (`-A`): only the OS stands in the way. */
+function launchHostile(
+  grants: Permissions,
+  limits: Limits,
+  args: string[],
+  onStdout?: (line: string) => void,
+): Promise<Run> & { pid: () => number | undefined; kill: (s: NodeJS.Signals) => void } {
+  const plan = planSandbox(context(`${root}tests/hostile`, hostile), grants, limits);
+  const launcherArgs = plan.args.slice(0, plan.args.indexOf("--"));
+  const runtimeArgs = runtime === "deno" ? ["run", "-A", hostile, ...args] : [hostile, ...args];
+  const child = spawn(launcher, [...launcherArgs, "--", runtimeBinary, ...runtimeArgs], {
+    env: {
+      HOME: process.env.HOME ?? "/root",
+      PATH: "/usr/bin:/bin",
+      ...(process.env.DENO_DIR ? { DENO_DIR: process.env.DENO_DIR } : {}),
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "", stderr = "";
+  child.stdout!.on("data", (d) => {
+    stdout += d;
+    if (onStdout && stdout.includes("\n")) onStdout(stdout.split("\n")[0]);
+  });
+  child.stderr!.on("data", (d) => (stderr += d));
+  const done = new Promise<Run>((resolve) => {
+    child.on("close", (code) => {
+      const line = stdout.trim().split("\n").at(-1) ?? "";
+      let result = { ok: false, errno: -1 };
+      try {
+        result = JSON.parse(line);
+      } catch { /* reported by the assertion below */ }
+      resolve({ code, stdout, stderr, result });
+    });
+  });
+  return Object.assign(done, { pid: () => child.pid, kill: (s: NodeJS.Signals) => child.kill(s) });
+}
+
+async function attempt(grants: Permissions, args: string[], limits: Limits = {}): Promise<Run["result"]> {
+  const run = await launchHostile(grants, limits, args);
+  assert.equal(run.code, 0, `hostile ${args.join(" ")} exited ${run.code}: ${run.stderr}`);
+  return run.result;
+}
+
+function scratch(): string {
+  return realpathSync(mkdtempSync(`${tmpdir()}/pshm-sandbox-`));
+}
+
+test("sandbox: a write outside the write grants is denied, inside them it succeeds", async () => {
+  const dir = scratch();
+  try {
+    const denied = await attempt({}, ["write", `${dir}/x`]);
+    assert.deepEqual([denied.ok, denied.errno], [false, EACCES]);
+    const granted = await attempt({ write: [dir] }, ["write", `${dir}/x`]);
+    assert.equal(granted.ok, true);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, { timeoutMs: 60_000 });
+
+test("sandbox: a read outside the read grants is denied, granted it succeeds", async () => {
+  const dir = scratch();
+  writeFileSync(`${dir}/secret`, "s3cret");
+  try {
+    const denied = await attempt({}, ["read", `${dir}/secret`]);
+    assert.deepEqual([denied.ok, denied.errno], [false, EACCES]);
+    const granted = await attempt({ read: [`${dir}/secret`] }, ["read", `${dir}/secret`]);
+    assert.deepEqual([granted.ok, granted.text], [true, "s3cret"]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, { timeoutMs: 60_000 });
+
+async function listening(): Promise<{ server: Server; port: number }> {
+  const server = createServer((socket) => socket.end());
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { server, port: (server.address() as { port: number }).port };
+}
+
+test("sandbox: TCP connect without net is denied, with the port granted it connects", async () => {
+  const { server, port } = await listening();
+  try {
+    const denied = await attempt({}, ["connect", String(port)]);
+    assert.deepEqual([denied.ok, denied.errno], [false, EAFNOSUPPORT]);
+    const otherPort = await attempt({ net: ["127.0.0.1:1"] }, ["connect", String(port)]);
+    assert.deepEqual(
+      [otherPort.ok, otherPort.errno],
+      [false, EACCES],
+      "a grant for another port must not open this one",
+    );
+    const granted = await attempt({ net: [`127.0.0.1:${port}`] }, ["connect", String(port)]);
+    assert.equal(granted.ok, true);
+  } finally {
+    server.close();
+  }
+}, { timeoutMs: 60_000 });
+
+test("sandbox: TCP bind without net is denied, with the port granted it binds", async () => {
+  const { server, port } = await listening();
+  server.close(); // a free port we know
+  const denied = await attempt({}, ["bind", String(port)]);
+  assert.deepEqual([denied.ok, denied.errno], [false, EAFNOSUPPORT]);
+  const granted = await attempt({ net: [`127.0.0.1:${port}`] }, ["bind", String(port)]);
+  assert.equal(granted.ok, true);
+}, { timeoutMs: 60_000 });
+
+test("sandbox: exec of /bin/sh without run is denied, granted it runs", async () => {
+  const denied = await attempt({}, ["exec", "/bin/sh"]);
+  assert.deepEqual([denied.ok, denied.errno], [false, EACCES]);
+  const sh = realpathSync("/bin/sh");
+  const granted = await attempt({ run: [sh] }, ["exec", sh]);
+  assert.equal(granted.ok, true);
+}, { timeoutMs: 60_000 });
+
+test("sandbox: ptrace, process_vm_readv and /proc/PID/mem of the host are denied", async () => {
+  for (const action of ["ptrace", "vmread", "procmem"]) {
+    const result = await attempt({}, [action, String(process.pid)]);
+    assert.equal(result.ok, false, `${action} of the host succeeded`);
+    assert.ok([EPERM, EACCES].includes(result.errno), `${action}: errno ${result.errno}`);
+  }
+}, { timeoutMs: 90_000 });
+
+test("sandbox: writable memory above the data backstop cannot be mapped, with a higher limit it can", async () => {
+  // The backstop is max(memoryMiB, the runtime's floor); the floor alone is already in use by the runtime.
+  const floor = runtimeDataFloorMiB[runtime];
+  const denied = await attempt({}, ["alloc", String(floor)], { memoryMiB: memoryMiBMin });
+  assert.deepEqual([denied.ok, denied.errno], [false, ENOMEM]);
+  const granted = await attempt({}, ["alloc", String(floor)], { memoryMiB: floor * 3 });
+  assert.equal(granted.ok, true);
+}, { timeoutMs: 60_000 });
+
+/** Polls `condition` until it holds or `limitMs` passes (a bound against hanging, not a timing claim). */
+async function gone(condition: () => boolean, limitMs = 10_000): Promise<boolean> {
+  const deadline = Date.now() + limitMs;
+  while (Date.now() < deadline) {
+    if (condition()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return condition();
+}
+
+/** The pids (host namespace) of sleepers whose argument is `marker`. */
+function sleepers(marker: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, "utf8") === `/usr/bin/sleep\0${marker}\0`) found.push(Number(entry));
+    } catch { /* gone meanwhile */ }
+  }
+  return found;
+}
+
+function marker(): string {
+  return `299.${process.pid}${Math.floor(Math.random() * 1e6)}`;
+}
+
+const runGrant: Permissions = { run: ["/usr/bin/setsid", "/usr/bin/sleep"] };
+
+test("sandbox: a setsid grandchild dies when the plugin exits", async () => {
+  const mark = marker();
+  const started = Promise.withResolvers<void>();
+  const run = launchHostile(runGrant, {}, ["spawn-detached", mark], () => started.resolve());
+  await started.promise;
+  const result = await run;
+  assert.equal(result.result.ok, true, result.stderr);
+  assert.ok(await gone(() => sleepers(mark).length === 0), `detached grandchild ${sleepers(mark)} outlived the plugin`);
+}, { timeoutMs: 60_000 });
+
+test("sandbox: a setsid grandchild dies when the launcher is SIGKILLed", async () => {
+  const mark = marker();
+  const started = Promise.withResolvers<void>();
+  const run = launchHostile(runGrant, {}, ["spawn-detached", mark, "linger"], () => started.resolve());
+  await started.promise;
+  assert.ok(await gone(() => sleepers(mark).length === 1), "the grandchild should run while the plugin does");
+  run.kill("SIGKILL");
+  await run;
+  assert.ok(
+    await gone(() => sleepers(mark).length === 0),
+    `detached grandchild ${sleepers(mark)} outlived a SIGKILLed launcher`,
+  );
+}, { timeoutMs: 60_000 });
+
+test("sandbox: a sandboxed peer attaches to a ShmChannel of the test process and echoes", async () => {
+  const channel = ShmChannel.create();
+  const plan = planSandbox(context(`${root}tests/peers`, peerPath("echo_peer.ts")), {});
+  const child = spawn(plan.command, plan.args, {
+    env: {
+      HOME: process.env.HOME ?? "/root",
+      PSHM_NAME: channel.name,
+      PSHM_TOKEN: channel.token,
+      ...(process.env.DENO_DIR ? { DENO_DIR: process.env.DENO_DIR } : {}),
+    },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let stderr = "";
+  child.stderr!.on("data", (d) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
+  try {
+    const message = new TextEncoder().encode("through the sandbox");
+    await channel.send(message);
+    const echoed = await Promise.race([
+      channel.receive(),
+      exited.then((code) => {
+        throw new Error(`sandboxed peer exited ${code}: ${stderr}`);
+      }),
+    ]);
+    assert.deepEqual(new Uint8Array(echoed as Uint8Array), message);
+  } finally {
+    channel.close();
+    await exited;
+  }
+  assert.deepEqual(segmentsOf([process.pid, child.pid]), []);
+}, { timeoutMs: 60_000 });
