@@ -101,6 +101,11 @@ export interface SandboxContext {
   denoDir?: string;
   /** Environment variables the SDK needs (connection details), always passed and allowed. */
   sdkEnv: string[];
+  /**
+   * The host's TCP port when the plugin talks to it over the tcp transport: the plugin may connect
+   * there (and only there) without a `net` grant. The unix and shm transports need no network.
+   */
+  transportPort?: number;
   /** `required`: a kernel without Landlock/seccomp refuses the plugin; `best-effort`: reported only. */
   mode: "required" | "best-effort";
 }
@@ -167,13 +172,14 @@ export function planSandbox(ctx: SandboxContext, granted: Permissions, limits: L
   const envAllowed = [...new Set([...ctx.sdkEnv, ...packageEnv, ...permissions.env])];
   const ports = [...new Set(permissions.net.map((entry) => Number(entry.slice(entry.lastIndexOf(":") + 1))))];
 
+  const netAllowed = [...permissions.net, ...(ctx.transportPort ? [`127.0.0.1:${ctx.transportPort}`] : [])];
   const runtimeArgs = ctx.runtime === "deno"
     ? [
       "run",
       "--no-prompt",
       `--allow-read=${[ctx.pluginDir, ctx.packageDir, ctx.nativeLibrary, ...permissions.read, ...permissions.write]}`,
       ...(permissions.write.length ? [`--allow-write=${permissions.write}`] : []),
-      ...(permissions.net.length ? [`--allow-net=${permissions.net}`] : []),
+      ...(netAllowed.length ? [`--allow-net=${netAllowed}`] : []),
       `--allow-env=${envAllowed}`,
       ...(permissions.run.length ? [`--allow-run=${permissions.run}`] : []),
       // Unscoped on purpose: Deno (2.x) demands full FFI permission for UnsafePointerView, which
@@ -194,8 +200,9 @@ export function planSandbox(ctx: SandboxContext, granted: Permissions, limits: L
     ),
     ...(ctx.denoDir ? [`--ro=${ctx.denoDir}`] : []),
     ...[...runtimeWritePaths, ...permissions.write].map((p) => `--rw=${p}`),
-    ...(ports.length ? ["--inet"] : []),
+    ...(ports.length || ctx.transportPort ? ["--inet"] : []),
     ...ports.flatMap((port) => [`--connect=${port}`, `--bind=${port}`]),
+    ...(ctx.transportPort && !ports.includes(ctx.transportPort) ? [`--connect=${ctx.transportPort}`] : []),
     ...(limits.processesMax ? [`--nproc=${limits.processesMax}`] : []),
     ...(limits.openFilesMax ? [`--nofile=${limits.openFilesMax}`] : []),
     ...(limits.memoryMiB ? [`--data-mib=${Math.max(limits.memoryMiB, runtimeDataFloorMiB[ctx.runtime])}`] : []),

@@ -78,3 +78,10 @@ test("permissions: the schema refuses unknown keys, a portless net grant and a r
   assert.equal(limitsSchema.safeParse({ memoryMiB: 256, memorySoftMiB: 384 }).success, false);
   assert.equal(limitsSchema.safeParse({ cpu: 1 }).success, false);
 });
+
+test("permissions: the tcp transport's port may be connected to, not bound, without a net grant", () => {
+  const plan = planSandbox({ ...ctx, transportPort: 4100 }, {});
+  assert.ok(plan.args.includes("--inet") && plan.args.includes("--connect=4100"));
+  assert.ok(!plan.args.includes("--bind=4100"));
+  assert.deepEqual(plan.runtimeArgs.filter((a) => a.startsWith("--allow-net")), ["--allow-net=127.0.0.1:4100"]);
+});
