@@ -10,6 +10,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
+import { dirname } from "node:path";
 import { ShmChannel } from "../mod.ts";
 import {
   type Limits,
@@ -19,17 +20,25 @@ import {
   runtimeDataFloorMiB,
   type SandboxContext,
 } from "../src/security/permissions.ts";
-import { peerPath, root, runtime, runtimes, segmentsOf, test } from "./_harness.ts";
+import { compiledPath, peerPath, root, runtime, runtimes, segmentsOf, test } from "./_harness.ts";
 
 const launcher = `${root}zig-out/bin/pshm-launch`;
 const hostile = `${root}tests/hostile/hostile.ts`;
+/** Node has no FFI: under `node --test` the attacker runs in Deno (the OS boundary is the same). */
+const attacker: "deno" | "bun" = runtime === "bun" ? "bun" : "deno";
+const attackerBinary = realpathSync(runtimes[attacker]);
 const runtimeBinary = realpathSync(runtimes[runtime]);
 const EACCES = 13, EPERM = 1, ENOMEM = 12, EAFNOSUPPORT = 97;
 
-function context(pluginDir: string, entryPath: string): SandboxContext {
+function context(
+  pluginDir: string,
+  entryPath: string,
+  which: SandboxContext["runtime"] = attacker,
+  binary = attackerBinary,
+): SandboxContext {
   return {
-    runtime,
-    runtimeBinary,
+    runtime: which,
+    runtimeBinary: binary,
     launcher,
     pluginDir,
     entryPath,
@@ -57,8 +66,8 @@ function launchHostile(
 ): Promise<Run> & { pid: () => number | undefined; kill: (s: NodeJS.Signals) => void } {
   const plan = planSandbox(context(`${root}tests/hostile`, hostile), grants, limits);
   const launcherArgs = plan.args.slice(0, plan.args.indexOf("--"));
-  const runtimeArgs = runtime === "deno" ? ["run", "-A", hostile, ...args] : [hostile, ...args];
-  const child = spawn(launcher, [...launcherArgs, "--", runtimeBinary, ...runtimeArgs], {
+  const runtimeArgs = attacker === "deno" ? ["run", "-A", hostile, ...args] : [hostile, ...args];
+  const child = spawn(launcher, [...launcherArgs, "--", attackerBinary, ...runtimeArgs], {
     env: {
       HOME: process.env.HOME ?? "/root",
       PATH: "/usr/bin:/bin",
@@ -171,7 +180,7 @@ test("sandbox: ptrace, process_vm_readv and /proc/PID/mem of the host are denied
 
 test("sandbox: writable memory above the data backstop cannot be mapped, with a higher limit it can", async () => {
   // The backstop is max(memoryMiB, the runtime's floor); the floor alone is already in use by the runtime.
-  const floor = runtimeDataFloorMiB[runtime];
+  const floor = runtimeDataFloorMiB[attacker];
   const denied = await attempt({}, ["alloc", String(floor)], { memoryMiB: memoryMiBMin });
   assert.deepEqual([denied.ok, denied.errno], [false, ENOMEM]);
   const granted = await attempt({}, ["alloc", String(floor)], { memoryMiB: floor * 3 });
@@ -204,11 +213,18 @@ function marker(): string {
   return `299.${process.pid}${Math.floor(Math.random() * 1e6)}`;
 }
 
+/** A promise and its resolve (Promise.withResolvers is newer than the dist build's ES2023 lib). */
+function signal(): { promise: Promise<void>; resolve: () => void } {
+  let resolve = () => {};
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
 const runGrant: Permissions = { run: ["/usr/bin/setsid", "/usr/bin/sleep"] };
 
 test("sandbox: a setsid grandchild dies when the plugin exits", async () => {
   const mark = marker();
-  const started = Promise.withResolvers<void>();
+  const started = signal();
   const run = launchHostile(runGrant, {}, ["spawn-detached", mark], () => started.resolve());
   await started.promise;
   const result = await run;
@@ -218,7 +234,7 @@ test("sandbox: a setsid grandchild dies when the plugin exits", async () => {
 
 test("sandbox: a setsid grandchild dies when the launcher is SIGKILLed", async () => {
   const mark = marker();
-  const started = Promise.withResolvers<void>();
+  const started = signal();
   const run = launchHostile(runGrant, {}, ["spawn-detached", mark, "linger"], () => started.resolve());
   await started.promise;
   assert.ok(await gone(() => sleepers(mark).length === 1), "the grandchild should run while the plugin does");
@@ -232,7 +248,8 @@ test("sandbox: a setsid grandchild dies when the launcher is SIGKILLed", async (
 
 test("sandbox: a sandboxed peer attaches to a ShmChannel of the test process and echoes", async () => {
   const channel = ShmChannel.create();
-  const plan = planSandbox(context(`${root}tests/peers`, peerPath("echo_peer.ts")), {});
+  const peer = runtime === "node" ? compiledPath(peerPath("echo_peer.ts")) : peerPath("echo_peer.ts");
+  const plan = planSandbox(context(dirname(peer), peer, runtime, runtimeBinary), {});
   const child = spawn(plan.command, plan.args, {
     env: {
       HOME: process.env.HOME ?? "/root",

@@ -118,6 +118,7 @@ export const runtimeReadPaths: readonly string[] = [
   "/usr/lib64",
   "/etc/ld.so.cache",
   "/etc/localtime",
+  "/etc/ssl/openssl.cnf", // Node reads it at start and exits 13 without it
   "/dev/urandom",
   "/dev/random",
   "/proc",

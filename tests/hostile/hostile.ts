@@ -34,6 +34,13 @@ interface Libc {
 
 const isBun = "Bun" in globalThis;
 
+/** bun:ffi, loaded by a name the type checkers (Deno, tsc for dist) do not resolve. */
+// deno-lint-ignore no-explicit-any
+function bunFfi(): Promise<any> {
+  const name = "bun:ffi";
+  return import(name);
+}
+
 async function openLibc(): Promise<Libc> {
   const sig = {
     open: [["buffer", "i32", "i32"], "i32"],
@@ -51,7 +58,7 @@ async function openLibc(): Promise<Libc> {
   let fns: Record<string, Fn>;
   let readI32: (ptr: unknown) => number;
   if (isBun) {
-    const ffi = await import("bun:ffi");
+    const ffi = await bunFfi();
     const defs: Record<string, { args: string[]; returns: string }> = {};
     for (const [name, [params, result]] of Object.entries(sig)) {
       defs[name] = {
@@ -97,7 +104,7 @@ function iovec(buffer: Uint8Array | bigint, len: number, pointerOf: (b: Uint8Arr
 }
 
 async function pointerOf(b: Uint8Array): Promise<bigint> {
-  if (isBun) return BigInt((await import("bun:ffi")).ptr(b));
+  if (isBun) return BigInt((await bunFfi()).ptr(b));
   // deno-lint-ignore no-explicit-any
   const deno = (globalThis as any).Deno;
   return BigInt(deno.UnsafePointer.value(deno.UnsafePointer.of(b)));
