@@ -278,3 +278,26 @@ test("sandbox: a sandboxed peer attaches to a ShmChannel of the test process and
   }
   assert.deepEqual(segmentsOf([process.pid, child.pid]), []);
 }, { timeoutMs: 60_000 });
+
+function launchRaw(args: string[]): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(launcher, args, { stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr!.on("data", (d) => (stderr += d));
+  return new Promise((resolve) => child.on("close", (code) => resolve({ code, stderr })));
+}
+
+test("sandbox: bad launcher arguments exit 125 with a message that says what to give", async () => {
+  const cases: [string[], RegExp][] = [
+    [["--mode=bogus", "--", "/bin/true"], /BadMode.*usage/],
+    [["--", "true"], /ProgramNotAbsolute.*usage/],
+    [["--allow-all", "--", "/bin/true"], /UnknownOption/],
+    [["--ro=/etc"], /MissingProgram/],
+    [["--connect=99999", "--", "/bin/true"], /bad arguments/],
+    [["--", "/bin/true"], /cannot exec \/bin\/true.*--exec grants/],
+  ];
+  for (const [args, message] of cases) {
+    const { code, stderr } = await launchRaw(args);
+    assert.equal(code, 125, args.join(" "));
+    assert.match(stderr, message);
+  }
+});
