@@ -12,7 +12,7 @@ LAUNCHER := zig-out/bin/pshm-launch
 ZIG_SOURCES := build.zig $(wildcard zig/*.zig zig/include/*.h tests/peers/*.c)
 LAUNCHER_SOURCES := build.zig $(wildcard zig/launcher/*.zig)
 
-.PHONY: setup build dist test test-zig test-cross test-deno test-bun test-node test-ops ops-tools lint bench demo clean
+.PHONY: setup build dist package test test-publish test-zig test-cross test-deno test-bun test-node test-ops ops-tools lint bench demo clean
 
 setup: node_modules/.installed $(ZIG)
 
@@ -41,13 +41,35 @@ dist/.built: $(DIST_SOURCES) package-lock.json
 	node_modules/.bin/tsc -p tsconfig.dist.json
 	touch $@
 
+# The libraries the package ships, one per platform, stripped, with their SHA-256 in
+# native/manifest.json (src/native/library.ts picks one and checks remote copies).
+# `make package` leaves the tarball in .scratch/pack/ and prints its size.
+NATIVE := native/manifest.json
+
+package: setup $(NATIVE) dist
+	rm -rf .scratch/pack && mkdir -p .scratch/pack
+	npm pack --silent --ignore-scripts --pack-destination .scratch/pack >/dev/null
+	@ls -l .scratch/pack/*.tgz | awk '{ printf "%s: %d bytes (limit 3 MiB = 3145728)\n", $$9, $$5; if ($$5 > 3145728) exit 1 }'
+
+$(NATIVE): $(ZIG_SOURCES) $(LIB) | $(ZIG)
+	rm -rf native zig-out/native
+	$(ZIG) build package
+	cp -r zig-out/native native
+	node scripts/native_manifest.mjs
+
 # ReleaseFast on purpose: Debug builds carry thread-local storage that glibc's
 # dlopen cannot set up for threads the library starts.
 $(LIB) $(PEER): $(ZIG_SOURCES) | $(ZIG)
 	$(ZIG) build peer install -Doptimize=ReleaseFast
+	# A stale prebuilt native/ would be found before zig-out (see library.ts); `make package` remakes it.
+	rm -rf native
 
-test: build test-zig test-cross lint test-deno test-bun test-node
+test: build test-zig test-cross lint test-publish test-deno test-bun test-node
 	bash tests/leak_check.sh
+
+# What JSR would publish: no slow types, a license, every module resolvable for a consumer (offline).
+test-publish: setup $(NATIVE)
+	$(DENO) publish --dry-run --allow-dirty
 
 test-zig: setup
 	$(ZIG) build test --summary new
@@ -108,4 +130,4 @@ demo: build
 	$(DENO) run -A cli.ts demo
 
 clean:
-	rm -rf zig-out .zig-cache dist
+	rm -rf zig-out .zig-cache native dist

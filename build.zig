@@ -11,6 +11,17 @@ const cross_targets = [_]std.Target.Query{
     .{ .cpu_arch = .x86_64, .os_tag = .windows },
 };
 
+/// What `make package` ships: each library lands in zig-out/native/<platform>-<arch>/ (Node's
+/// process.platform and process.arch spelling, which src/native/library.ts looks up).
+const package_targets = [_]struct { query: std.Target.Query, dir: []const u8 }{
+    // glibc 2.28 (2018): old enough for every maintained glibc distribution.
+    .{ .query = .{ .cpu_arch = .x86_64, .os_tag = .linux, .abi = .gnu, .glibc_version = .{ .major = 2, .minor = 28, .patch = 0 } }, .dir = "linux-x64" },
+    .{ .query = .{ .cpu_arch = .aarch64, .os_tag = .linux, .abi = .gnu, .glibc_version = .{ .major = 2, .minor = 28, .patch = 0 } }, .dir = "linux-arm64" },
+    .{ .query = .{ .cpu_arch = .x86_64, .os_tag = .macos }, .dir = "darwin-x64" },
+    .{ .query = .{ .cpu_arch = .aarch64, .os_tag = .macos }, .dir = "darwin-arm64" },
+    .{ .query = .{ .cpu_arch = .x86_64, .os_tag = .windows }, .dir = "win32-x64" },
+};
+
 pub fn build(b: *std.Build) void {
     const target = b.standardTargetOptions(.{});
     const optimize = b.standardOptimizeOption(.{});
@@ -43,6 +54,19 @@ pub fn build(b: *std.Build) void {
             .dest_dir = .{ .override = .{ .custom = b.fmt("cross/{s}", .{query.zigTriple(b.allocator) catch @panic("OOM")}) } },
         });
         cross_step.dependOn(&install.step);
+    }
+
+    const package_step = b.step("package", "Cross-compile the stripped libraries the npm/JSR package ships");
+    for (package_targets) |entry| {
+        const module = libraryModule(b, b.resolveTargetQuery(entry.query), .ReleaseFast);
+        module.strip = true;
+        const package_lib = b.addLibrary(.{ .name = "pluginshm", .linkage = .dynamic, .root_module = module });
+        const install = b.addInstallArtifact(package_lib, .{
+            .dest_dir = .{ .override = .{ .custom = b.fmt("native/{s}", .{entry.dir}) } },
+            .implib_dir = .disabled,
+            .pdb_dir = .disabled,
+        });
+        package_step.dependOn(&install.step);
     }
 
     const peer = b.addExecutable(.{

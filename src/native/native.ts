@@ -13,6 +13,7 @@ import { nodeAdapter } from "./_node.ts";
 import { NativeLibraryError, type NativeStatus, nativeStatusCodes, SegmentError } from "./errors.ts";
 import { L } from "./layout.ts";
 import { wakeReasons } from "./_generated.ts";
+import { findLibrary, libraryEnv } from "./library.ts";
 export type { RuntimeName } from "./_adapter.ts";
 
 /** The ABI version this TypeScript expects (zig/abi.zig `abi_version`). */
@@ -44,8 +45,7 @@ export { wakeReasons };
 /** The waiter's last callback reason. */
 const waiterExited = wakeReasons.exited;
 
-/** The environment variable that overrides where the library is found. */
-export const libraryEnv = "PLUGIN_SHM_LIB";
+export { libraryEnv } from "./library.ts";
 
 /** The oldest Node major plugin-shm supports. */
 export const nodeMajorMin = 20;
@@ -64,20 +64,6 @@ function detectAdapter(): RuntimeAdapter {
     return nodeAdapter;
   }
   throw new NativeLibraryError("plugin-shm runs under Deno, Bun or Node; this runtime is none of them");
-}
-
-function libraryFile(): string {
-  const os = (globalThis as { navigator?: { platform?: string } }).navigator?.platform ?? "";
-  if (/mac/i.test(os)) return "libpluginshm.dylib";
-  if (/win/i.test(os)) return "pluginshm.dll";
-  return "libpluginshm.so";
-}
-
-function defaultLibraryPath(): string {
-  const source = new URL(`../../zig-out/lib/${libraryFile()}`, import.meta.url).pathname;
-  // Compiled for Node this file sits one level deeper, in dist/src/native/.
-  const compiled = new URL(`../../../zig-out/lib/${libraryFile()}`, import.meta.url).pathname;
-  return /\/dist\/src\/native\/[^/]*$/.test(new URL(import.meta.url).pathname) ? compiled : source;
 }
 
 function statusName(rc: number): NativeStatus {
@@ -271,8 +257,9 @@ export class Native {
 let instance: Native | undefined;
 
 /**
- * The process-wide library, opened on first use from `PLUGIN_SHM_LIB` or
- * the build output (`zig-out/lib`).
+ * The process-wide library, opened on first use from where
+ * {@link findLibrary} finds it (`PLUGIN_SHM_LIB`, the package's prebuilt
+ * library, then `zig-out/lib`).
  *
  * @example
  * ```ts
@@ -283,6 +270,6 @@ let instance: Native | undefined;
 export function getNative(): Native {
   if (instance) return instance;
   const adapter = detectAdapter();
-  instance = new Native(adapter, adapter.env(libraryEnv) ?? defaultLibraryPath());
+  instance = new Native(adapter, findLibrary({ env: (name) => adapter.env(name) }));
   return instance;
 }
