@@ -23,7 +23,9 @@ node_modules/.installed: package.json package-lock.json
 $(ZIG):
 	python3 -m pip install --quiet --disable-pip-version-check --target .tools/ziglang ziglang==$(ZIG_VERSION)
 
-build: setup $(LIB) $(PEER) $(LAUNCHER)
+# native/ too: library.ts prefers the package's prebuilt library to zig-out, so
+# it must never be older than the Zig sources.
+build: setup $(LIB) $(PEER) $(LAUNCHER) $(NATIVE)
 
 # The sandbox launcher (docs/security.md); static, no libc.
 $(LAUNCHER): $(LAUNCHER_SOURCES) | $(ZIG)
@@ -51,7 +53,7 @@ package: setup $(NATIVE) dist
 	npm pack --silent --ignore-scripts --pack-destination .scratch/pack >/dev/null
 	@ls -l .scratch/pack/*.tgz | awk '{ printf "%s: %d bytes (limit 3 MiB = 3145728)\n", $$9, $$5; if ($$5 > 3145728) exit 1 }'
 
-$(NATIVE): $(ZIG_SOURCES) $(LIB) | $(ZIG)
+$(NATIVE): $(ZIG_SOURCES) | $(ZIG)
 	rm -rf native zig-out/native
 	$(ZIG) build package
 	cp -r zig-out/native native
@@ -61,8 +63,6 @@ $(NATIVE): $(ZIG_SOURCES) $(LIB) | $(ZIG)
 # dlopen cannot set up for threads the library starts.
 $(LIB) $(PEER): $(ZIG_SOURCES) | $(ZIG)
 	$(ZIG) build peer install -Doptimize=ReleaseFast
-	# A stale prebuilt native/ would be found before zig-out (see library.ts); `make package` remakes it.
-	rm -rf native
 
 test: build test-zig test-cross lint test-publish test-deno test-bun test-node
 	bash tests/leak_check.sh
