@@ -233,6 +233,26 @@ function hostProject(dir: string, name: string, tarballSpec: string, tarball: st
   });
 }
 
+/** The ts code block under a README heading, exactly as printed. */
+function readmeBlock(heading: string): string {
+  const readme = readFileSync(join(root, "README.md"), "utf8");
+  const at = readme.indexOf(`\n## ${heading}\n`);
+  assert.ok(at >= 0, `README.md has no "## ${heading}" section`);
+  const block = /```ts\n([\s\S]*?)```/.exec(readme.slice(at));
+  assert.ok(block, `README.md's "${heading}" has no ts block`);
+  return block[1];
+}
+
+/** Writes the README's host and plugin into `dir` of an installed project; the plugin's manifest from its first line. */
+function writeReadmeExample(dir: string, hostFile: string): void {
+  const plugin = readmeBlock("A plugin in 10 lines");
+  const [, path, manifest] = /^\/\/ (\S+), next to \S+: (\{.*\})\n/.exec(plugin)!;
+  let host = readmeBlock("A host in 20 lines");
+  // As the README says for Node: no `import type` line and no type arguments.
+  if (hostFile.endsWith(".mjs")) host = host.replace(/^import type .*\n/m, "").replace(/<typeof [\w.]+>/g, "");
+  writeProject(dir, { [hostFile]: host, [path]: plugin, [join(path, "../plugin.json")]: manifest });
+}
+
 if (runtime === "deno") {
   test(
     "the packed package installs with npm into Deno, Bun and Node projects outside the repository and runs their hosts and plugins",
@@ -315,6 +335,26 @@ if (runtime === "deno") {
             checkout,
             `${command} ${args.join(" ")}`,
           );
+        }
+        // The README's examples, exactly as printed, in each installed project.
+        const readmeRuns: [string, string[], string][] = [
+          [runtimes.deno, ["run", "-A", "host.ts"], "deno-host"],
+          [runtimes.bun, ["host.ts"], "bun-host"],
+        ];
+        if (nodeReady) readmeRuns.push([runtimes.node, ["host.mjs"], "node-host"]);
+        for (const [command, args, project] of readmeRuns) {
+          const dir = join(work, project, "readme");
+          writeReadmeExample(dir, args.at(-1)!);
+          if (project === "deno-host") await ok(runtimes.deno, ["check", "host.ts"], dir, env);
+          const { stdout, pid } = await okRun(command, args, dir, env);
+          pids.push(pid!);
+          const lines = stdout.trim().split("\n");
+          assert.deepEqual(
+            lines.filter((line) => !line.startsWith("kv: ")),
+            ["true", "zig", "zig"],
+            `${project}: ${stdout}`,
+          );
+          assert.ok(lines.some((line) => line.startsWith("kv: ")), `${project}: state events are printed`);
         }
         const left = shmSegments().filter((name) => !segmentsBefore.has(name));
         assert.deepEqual(segmentsOf(pids).filter((name) => left.includes(name)), []);
