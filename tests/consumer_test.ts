@@ -255,7 +255,7 @@ function writeReadmeExample(dir: string, hostFile: string): void {
 
 if (runtime === "deno") {
   test(
-    "the packed package installs with npm into Deno, Bun and Node projects outside the repository and runs their hosts and plugins",
+    "the packed package installs with npm into Deno, Bun and Node projects outside the repository and runs their hosts, plugins, CLI and the README examples",
     async () => {
       const work = mkdtempSync(join(tmpdir(), "pshm-consumer-"));
       const segmentsBefore = new Set(shmSegments());
