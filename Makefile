@@ -120,6 +120,7 @@ bench: build dist
 	$(BUN) bench/channel_bench.ts $(BENCH_ARGS)
 	$(DENO) run -A bench/rpc_bench.ts $(BENCH_ARGS)
 	$(BUN) bench/rpc_bench.ts $(BENCH_ARGS)
+	$(BUN) bench/cold_start.ts
 	node dist/bench/rpc_bench.js $(BENCH_ARGS)
 	$(DENO) run -A bench/wake_bench.ts
 	$(BUN) bench/wake_bench.ts
