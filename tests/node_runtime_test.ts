@@ -8,7 +8,9 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { cpSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
+import process from "node:process";
 import { PluginHost } from "../mod.ts";
+import { findLibrary } from "../src/native/library.ts";
 import {
   dist,
   examples,
@@ -118,7 +120,9 @@ test("under Node without koffi installed, opening the library says which npm pac
     cpSync(`${dist}src/plugin_shm_error.js`, `${dir}/src/plugin_shm_error.js`);
     const script = `import("${dir}/src/native/native.js").then((m) => m.getNative()).catch((e) => {
       console.error(e.name + ": " + e.message); process.exit(3); })`;
-    const result = spawnSync(runtimes.node, ["--input-type=module", "-e", script], { encoding: "utf8" });
+    // A library that exists (this copy has no native/ or zig-out/ of its own), so the adapter is what fails.
+    const env = { ...process.env, PLUGIN_SHM_LIB: findLibrary() };
+    const result = spawnSync(runtimes.node, ["--input-type=module", "-e", script], { encoding: "utf8", env });
     assert.equal(result.status, 3, result.stderr);
     assert.match(result.stderr, /NativeLibraryError: plugin-shm on Node needs the npm package koffi 3\.3\.4/);
     assert.match(result.stderr, /npm install koffi@3\.3\.4/);

@@ -92,13 +92,9 @@ function processEnv(name: string): string | undefined {
  */
 export function findLibrary(lookup: LibraryLookup = {}): string {
   const env = lookup.env ?? processEnv;
+  // Used as given, even when missing: opening it then fails naming the path and the variable.
   const explicit = env(libraryEnv);
-  if (explicit) {
-    if (existsSync(explicit)) return explicit;
-    throw new NativeLibraryError(
-      `${libraryEnv} is set to ${explicit}, but no file is there. Point it at a built libpluginshm, or unset it`,
-    );
-  }
+  if (explicit) return explicit;
   const moduleUrl = lookup.moduleUrl ?? import.meta.url;
   const key = platformLibrary(lookup.platform, lookup.arch);
   const tried = [`${libraryEnv} (not set)`];
