@@ -12,7 +12,7 @@
 
 import { existsSync } from "node:fs";
 import process from "node:process";
-import { dirname, extname, join } from "node:path";
+import { delimiter, dirname, extname, join, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { libraryEnv } from "../native/native.ts";
 import type { Manifest } from "./manifest.ts";
@@ -39,10 +39,15 @@ export const launchEntry: string = join(dirname(here), "..", "plugin", `_launch$
 
 /**
  * The launch entry for `runtime`. Node 20 runs no TypeScript, so from the
- * sources a Node plugin starts through the compiled entry of `make dist`.
+ * sources a Node plugin starts through the compiled entry of `make dist`; so
+ * does a Deno plugin when these sources sit in a node_modules directory.
  */
 export function launchEntryFor(runtime: Manifest["runtime"]): string {
-  if (runtime !== "node" || extname(here) === ".js") return launchEntry;
+  if (extname(here) === ".js") return launchEntry;
+  // Deno strips no types under node_modules: a Bun host installed from npm runs these sources, its Deno plugins the
+  // compiled entry.
+  const installed = here.includes(`${sep}node_modules${sep}`);
+  if (runtime !== "node" && !(runtime === "deno" && installed)) return launchEntry;
   return join(dirname(here), "..", "..", "dist", "src", "plugin", "_launch.js");
 }
 
@@ -68,12 +73,23 @@ function isNode(): boolean {
 
 /**
  * The runtime binary for a plugin. Deno and Bun: the pinned one if installed,
- * else PATH. Node is not an npm package: a Node host runs its plugins with its
+ * else the host's PATH. Node is not an npm package: a Node host runs its plugins with its
  * own binary, a Deno or Bun host with the `node` on PATH.
  */
 export function runtimeBinary(runtime: Manifest["runtime"]): string {
-  if (runtime === "node") return isNode() ? process.execPath : "node";
-  return pinnedBinary(runtime) ?? runtime;
+  if (runtime === "node") return isNode() ? process.execPath : onHostPath("node") ?? "node";
+  return pinnedBinary(runtime) ?? onHostPath(runtime) ?? runtime;
+}
+
+/**
+ * `name` on the host's PATH, as an absolute path: the plugin's scrubbed PATH
+ * (pathMinimal) would not find a runtime installed in e.g. ~/.deno/bin.
+ */
+function onHostPath(name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+    if (dir && existsSync(join(dir, name))) return join(dir, name);
+  }
+  return undefined;
 }
 
 /** Arguments that make `runtime` run `script` with `args`. */

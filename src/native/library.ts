@@ -19,7 +19,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "
 import { homedir } from "node:os";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
-import { NativeLibraryError } from "../errors.ts";
+import { NativeLibraryError } from "./errors.ts";
 
 /** The environment variable that overrides where the library is found. */
 export const libraryEnv = "PLUGIN_SHM_LIB";

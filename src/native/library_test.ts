@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { root, runtimes, test } from "../../tests/_harness.ts";
-import { NativeLibraryError } from "../errors.ts";
+import { NativeLibraryError } from "./errors.ts";
 import { fetchRemoteLibrary, findLibrary, libraryEnv, libraryFileName, platformLibrary } from "./library.ts";
 
 /** A real libpluginshm to copy around: whatever this checkout would open. */
@@ -20,8 +20,7 @@ const key = platformLibrary();
 function fakePackage(parts: { native?: boolean; zigOut?: boolean; tamper?: boolean }): string {
   const dir = mkdtempSync(join(tmpdir(), "pshm-lib-"));
   mkdirSync(join(dir, "src/native"), { recursive: true });
-  cpSync(join(root, "src/native"), join(dir, "src/native"), { recursive: true });
-  cpSync(join(root, "src/errors.ts"), join(dir, "src/errors.ts"));
+  cpSync(join(root, "src"), join(dir, "src"), { recursive: true });
   const bytes = readFileSync(builtLibrary);
   if (parts.native) {
     mkdirSync(join(dir, "native", key, ".."), { recursive: true });
