@@ -82,7 +82,7 @@ test-cross: setup
 lint: setup dist
 	$(DENO) fmt --check
 	$(DENO) lint
-	$(DENO) check mod.ts plugin.ts cli.ts admin.ts observe.ts src tests bench examples
+	$(DENO) check mod.ts plugin.ts cli.ts admin.ts observe.ts security.ts src tests bench examples
 	$(ZIG) fmt --check build.zig zig
 
 test-deno: build dist ops-tools

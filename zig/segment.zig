@@ -192,9 +192,26 @@ fn unmap(segment: *Segment) void {
     segment.memory = &.{};
 }
 
+/// This process's pid as the outermost PID namespace that /proc shows sees it
+/// (the first field of `NSpid`). A sandboxed plugin runs in a PID namespace of
+/// its own (pshm-launch), where getpid() is a small number that means another
+/// process, or none, to the host reading the segment header.
 pub fn currentPid() u32 {
     if (is_windows) return windows.GetCurrentProcessId();
-    return @intCast(std.c.getpid());
+    const own: u32 = @intCast(std.c.getpid());
+    if (builtin.os.tag != .linux) return own;
+    return outerPid() orelse own;
+}
+
+fn outerPid() ?u32 {
+    const file = std.fs.openFileAbsolute("/proc/self/status", .{}) catch return null;
+    defer file.close();
+    var status: [4096]u8 = undefined;
+    const n = file.read(&status) catch return null;
+    const key = "\nNSpid:";
+    const at = std.mem.indexOf(u8, status[0..n], key) orelse return null;
+    var fields = std.mem.tokenizeAny(u8, status[at + key.len .. n], " \t\n");
+    return std.fmt.parseInt(u32, fields.next() orelse return null, 10) catch null;
 }
 
 /// True unless the process is known to be gone. A zombie counts as gone: it
@@ -203,7 +220,11 @@ pub fn processAlive(pid: u32) bool {
     if (pid == 0) return true;
     if (is_windows) return windows.processAlive(pid);
     if (std.c.kill(@intCast(pid), 0) != 0) {
-        return std.posix.errno(@as(c_int, -1)) != .SRCH;
+        if (std.posix.errno(@as(c_int, -1)) != .SRCH) return true;
+        // No such pid in our PID namespace. Inside a sandbox's namespace the peer (the host) lives
+        // outside it, under the pid /proc (the outer namespace's) shows: trust /proc then.
+        if (builtin.os.tag != .linux) return false;
+        return !linuxZombie(pid);
     }
     if (builtin.os.tag == .linux) return !linuxZombie(pid);
     return true;

@@ -16,6 +16,7 @@ import { z } from "zod";
 import { ManifestError, type ManifestProblem } from "./errors.ts";
 import { protocolVersions } from "../protocol/handshake.ts";
 import { didYouMean } from "./suggest.ts";
+import { type Limits, limitsSchema, type Permissions, permissionsSchema } from "./permissions_schema.ts";
 
 const nameRule = /^[a-z][a-z0-9-]{0,62}$/;
 
@@ -54,13 +55,11 @@ export const versionRangeSchema: z.ZodString = z.string().refine(isVersionRange,
 }) as unknown as z.ZodString;
 
 /**
- * The manifest's fields. Later versions add theirs here:
- * - permissions and limits (issue 8): the sandbox exports their zod fragment
- *   from src/security/permissions.ts. The host layer may not import security,
- *   so the fragment is handed in by whoever composes the host, through
- *   {@link ManifestSchemaOptions.extraFields} — or, if the lead prefers, spread
- *   in right here: `...manifestSecurityFields,`.
- * - config, dependencies (use {@link versionRangeSchema}), hooks (issue 11).
+ * The manifest's fields. v2 adds `permissions` and `limits` (issue 8; the
+ * sandbox in src/security maps them to a launch plan). Later versions add
+ * theirs here: config, dependencies (use {@link versionRangeSchema}), hooks
+ * (issue 11). {@link ManifestSchemaOptions.extraFields} still lets a composer
+ * add or replace fields.
  */
 const baseFields = {
   name: z.string().regex(nameRule, "must be lowercase letters, digits and dashes, starting with a letter (max 63)"),
@@ -74,6 +73,8 @@ const baseFields = {
     message: "must be [oldest, newest] with oldest <= newest",
   }).default([...protocolVersions] as [number, number]),
   description: z.string().max(500, "must be at most 500 characters").optional(),
+  permissions: permissionsSchema.optional(),
+  limits: limitsSchema.optional(),
 };
 
 /** Extra top-level manifest fields (e.g. the sandbox's `permissions` and `limits`). */
@@ -90,6 +91,14 @@ export interface Manifest {
   /** Protocol versions the plugin speaks, [oldest, newest]. */
   protocol: [number, number];
   description?: string;
+  /**
+   * What the plugin may touch (manifest v2). Absent: nothing beyond its own
+   * directory and what its runtime needs. `read`, `write` and `run` paths are
+   * absolute here: relative ones were resolved against the plugin directory.
+   */
+  permissions?: Permissions;
+  /** Resource limits of the plugin process (manifest v2). */
+  limits?: Limits;
   /** The plugin's directory (absolute). */
   dir: string;
   /** Absolute path of the entry file. */
@@ -200,5 +209,18 @@ export function loadManifest(dir: string, options: ManifestSchemaOptions = {}): 
     Manifest,
     "dir" | "entryPath" | "file"
   >;
-  return { ...data, dir: dirname(file), entryPath: join(dirname(file), data.entry), file };
+  const pluginDir = dirname(file);
+  const manifest: Manifest = { ...data, dir: pluginDir, entryPath: join(pluginDir, data.entry), file };
+  if (data.permissions) manifest.permissions = resolveGrantPaths(data.permissions, pluginDir);
+  return manifest;
+}
+
+/** `read`, `write` and `run` grants with relative paths resolved against the plugin directory `dir`. */
+export function resolveGrantPaths(permissions: Permissions, dir: string): Permissions {
+  const resolved: Permissions = { ...permissions };
+  for (const key of ["read", "write", "run"] as const) {
+    const paths = permissions[key];
+    if (paths) resolved[key] = paths.map((p) => resolve(dir, p));
+  }
+  return resolved;
 }

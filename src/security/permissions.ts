@@ -1,5 +1,6 @@
 /**
- * Manifest v2 `permissions` and `limits`, and the pure mapping from grants to a
+ * Manifest v2 `permissions` and `limits` (their schema lives with the manifest in the host layer and is
+ * re-exported here), and the pure mapping from grants to a
  * launch plan: the Deno permission flags (never `-A`) and the arguments of the
  * sandbox launcher `pshm-launch` (zig/launcher, docs/security.md). The host may
  * narrow a plugin's grants; nothing here can widen them.
@@ -7,48 +8,17 @@
  * @module
  */
 
-import { isAbsolute, resolve } from "node:path";
-import { z } from "zod";
+import { resolve } from "node:path";
 
-/** Most entries one grant list may hold (the launcher's own bound is 128 paths, 64 ports). */
-export const grantEntriesMax = 32;
-/** Smallest memory limit that still lets a runtime start. */
-export const memoryMiBMin = 64;
-
-const pathList = z.array(z.string().min(1)).max(grantEntriesMax);
-const netEntry = z.string().regex(
-  /^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$/,
-  'a net grant is "host:port" (the sandbox confines TCP by port), e.g. "127.0.0.1:8080"',
-);
-
-/** The zod fragment the manifest imports for `permissions`. */
-export const permissionsSchema = z.object({
-  read: pathList.optional(),
-  write: pathList.optional(),
-  net: z.array(netEntry).max(grantEntriesMax).optional(),
-  env: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "an env grant is a variable name")).max(grantEntriesMax)
-    .optional(),
-  run: z.array(z.string().refine(isAbsolute, "a run grant is an absolute path to a program")).max(grantEntriesMax)
-    .optional(),
-  hostFunctions: z.array(z.string().min(1)).max(grantEntriesMax).optional(),
-  plugins: z.array(z.string().min(1)).max(grantEntriesMax).optional(),
-}).strict();
-
-/** The zod fragment the manifest imports for `limits`. */
-export const limitsSchema = z.object({
-  memoryMiB: z.number().int().min(memoryMiBMin).optional(),
-  memorySoftMiB: z.number().int().min(memoryMiBMin).optional(),
-  processesMax: z.number().int().min(1).optional(),
-  openFilesMax: z.number().int().min(16).optional(),
-}).strict().refine(
-  (l) => l.memoryMiB === undefined || l.memorySoftMiB === undefined || l.memorySoftMiB <= l.memoryMiB,
-  "limits.memorySoftMiB must not exceed limits.memoryMiB",
-);
-
-/** What a manifest grants. A v1 manifest (no `permissions`) grants nothing. */
-export type Permissions = z.infer<typeof permissionsSchema>;
-/** Resource limits from the manifest. */
-export type Limits = z.infer<typeof limitsSchema>;
+export {
+  grantEntriesMax,
+  type Limits,
+  limitsSchema,
+  memoryMiBMin,
+  type Permissions,
+  permissionsSchema,
+} from "../host/permissions_schema.ts";
+import type { Limits, Permissions } from "../host/permissions_schema.ts";
 
 type GrantKey = keyof Permissions;
 const grantKeys: GrantKey[] = ["read", "write", "net", "env", "run", "hostFunctions", "plugins"];

@@ -1,0 +1,36 @@
+/**
+ * plugin-shm/security: manifest v2 permissions and limits, and the OS sandbox
+ * (pshm-launch: Landlock, seccomp, rlimits, a PID namespace) as the host's
+ * launch planner. See docs/security.md.
+ *
+ * @example
+ * ```ts ignore
+ * import { PluginHost } from "./mod.ts";
+ * import { sandboxPlanner } from "./security.ts";
+ * const host = new PluginHost({
+ *   dirs: ["examples/plugins"],
+ *   launchPlanner: sandboxPlanner({ sandbox: "required", narrow: { echo: { permissions: { net: [] } } } }),
+ * });
+ * await host.load("echo");
+ * await host.close();
+ * ```
+ *
+ * @module
+ */
+
+export { SandboxError } from "./src/security/errors.ts";
+export {
+  type Limits,
+  limitsSchema,
+  narrowLimits,
+  narrowPermissions,
+  type Permissions,
+  permissionsSchema,
+} from "./src/security/permissions.ts";
+export {
+  defaultLauncher,
+  effectiveGrants,
+  type SandboxNarrowing,
+  sandboxPlanner,
+  type SandboxPlannerOptions,
+} from "./src/security/sandbox_planner.ts";
