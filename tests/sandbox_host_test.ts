@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { PluginHost } from "../mod.ts";
+import { loadManifest, PluginHost } from "../mod.ts";
 import { type Permissions, sandboxPlanner, type SandboxPlannerOptions } from "../security.ts";
 import { processRunning, root, runtime, segmentsOf, test } from "./_harness.ts";
 
@@ -222,6 +222,63 @@ test("sandboxed host: a manifest with an unknown permission is refused with the 
         return true;
       });
     });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("sandboxed host: a missing launcher refuses the plugin with a typed error, the host keeps serving", async () => {
+  const plugin = hostilePlugin("hostile-unlaunched");
+  const other = hostilePlugin("bystander-unlaunched");
+  try {
+    const missing = sandboxPlanner({ launcher: `${root}zig-out/bin/no-such-launcher` });
+    await withHost({}, async (host, pids) => {
+      await host.load(other);
+      pids();
+      // The planner is per host: the refusal comes from a second host beside the serving one.
+      const refusing = new PluginHost({ launchPlanner: missing });
+      try {
+        await assert.rejects(refusing.load(plugin), (e: unknown) => {
+          assert.equal((e as { code?: string }).code, "launcher_missing");
+          assert.match((e as Error).message, /make build/);
+          return true;
+        });
+      } finally {
+        await refusing.close();
+      }
+      assert.equal(await host.call("bystander-unlaunched", "echo", [7]), 7);
+    });
+  } finally {
+    rmSync(plugin, { recursive: true, force: true });
+    rmSync(other, { recursive: true, force: true });
+  }
+}, { timeoutMs: 90_000 });
+
+test(
+  "sandboxed host: Node and Deno example plugins answer over shm inside the sandbox",
+  async () => {
+    await withHost({}, async (host, pids) => {
+      await host.load(`${root}tests/fixtures/node_echo`);
+      await host.load(`${root}examples/plugins/echo`);
+      pids();
+      assert.deepEqual(await host.call("node-echo", "echo", [{ via: "node" }]), { via: "node" });
+      assert.equal(await host.call("echo", "add", [2, 3]), 5);
+      assert.equal(host.list().find((p) => p.name === "echo")!.transport, "shm");
+    });
+  },
+  { timeoutMs: 90_000 },
+);
+
+test("manifest v2: relative grant paths resolve against the plugin directory; a soft limit above the hard one is refused", () => {
+  const dir = hostilePlugin("hostile-manifest", { read: ["./data", "/etc/hosts"], write: ["state"] });
+  try {
+    const manifest = loadManifest(dir);
+    assert.deepEqual(manifest.permissions, { read: [`${dir}/data`, "/etc/hosts"], write: [`${dir}/state`] });
+    const v1 = loadManifest(`${root}examples/plugins/echo`);
+    assert.equal(v1.permissions, undefined, "a v1 manifest grants nothing");
+    const json = JSON.parse(readFileSync(`${dir}/plugin.json`, "utf8"));
+    writeFileSync(`${dir}/plugin.json`, JSON.stringify({ ...json, limits: { memoryMiB: 128, memorySoftMiB: 256 } }));
+    assert.throws(() => loadManifest(dir), /memorySoftMiB must not exceed limits\.memoryMiB/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -8,8 +8,8 @@
 import { PluginShmError } from "../plugin_shm_error.ts";
 
 /**
- * The sandbox cannot plan a plugin's launch: its runtime binary is missing, or
- * the host's launch plan is not the shape the sandbox wraps.
+ * The sandbox cannot plan a plugin's launch: the launcher or the runtime binary
+ * is missing, or the host's launch plan is not the shape the sandbox wraps.
  *
  * @example
  * ```ts
@@ -20,7 +20,7 @@ import { PluginShmError } from "../plugin_shm_error.ts";
  */
 export class SandboxError extends PluginShmError {
   override name = "SandboxError";
-  readonly code: "runtime_missing" | "unexpected_plan";
+  readonly code: "launcher_missing" | "runtime_missing" | "unexpected_plan";
   constructor(code: SandboxError["code"], message: string) {
     super(message);
     this.code = code;

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { realpathSync } from "node:fs";
+import { existsSync, realpathSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { LaunchPlan, LaunchPlanner } from "../host/types.ts";
@@ -68,6 +68,15 @@ export function effectiveGrants(
   };
 }
 
+/** `command` as spawn would find it on `path` (the launcher execs only absolute paths). */
+function onPath(command: string, path: string): string {
+  if (command.includes("/")) return command;
+  for (const dir of path.split(":")) {
+    if (dir && existsSync(join(dir, command))) return join(dir, command);
+  }
+  return command;
+}
+
 /**
  * A launch planner that sandboxes every plugin by its grants.
  *
@@ -103,7 +112,7 @@ export function sandboxPlanner(options: SandboxPlannerOptions = {}): LaunchPlann
       const transportPort = transport === "tcp" ? Number(address.slice(address.lastIndexOf(":") + 1)) : undefined;
       let runtimeBinary: string;
       try {
-        runtimeBinary = realpathSync(base.command);
+        runtimeBinary = realpathSync(onPath(base.command, env.PATH ?? ""));
       } catch (error) {
         throw new SandboxError(
           "runtime_missing",
@@ -126,6 +135,13 @@ export function sandboxPlanner(options: SandboxPlannerOptions = {}): LaunchPlann
         mode: mode === "off" ? "best-effort" : mode,
       };
       const plan = planSandbox(context, permissions, limits);
+      if (mode !== "off" && !existsSync(launcher)) {
+        throw new SandboxError(
+          "launcher_missing",
+          `The sandbox launcher ${launcher} does not exist, so plugin "${manifest.name}" cannot start sandboxed; ` +
+            'build it with `make build`, or pass sandbox: "off" to run plugins unconfined',
+        );
+      }
       if (mode === "off") {
         return { ...base, env, args: [...plan.runtimeArgs, ...entryArgs] };
       }
