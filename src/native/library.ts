@@ -87,6 +87,19 @@ function processEnv(name: string): string | undefined {
 }
 
 /**
+ * Whether `path` exists and this process may look at it. Under Deno's
+ * permissions (a sandboxed plugin) existsSync throws for paths outside the
+ * read grants, such as package roots above the plugin's: those are skipped.
+ */
+function readable(path: string): boolean {
+  try {
+    return existsSync(path);
+  } catch {
+    return false;
+  }
+}
+
+/**
  * The library to open, or a {@link NativeLibraryError} that lists every place tried, in order, and
  * what to do.
  */
@@ -105,12 +118,12 @@ export function findLibrary(lookup: LibraryLookup = {}): string {
   } else {
     for (const root of packageRoots(moduleUrl)) {
       const path = fileURLToPath(new URL(`${nativeDir}/${key}`, root));
-      if (existsSync(path)) return path;
+      if (readable(path)) return path;
       tried.push(`${path} (missing)`);
     }
     for (const root of packageRoots(moduleUrl)) {
       const path = fileURLToPath(new URL(`zig-out/lib/${libraryFileName(lookup.platform)}`, root));
-      if (existsSync(path)) return path;
+      if (readable(path)) return path;
       tried.push(`${path} (missing)`);
     }
   }

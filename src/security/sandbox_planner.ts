@@ -15,7 +15,7 @@ import type { LaunchPlan, LaunchPlanner } from "../host/types.ts";
 import type { Manifest } from "../host/manifest.ts";
 import { launchEntryFor } from "../host/launch_plan.ts";
 import { launchEnv } from "../protocol/launch.ts";
-import { libraryEnv } from "../native/native.ts";
+import { findLibrary, libraryEnv } from "../native/library.ts";
 import {
   type Limits,
   narrowLimits,
@@ -68,6 +68,15 @@ export function effectiveGrants(
   };
 }
 
+/** The library the plugin will open (the host's own lookup); a missing one is reported by the plugin's load. */
+function nativeLibrary(): string {
+  try {
+    return findLibrary();
+  } catch {
+    return join(packageDir, "zig-out", "lib", "libpluginshm.so");
+  }
+}
+
 /** `command` as spawn would find it on `path` (the launcher execs only absolute paths). */
 function onPath(command: string, path: string): string {
   if (command.includes("/")) return command;
@@ -107,6 +116,8 @@ export function sandboxPlanner(options: SandboxPlannerOptions = {}): LaunchPlann
       // Granted env names the host narrowed away leave the environment too.
       const dropped = (manifest.permissions?.env ?? []).filter((name) => !(permissions.env ?? []).includes(name));
       const env = Object.fromEntries(Object.entries(base.env).filter(([name]) => !dropped.includes(name)));
+      // The plugin opens exactly the library the sandbox lets it read, without probing package roots.
+      env[libraryEnv] ??= nativeLibrary();
       const transport = env[launchEnv.transport];
       const address = env[launchEnv.address] ?? "";
       const transportPort = transport === "tcp" ? Number(address.slice(address.lastIndexOf(":") + 1)) : undefined;
@@ -127,7 +138,7 @@ export function sandboxPlanner(options: SandboxPlannerOptions = {}): LaunchPlann
         pluginDir: manifest.dir,
         entryPath: script,
         packageDir,
-        nativeLibrary: env[libraryEnv] ?? join(packageDir, "zig-out", "lib", "libpluginshm.so"),
+        nativeLibrary: env[libraryEnv],
         denoDir: env.DENO_DIR ?? (env.HOME ? `${env.HOME}/.cache/deno` : undefined),
         // The SDK also probes variables the host may not set (the library location).
         sdkEnv: [...new Set([...Object.keys(env), libraryEnv, ...Object.values(launchEnv)])],
