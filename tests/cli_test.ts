@@ -147,6 +147,32 @@ test("ls lists the examples and exits 0", async () => {
   assert.deepEqual(problems, []);
 });
 
+test("ls shows each plugin's grants and limits, resolved against its directory", async () => {
+  const dir = tempDir();
+  try {
+    writePlugin(join(dir, "a"), "granted", "{}", {
+      permissions: { read: ["./data"], net: ["127.0.0.1:8080"] },
+      limits: { memoryMiB: 256 },
+    });
+    writePlugin(join(dir, "b"), "plain", "{}");
+    const text = await run(["ls", dir]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(
+      text.stdout,
+      new RegExp(`grants: read=${join(dir, "a", "data")} net=127\\.0\\.0\\.1:8080 memoryMiB=256`),
+    );
+    assert.match(text.stdout, /grants: none/);
+    const json = await run(["ls", "--json", dir]);
+    const { plugins } = JSON.parse(json.stdout) as { plugins: { name: string; permissions?: unknown }[] };
+    assert.deepEqual(plugins.find((p) => p.name === "granted")!.permissions, {
+      read: [join(dir, "a", "data")],
+      net: ["127.0.0.1:8080"],
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("ls validates fully and lists every problem with file and field, then exits 1", async () => {
   const dir = tempDir();
   try {

@@ -12,6 +12,7 @@ import { basename, isAbsolute, resolve, sep } from "node:path";
 import process from "node:process";
 import { ManifestError, PluginNotFoundError } from "../errors.ts";
 import { PluginHost, type PluginHostOptions } from "../host/host.ts";
+import type { Manifest } from "../host/manifest.ts";
 import { didYouMean } from "../host/suggest.ts";
 import type { TransportKind } from "../transport/transport.ts";
 import { commandHelp, type CommandSpec, commonFlags, exitCodesHelp, parseCommand, UsageError } from "./_args.ts";
@@ -268,6 +269,14 @@ interface LsProblem {
   message: string;
 }
 
+/** A manifest's grants and limits on one line ("none" for a v1 manifest); the host may narrow them further. */
+function grantsText(m: Manifest): string {
+  const grants = Object.entries(m.permissions ?? {}).filter(([, list]) => list?.length)
+    .map(([kind, list]) => `${kind}=${list!.join(",")}`);
+  const limits = Object.entries(m.limits ?? {}).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`);
+  return [...grants, ...limits].join(" ") || "none";
+}
+
 async function ls(out: Output, positionals: string[], values: Record<string, unknown>): Promise<number> {
   const problems: LsProblem[] = [];
   const dirs: string[] = [];
@@ -310,6 +319,7 @@ async function ls(out: Output, positionals: string[], values: Record<string, unk
     for (const m of plugins) {
       const description = m.description ? `  ${out.dim(m.description)}` : "";
       out.result(`${m.name.padEnd(16)} ${m.version.padEnd(10)} ${m.runtime.padEnd(5)} ${m.dir}${description}`);
+      out.result(`${"".padEnd(16)} grants: ${grantsText(m)}`);
     }
   }
   for (const p of problems) out.error(`${p.file}: ${p.field ? `field "${p.field}" ` : ""}${p.message}`);
