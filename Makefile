@@ -85,8 +85,10 @@ lint: setup dist
 	$(DENO) check mod.ts plugin.ts cli.ts admin.ts observe.ts security.ts src tests bench examples
 	$(ZIG) fmt --check build.zig zig
 
+# --doc also runs every JSDoc @example that is not marked ignore, so examples cannot rot.
 test-deno: build dist ops-tools
 	$(DENO) test -A --parallel=false src tests
+	$(DENO) test -A --doc --parallel=false mod.ts plugin.ts src
 
 test-bun: build dist ops-tools
 	$(BUN) test --timeout 60000 ./src ./tests

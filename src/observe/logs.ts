@@ -162,7 +162,9 @@ const decoder = new TextDecoder();
  * ```ts
  * import { LogStore } from "./logs.ts";
  * const logs = new LogStore({ linesPerPluginMax: 100 });
- * logs.logger({ plugin: "kv", stream: "stdout", line: '{"level":"error","msg":"disk full"}' });
+ * // The host hands JSON lines over already parsed, as `json`.
+ * const line = '{"level":"error","msg":"disk full"}';
+ * logs.logger({ plugin: "kv", stream: "stdout", line, json: JSON.parse(line) });
  * console.log(logs.query("kv", { level: "warn" })[0].level); // "error"
  * ```
  */
