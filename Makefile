@@ -9,10 +9,14 @@ BUN := node_modules/.bin/bun
 LIB := zig-out/lib/libpluginshm.so
 PEER := zig-out/bin/c_peer
 LAUNCHER := zig-out/bin/pshm-launch
+# Real cosign for the signature interop test, built from the Go module proxy
+# (pinned; about 4 minutes the first time, then cached in .tools).
+COSIGN_VERSION := v2.6.5
+COSIGN := .tools/cosign-$(COSIGN_VERSION)/cosign
 ZIG_SOURCES := build.zig $(wildcard zig/*.zig zig/include/*.h tests/peers/*.c)
 LAUNCHER_SOURCES := build.zig $(wildcard zig/launcher/*.zig)
 
-.PHONY: setup build dist package test test-publish test-zig test-cross test-deno test-bun test-node test-ops ops-tools lint bench demo clean
+.PHONY: cosign setup build dist package test test-publish test-zig test-cross test-deno test-bun test-node test-ops ops-tools lint bench demo clean
 
 setup: node_modules/.installed $(ZIG)
 
@@ -86,15 +90,15 @@ lint: setup dist
 	$(ZIG) fmt --check build.zig zig
 
 # --doc also runs every JSDoc @example that is not marked ignore, so examples cannot rot.
-test-deno: build dist ops-tools
+test-deno: build dist ops-tools $(COSIGN)
 	$(DENO) test -A --parallel=false src tests
 	$(DENO) test -A --doc --parallel=false mod.ts plugin.ts src
 
-test-bun: build dist ops-tools
+test-bun: build dist ops-tools $(COSIGN)
 	$(BUN) test --timeout 60000 ./src ./tests
 
 # The same suites under Node, on the compiled JavaScript, one file at a time.
-test-node: build dist ops-tools
+test-node: build dist ops-tools $(COSIGN)
 	node --test --test-concurrency=1 dist/tests/*_test.js dist/src/*/*_test.js
 
 # The real tools the operations tests check against: promtool (Debian
@@ -131,6 +135,11 @@ bench: build dist
 # The product's story on this machine in under a minute, then serving until Ctrl-C.
 demo: build
 	$(DENO) run -A cli.ts demo
+
+cosign: $(COSIGN)
+
+$(COSIGN):
+	GOBIN=$(abspath $(dir $(COSIGN))) GOFLAGS=-buildvcs=false go install github.com/sigstore/cosign/v2/cmd/cosign@$(COSIGN_VERSION)
 
 clean:
 	rm -rf zig-out .zig-cache native dist

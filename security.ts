@@ -1,7 +1,9 @@
 /**
  * plugin-shm/security: manifest v2 permissions and limits, and the OS sandbox
  * (pshm-launch: Landlock, seccomp, rlimits, a PID namespace) as the host's
- * launch planner. See docs/security.md.
+ * launch planner (docs/security.md); integrity locks, Sigstore signatures, the
+ * hash-chained audit log and the verifier the host calls before every spawn
+ * (docs/integrity.md).
  *
  * @example
  * ```ts ignore
@@ -34,3 +36,8 @@ export {
   sandboxPlanner,
   type SandboxPlannerOptions,
 } from "./src/security/sandbox_planner.ts";
+export * from "./src/security/lock.ts";
+export * from "./src/security/signature.ts";
+export * from "./src/security/audit.ts";
+export * from "./src/security/verifier.ts";
+export * from "./src/security/commands.ts";
