@@ -11,6 +11,7 @@ import { timingSafeEqual } from "node:crypto";
 import { HandshakeError, ProtocolError } from "./errors.ts";
 import type { Transport } from "../transport/transport.ts";
 import { decodeHeader, decodePayload, encodeFrame, FrameKind } from "./frame.ts";
+import { validateError, validateHello, validateWelcome } from "./_payload.ts";
 
 /** Protocol versions this release speaks, oldest and newest. */
 export const protocolVersions: VersionRange = [1, 1];
@@ -49,20 +50,25 @@ export function negotiateVersion(ours: VersionRange, theirs: VersionRange): numb
   return newest >= oldest ? newest : undefined;
 }
 
-function isRange(value: unknown): value is VersionRange {
-  return Array.isArray(value) && value.length === 2 && value.every((v) => Number.isInteger(v) && v >= 0) &&
-    value[0] <= value[1];
-}
+const handshakeFailures: readonly HandshakeError["code"][] = [
+  "bad_token",
+  "version_mismatch",
+  "timeout",
+  "exited",
+  "protocol",
+  "not_launched",
+];
 
 function parseHello(value: unknown): Hello {
-  const hello = value as Partial<Hello> | undefined;
-  if (
-    !hello || typeof hello.token !== "string" || !isRange(hello.versions) || typeof hello.name !== "string" ||
-    typeof hello.version !== "string" || typeof hello.runtime !== "string" || !Array.isArray(hello.methods)
-  ) {
-    throw new HandshakeError("protocol", "HELLO is missing fields; the plugin does not speak plugin-shm's protocol");
+  try {
+    return validateHello(value);
+  } catch (error) {
+    throw new HandshakeError(
+      "protocol",
+      `${(error as Error).message}; the plugin does not speak plugin-shm's protocol`,
+      { cause: error },
+    );
   }
-  return hello as Hello;
 }
 
 function tokensEqual(a: string, b: string): boolean {
@@ -133,13 +139,15 @@ export async function sendHello(transport: Transport, hello: Hello, timeoutMs: n
   await transport.send(encodeFrame(FrameKind.hello, 0, hello));
   const bytes = await receiveWithin(transport, timeoutMs, "WELCOME from the host");
   const header = decodeHeader(bytes);
-  const payload = decodePayload(bytes) as Record<string, unknown> | undefined;
   if (header.kind === FrameKind.error) {
-    const code = String(payload?.code ?? "protocol") as HandshakeError["code"];
-    throw new HandshakeError(code, String(payload?.message ?? "the host refused the handshake"));
+    const payload = validateError(decodePayload(bytes));
+    const code = handshakeFailures.includes(payload.code as HandshakeError["code"])
+      ? payload.code as HandshakeError["code"]
+      : "protocol";
+    throw new HandshakeError(code, payload.message || "the host refused the handshake");
   }
-  if (header.kind !== FrameKind.welcome || typeof payload?.version !== "number") {
+  if (header.kind !== FrameKind.welcome) {
     throw new ProtocolError(`expected WELCOME, got frame kind ${header.kind}`);
   }
-  return payload as unknown as Welcome;
+  return validateWelcome(decodePayload(bytes));
 }

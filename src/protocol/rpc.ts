@@ -12,6 +12,17 @@ import { CancelledError, DeadlineExceededError, ProtocolError, RemoteError } fro
 import { ChannelClosedError, MessageTooLargeError } from "../transport/errors.ts";
 import type { Transport } from "../transport/transport.ts";
 import { decodeHeader, decodePayload, encodeFrame, flagOpener, FrameKind, type FrameKindValue } from "./frame.ts";
+import {
+  validateEmpty,
+  validateError,
+  validateEvent,
+  validatePing,
+  validateRequest,
+  validateStreamCredit,
+  validateStreamEnd,
+  validateStreamOpen,
+  validateValue,
+} from "./_payload.ts";
 
 /**
  * A remote side's methods as a caller sees them: every call is async.
@@ -426,15 +437,18 @@ export class RpcPeer {
       case FrameKind.error:
         return this.#onError(header.id, bytes);
       case FrameKind.cancel:
+        validateEmpty(decodePayload(bytes), "CANCEL");
         return this.#onCancel(header.id, header.flags);
       case FrameKind.event:
         return this.#onEventFrame(bytes);
       case FrameKind.ping:
-        this.#send(FrameKind.pong, 0, decodePayload(bytes));
+        this.#send(FrameKind.pong, 0, validatePing(decodePayload(bytes)));
         return;
       case FrameKind.pong:
+        validatePing(decodePayload(bytes), "PONG");
         return;
       case FrameKind.goodbye:
+        validateEmpty(decodePayload(bytes), "GOODBYE");
         this.remoteDraining = true;
         return;
       case FrameKind.streamOpen:
@@ -451,10 +465,7 @@ export class RpcPeer {
   #onRequest(id: number, bytes: Uint8Array): void {
     let method: string, args: unknown[], deadlineMs: number | null;
     try {
-      [method, args, deadlineMs] = decodePayload(bytes) as [string, unknown[], number | null];
-      if (typeof method !== "string" || !Array.isArray(args)) {
-        throw new ProtocolError("REQUEST payload must be [method, args, deadline]");
-      }
+      ({ method, args, deadlineMs } = validateRequest(decodePayload(bytes)));
     } catch (error) {
       this.#send(FrameKind.error, id, { code: "bad_request", message: (error as Error).message, stack: "" });
       return;
@@ -522,21 +533,12 @@ export class RpcPeer {
     if (!call) return; // Cancelled or timed out here already.
     this.#calls.delete(id);
     call.cleanup();
-    try {
-      call.resolve(decodePayload(bytes));
-    } catch (error) {
-      call.reject(error as Error);
-    }
+    call.resolve(validateValue("RESPONSE", decodePayload(bytes)));
   }
 
   #onError(id: number, bytes: Uint8Array): void {
-    const payload = decodePayload(bytes) as { code?: string; message?: string; stack?: string } | undefined;
-    const error = new RemoteError(
-      this.remoteName,
-      String(payload?.code ?? "unknown"),
-      String(payload?.message ?? "unknown error"),
-      String(payload?.stack ?? ""),
-    );
+    const payload = validateError(decodePayload(bytes));
+    const error = new RemoteError(this.remoteName, payload.code, payload.message, payload.stack);
     if (id === 0) throw new ProtocolError(`${this.remoteName} reported a connection error: ${error.message}`);
     const call = this.#calls.get(id);
     if (!call) return;
@@ -561,20 +563,26 @@ export class RpcPeer {
   }
 
   #onEventFrame(bytes: Uint8Array): void {
-    const [name, data] = decodePayload(bytes) as [string, unknown];
+    const { name, data } = validateEvent(decodePayload(bytes));
     try {
-      this.#onEvent?.(String(name), data);
+      this.#onEvent?.(name, data);
     } catch (error) {
       // A listener's bug is its own: the connection it listens on stays up.
-      this.#onListenerError(error, String(name));
+      this.#onListenerError(error, name);
     }
   }
 
   #onStreamOpen(id: number, bytes: Uint8Array): void {
-    const [method, args, hasInput] = decodePayload(bytes) as [string, unknown[], boolean];
+    let method: string, args: unknown[], hasInput: boolean;
+    try {
+      ({ method, args, hasInput } = validateStreamOpen(decodePayload(bytes)));
+    } catch (error) {
+      this.#send(FrameKind.streamEnd, id, { code: "bad_request", message: (error as Error).message, stack: "" });
+      return;
+    }
     const state = new StreamState(id, false, this.#window);
     this.#accepted.set(id, state);
-    const handler = this.#streamHandlers[String(method)];
+    const handler = this.#streamHandlers[method];
     if (!handler) {
       const known = Object.keys(this.#streamHandlers).join(", ") || "none";
       this.#accepted.delete(id);
@@ -591,7 +599,7 @@ export class RpcPeer {
     if (!hasInput) state.ended = true;
     let output: AsyncIterable<unknown>;
     try {
-      output = handler(input, Array.isArray(args) ? args : [], { signal: state.abort.signal, peer: this });
+      output = handler(input, args, { signal: state.abort.signal, peer: this });
     } catch (error) {
       output = (async function* () {
         yield* [];
@@ -603,19 +611,21 @@ export class RpcPeer {
 
   #onStreamFrame(kind: FrameKindValue, id: number, flags: number, bytes: Uint8Array): void {
     const fromOpener = (flags & flagOpener) !== 0;
+    // Validated before the lookup: a malformed frame is a protocol breach even for a finished stream.
+    const payload = decodePayload(bytes);
+    const credit = kind === FrameKind.streamCredit ? validateStreamCredit(payload) : 0;
+    const end = kind === FrameKind.streamEnd ? validateStreamEnd(payload) : null;
+    if (kind === FrameKind.streamData) validateValue("STREAM_DATA", payload);
     const state = fromOpener ? this.#accepted.get(id) : this.#opened.get(id);
     if (!state) return; // Already cancelled or finished here.
     if (kind === FrameKind.streamCredit) {
-      state.creditOut += Number(decodePayload(bytes));
+      state.creditOut += credit;
       for (const w of state.creditWaiters.splice(0)) w.resolve();
       return;
     }
     if (kind === FrameKind.streamEnd) {
-      const payload = decodePayload(bytes) as { code?: string; message?: string; stack?: string } | null;
-      if (payload) {
-        state.fail(
-          new RemoteError(this.remoteName, String(payload.code), String(payload.message), String(payload.stack ?? "")),
-        );
+      if (end) {
+        state.fail(new RemoteError(this.remoteName, end.code, end.message, end.stack));
       } else {
         state.ended = true;
         state.notify();
@@ -626,7 +636,7 @@ export class RpcPeer {
       // The writer ignored flow control: its buffer would grow without bound here.
       throw new ProtocolError(`${this.remoteName} sent more stream items than its credit of ${this.#window}`);
     }
-    state.inbox.push(decodePayload(bytes));
+    state.inbox.push(payload);
     state.notify();
   }
 }
