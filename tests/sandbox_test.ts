@@ -171,15 +171,17 @@ test("sandbox: exec of /bin/sh without run is denied, granted it runs", async ()
 }, { timeoutMs: 60_000 });
 
 test("sandbox: ptrace, process_vm_readv and /proc/PID/mem of the host are denied", async () => {
+  // errno is read by a second FFI call after the failing one, and under Deno something on the thread sometimes sets
+  // it (ENOENT) in between (about 1 run in 4 here, for any of the three). So every attempt must fail, and the policy
+  // errno (EPERM or EACCES) must show up within a few attempts; an attempt that succeeds fails the test at once.
   for (const action of ["ptrace", "vmread", "procmem"]) {
-    const result = await attempt({}, [action, String(process.pid)]);
-    assert.equal(result.ok, false, `${action} of the host succeeded`);
-    // open() of /proc/PID/mem fails either way; its errno is read by a second FFI call, and under
-    // Deno something on the thread sometimes sets errno (ENOENT) in between (about 1 run in 4 here),
-    // so only the failure is asserted for it. ptrace and process_vm_readv must say EPERM or EACCES.
-    if (action !== "procmem") {
-      assert.ok([EPERM, EACCES].includes(result.errno), `${action}: errno ${result.errno}`);
+    const seen: number[] = [];
+    for (let i = 0; i < 5 && !seen.some((e) => e === EPERM || e === EACCES); i++) {
+      const result = await attempt({}, [action, String(process.pid)]);
+      assert.equal(result.ok, false, `${action} of the host succeeded`);
+      seen.push(result.errno);
     }
+    assert.ok(seen.some((e) => e === EPERM || e === EACCES), `${action}: errno ${seen.join(", ")}`);
   }
 }, { timeoutMs: 90_000 });
 
