@@ -91,8 +91,8 @@ lint: setup dist
 
 # --doc also runs every JSDoc @example that is not marked ignore, so examples cannot rot.
 test-deno: build dist ops-tools $(COSIGN)
-	$(DENO) test -A --parallel=false src tests
-	$(DENO) test -A --doc --parallel=false mod.ts plugin.ts src
+	bash tests/deno_suite.sh $(DENO) test -A --parallel=false src tests
+	bash tests/deno_suite.sh $(DENO) test -A --doc --parallel=false mod.ts plugin.ts src
 
 test-bun: build dist ops-tools $(COSIGN)
 	$(BUN) test --timeout 60000 ./src ./tests
