@@ -199,6 +199,43 @@ await host.close();
 console.log(JSON.stringify(out));
 `;
 
+/**
+ * The optional subpaths a user imports by package name: ./security (a tree
+ * digest of a plugin), ./observe (metrics of a real call) and ./admin (the Hono
+ * app answering with the bearer token). JavaScript, so every runtime runs it as is.
+ */
+const subpathsSource = `import { PluginHost } from "plugin-shm";
+import { hashTree } from "plugin-shm/security";
+import { PluginMetrics } from "plugin-shm/observe";
+import { createAdminApp } from "plugin-shm/admin";
+import { join } from "node:path";
+import process from "node:process";
+
+const [pluginsDir] = process.argv.slice(2);
+const metrics = new PluginMetrics();
+const host = new PluginHost({ dirs: [pluginsDir], instrumentation: metrics.instrumentation });
+metrics.observe(host);
+await host.load("greeter");
+await host.call("greeter", "greet", ["subpaths"], { deadlineMs: 10000 });
+const token = "consumer-test-token-0123456789";
+const app = createAdminApp(host, { token, metrics });
+const denied = await app.request("/api/plugins");
+const res = await app.request("/api/plugins", { headers: { authorization: "Bearer " + token } });
+const body = await res.json();
+const text = await metrics.prometheus();
+const out = {
+  digest: hashTree(join(pluginsDir, "greeter")).digest,
+  denied: denied.status,
+  status: res.status,
+  plugins: body.plugins.map((p) => p.name),
+  counted: text.split("\\n").some((line) => line.includes('plugin="greeter"') && /calls_total/.test(line)),
+  pids: host.list().flatMap((p) => p.pids),
+};
+metrics.close();
+await host.close();
+console.log(JSON.stringify(out));
+`;
+
 /** The hosts' plugins dir: greeter (Deno), counter (Bun, own dependency), noder (Node). */
 function writePlugins(dir: string, tarballSpec: string, tarball: string): void {
   const shared = { "plugin-shm": tarballSpec };
@@ -230,6 +267,7 @@ function hostProject(dir: string, name: string, tarballSpec: string, tarball: st
     "package.json": JSON.stringify({ name, private: true, type: "module", dependencies: deps }),
     "package-lock.json": lockFor(name, deps, { spec: tarballSpec, file: tarball }),
     [file]: hostSource(typed),
+    "subpaths.mjs": subpathsSource,
   });
 }
 
@@ -317,6 +355,22 @@ if (runtime === "deno") {
           assert.equal(out.reloaded, true, project);
           assert.equal(out.countAfterReload, 5, `${project}: the counter's state survives the reload`);
           for (const pid of out.pids) assert.ok(!processRunning(pid), `${project}: plugin ${pid} still runs`);
+        }
+        // The optional subpaths, in each runtime.
+        const subpathRuns: [string, string[], string][] = [
+          [runtimes.deno, ["run", "-A", "subpaths.mjs", plugins], "deno-host"],
+          [runtimes.bun, ["subpaths.mjs", plugins], "bun-host"],
+          [runtimes.node, ["subpaths.mjs", plugins], "node-host"],
+        ];
+        for (const [command, args, project] of nodeReady ? subpathRuns : subpathRuns.slice(0, 2)) {
+          const { stdout, pid } = await okRun(command, args, join(work, project), env);
+          const out = JSON.parse(stdout.trim().split("\n").pop()!);
+          pids.push(pid!, ...out.pids);
+          assert.match(out.digest, /^sha256:[0-9a-f]{64}$/, project);
+          assert.equal(out.denied, 401, `${project}: the admin app refuses a request without the token`);
+          assert.equal(out.status, 200, project);
+          assert.ok(out.plugins.includes("greeter"), `${project}: ${stdout}`);
+          assert.equal(out.counted, true, `${project}: the greet call is in the Prometheus text`);
         }
         // One CLI, however it is started: npx, bunx (Node by its shebang), bunx --bun, Deno's npm: runner,
         // and `deno run -A cli.ts` in a checkout; `--help` prints the same text from each.

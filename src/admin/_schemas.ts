@@ -46,7 +46,25 @@ export const ticketBody = z.object({
   expiresAt: z.number().meta({ description: "ms since the epoch; the ticket opens one stream" }),
 }).meta({ id: "Ticket" });
 
-export const actionRecord = z.object({
+/** An action an operator can take. */
+export type Action = "reload" | "restart" | "stop" | "start";
+
+/** What is recorded for every operator action. */
+export interface ActionRecord {
+  action: Action;
+  plugin: string;
+  /** ms since the epoch. */
+  at: number;
+  outcome: "ok" | "error";
+  durationMs: number;
+  reason?: string;
+  code?: string;
+  message?: string;
+  state?: string;
+}
+
+/** The schema of {@link ActionRecord} (explicitly typed: JSR refuses inferred types in the public API). */
+export const actionRecord: z.ZodType<ActionRecord> = z.object({
   action: z.enum(["reload", "restart", "stop", "start"]),
   plugin: z.string(),
   at: z.number(),
@@ -57,11 +75,6 @@ export const actionRecord = z.object({
   message: z.string().optional(),
   state: z.string().optional(),
 }).meta({ id: "ActionRecord" });
-
-/** An action an operator can take. */
-export type Action = z.infer<typeof actionRecord>["action"];
-/** What is recorded for every operator action. */
-export type ActionRecord = z.infer<typeof actionRecord>;
 
 const object = z.record(z.string(), z.unknown());
 

@@ -95,7 +95,7 @@ export class AuditError extends Error {
 }
 
 /** The `prev` of the first record ever written. */
-export const genesisHash = "0".repeat(64);
+export const genesisHash: string = "0".repeat(64);
 /** Default size at which the current file is rotated. */
 export const rotateBytesDefault = 16 * 1024 * 1024;
 /** Records waiting to be written before new ones are dropped (and the drop is recorded). */
