@@ -28,7 +28,13 @@ pub const Reason = enum(u32) {
 };
 
 const liveness_check_ns = wait.liveness_check_ns;
-pub const stack_bytes: usize = 64 * 1024;
+/// The waiter thread runs the runtime's callback code (Deno's and Bun's
+/// thread-safe callback trampolines, Rust and C++ that expect a normal
+/// thread's stack, including their panic and error paths). 64 KiB overflowed
+/// now and then: a Deno test run died with SIGSEGV on a `call` with the stack
+/// pointer far below this thread's stack. 2 MiB is Rust's own default; it is
+/// address space, only the pages touched are ever committed.
+pub const stack_bytes: usize = 2 * 1024 * 1024;
 
 pub const Waiter = struct {
     segment: *Segment,
