@@ -15,6 +15,8 @@ COSIGN_VERSION := v2.6.5
 COSIGN := .tools/cosign-$(COSIGN_VERSION)/cosign
 ZIG_SOURCES := build.zig $(wildcard zig/*.zig zig/include/*.h tests/peers/*.c)
 LAUNCHER_SOURCES := build.zig $(wildcard zig/launcher/*.zig)
+# Defined before `build:` uses it (make expands prerequisites as it reads them).
+NATIVE := native/manifest.json
 
 .PHONY: cosign setup build dist package test test-publish test-zig test-cross test-deno test-bun test-node test-ops ops-tools lint bench demo clean
 
@@ -50,7 +52,6 @@ dist/.built: $(DIST_SOURCES) package-lock.json
 # The libraries the package ships, one per platform, stripped, with their SHA-256 in
 # native/manifest.json (src/native/library.ts picks one and checks remote copies).
 # `make package` leaves the tarball in .scratch/pack/ and prints its size.
-NATIVE := native/manifest.json
 
 package: setup $(NATIVE) dist
 	rm -rf .scratch/pack && mkdir -p .scratch/pack
