@@ -200,14 +200,18 @@ export class HostCore {
     };
   }
 
-  /** The host functions this plugin may call: all, or those its manifest lists under permissions.hostFunctions. */
+  /**
+   * The host functions this plugin may call: only those its manifest lists under
+   * permissions.hostFunctions (none without a grant, v1 manifests included). Every
+   * host function gets a handler, so an ungranted call is told why and reported,
+   * rather than looking like a method that does not exist.
+   */
   #hostHandlers(manifest: Manifest): Record<string, Handler> {
-    const granted = (manifest as { permissions?: { hostFunctions?: unknown } }).permissions?.hostFunctions;
-    const allowed = Array.isArray(granted) ? new Set(granted) : undefined;
+    const allowed = new Set(manifest.permissions?.hostFunctions ?? []);
     const handlers: Record<string, Handler> = {};
     for (const [fn, impl] of Object.entries(this.options.hostFunctions)) {
       handlers[fn] = (args) => {
-        if (allowed && !allowed.has(fn)) {
+        if (!allowed.has(fn)) {
           this.bus.emit("permission-denied", {
             plugin: manifest.name,
             permission: `hostFunctions:${fn}`,
