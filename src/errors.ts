@@ -36,6 +36,7 @@ export {
   ManifestError,
   type ManifestProblem,
   PermissionDeniedError,
+  PluginLimitError,
   PluginCrashedError,
   PluginNotFoundError,
   PluginStalledError,

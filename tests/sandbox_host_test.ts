@@ -274,7 +274,7 @@ test("manifest v2: relative grant paths resolve against the plugin directory; a 
   try {
     const manifest = loadManifest(dir);
     assert.deepEqual(manifest.permissions, { read: [`${dir}/data`, "/etc/hosts"], write: [`${dir}/state`] });
-    const v1 = loadManifest(`${root}examples/plugins/echo`);
+    const v1 = loadManifest(`${root}examples/plugins/kv`);
     assert.equal(v1.permissions, undefined, "a v1 manifest grants nothing");
     const json = JSON.parse(readFileSync(`${dir}/plugin.json`, "utf8"));
     writeFileSync(`${dir}/plugin.json`, JSON.stringify({ ...json, limits: { memoryMiB: 128, memorySoftMiB: 256 } }));

@@ -64,6 +64,22 @@ export interface Instance {
   readonly readLoop: Promise<void>;
   /** "running" until it is being stopped or has died. */
   state: "running" | "unresponsive" | "dying" | "stopping" | "dead";
+  /** Memory-budget state, kept by _limits.ts. */
+  readonly limits: InstanceLimits;
+}
+
+/** Where an instance stands against its memory budget (see _limits.ts). */
+export interface InstanceLimits {
+  /** Stopped (SIGSTOP) for going over `memorySoftMiB`. */
+  paused: boolean;
+  /** The processes that were stopped, to continue exactly those. */
+  pausedPids: number[];
+  /** performance.now() of the last resume: silence while paused is not a stall. */
+  resumedAt: number;
+  /** host.resume() asked: not paused again until usage has fallen below the soft limit once. */
+  pauseWaived: boolean;
+  /** RSS of the tree at the last sample, bytes. */
+  lastRssBytes: number;
 }
 
 let nextInstanceId = 1;
@@ -135,6 +151,7 @@ export async function startInstance(manifest: Manifest, options: InstanceOptions
       methods: hello.methods,
       description: `${hello.name} ${hello.version} on ${hello.runtime}, pid ${process.pid}`,
       state: "running",
+      limits: { paused: false, pausedPids: [], resumedAt: 0, pauseWaived: false, lastRssBytes: 0 },
     };
   } catch (error) {
     process.kill("SIGKILL");

@@ -11,6 +11,7 @@ import { setTimeout as sleepMs } from "node:timers/promises";
 import { reservedMethods } from "../protocol/launch.ts";
 import { ChannelClosedError } from "../transport/errors.ts";
 import type { HostCore, PluginEntry } from "./_core.ts";
+import { resumeInstance } from "./_pause.ts";
 import type { Instance } from "./_instance.ts";
 
 /** How often a drain looks at the calls in flight. */
@@ -36,6 +37,7 @@ export async function killInstance(instance: Instance): Promise<void> {
 export async function stopInstance(core: HostCore, plugin: PluginEntry, instance: Instance): Promise<void> {
   const timeoutMs = core.options.stopTimeoutMs;
   instance.state = "stopping";
+  resumeInstance(instance); // A paused instance could neither drain nor stop.
   await drained([instance], timeoutMs);
   try {
     await instance.peer.call(reservedMethods.stop, [], { deadlineMs: Math.max(1, timeoutMs) });

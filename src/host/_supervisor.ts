@@ -129,7 +129,9 @@ export function checkStalls(core: HostCore): void {
   for (const plugin of core.plugins.values()) {
     for (const instance of plugin.instances) {
       if (instance.state !== "running" && instance.state !== "unresponsive") continue;
-      const silentMs = now - instance.peer.lastFrameAt;
+      // Paused for its memory budget: silent on purpose, and the silence before a resume does not count.
+      if (instance.limits.paused) continue;
+      const silentMs = now - Math.max(instance.peer.lastFrameAt, instance.limits.resumedAt);
       if (instance.state === "running" && silentMs > stallTimeoutMs) {
         instance.state = "unresponsive";
         core.record(plugin, instance.id, "unresponsive", `no frame for ${Math.round(silentMs)} ms`);

@@ -175,3 +175,35 @@ export class PermissionDeniedError extends PluginShmError {
   override name = "PermissionDeniedError";
   readonly code = "permission_denied";
 }
+
+/**
+ * A plugin went over its manifest's hard memory limit (`limits.memoryMiB`) and
+ * was killed; its pending calls fail with this, and it restarts by the
+ * host's restart policy.
+ *
+ * @example
+ * ```ts
+ * import { PluginLimitError } from "./errors.ts";
+ * console.assert(new PluginLimitError("kv", "memoryMiB", 700 * 2 ** 20, 512 * 2 ** 20).code === "limit_exceeded");
+ * ```
+ */
+export class PluginLimitError extends PluginShmError {
+  override name = "PluginLimitError";
+  readonly code = "limit_exceeded";
+  readonly plugin: string;
+  readonly limit: "memoryMiB";
+  readonly usedBytes: number;
+  readonly limitBytes: number;
+  constructor(plugin: string, limit: "memoryMiB", usedBytes: number, limitBytes: number) {
+    const mib = (bytes: number) => `${Math.round(bytes / 2 ** 20)} MiB`;
+    super(
+      `Plugin "${plugin}" used ${mib(usedBytes)} of memory, over its limit limits.${limit} = ${mib(limitBytes)}, ` +
+        `and was killed; it restarts by the host's restart policy. If it needs more, raise limits.${limit} ` +
+        `in its plugin.json`,
+    );
+    this.plugin = plugin;
+    this.limit = limit;
+    this.usedBytes = usedBytes;
+    this.limitBytes = limitBytes;
+  }
+}

@@ -24,6 +24,7 @@ import { pick, route } from "./_router.ts";
 import { reloadPlugin } from "./_reload.ts";
 import { unloadPlugin } from "./_stop.ts";
 import { adopt, checkStalls, startAll } from "./_supervisor.ts";
+import { resumePlugin, sampleResources } from "./_limits.ts";
 import { type PluginHostOptions, resolveOptions } from "./options.ts";
 import type { Discovered, HostEvents, PluginEvent, PluginInfo, StateEvent } from "./types.ts";
 
@@ -49,12 +50,15 @@ export const watchDebounceMsDefault = 200;
 export class PluginHost {
   readonly #core: HostCore;
   readonly #watchdog: ReturnType<typeof setInterval>;
+  readonly #sampler: ReturnType<typeof setInterval>;
 
   constructor(options: PluginHostOptions = {}) {
     this.#core = new HostCore(resolveOptions(options));
     sweepDeadSegments();
     this.#watchdog = setInterval(() => checkStalls(this.#core), this.#core.options.heartbeatIntervalMs);
     this.#watchdog.unref(); // Plugins' connections keep the process alive, not the watchdog.
+    this.#sampler = setInterval(() => sampleResources(this.#core), this.#core.options.resourceSampleMs);
+    this.#sampler.unref();
   }
 
   /** Every plugin directory under the configured dirs, with its manifest or its problem. */
@@ -194,6 +198,18 @@ export class PluginHost {
     await Promise.all(targets.map((i) => i.peer.emit(event, data)));
   }
 
+  /**
+   * Resumes plugin `name`'s instances paused for going over `limits.memorySoftMiB`
+   * (see docs/security.md); returns how many were paused. They are not paused
+   * again until their usage has fallen below the soft limit once; the hard
+   * limit still applies.
+   */
+  resume(name: string): number {
+    const plugin = this.#core.plugins.get(name);
+    if (!plugin) throw this.#core.unavailable(name);
+    return resumePlugin(this.#core, plugin);
+  }
+
   /** Every plugin this host started, with its state. */
   list(): PluginInfo[] {
     return [...this.#core.plugins.values()].map((p) => this.#core.info(p));
@@ -241,6 +257,7 @@ export class PluginHost {
   async close(): Promise<void> {
     this.#core.closed = true;
     clearInterval(this.#watchdog);
+    clearInterval(this.#sampler);
     await Promise.all([...this.#core.plugins.values()].map((plugin) => unloadPlugin(this.#core, plugin)));
   }
 

@@ -56,6 +56,13 @@ export interface PluginHostOptions {
   callWaitMs?: number;
   /** Ring size per direction for shm plugins. */
   ringBytes?: number;
+  /**
+   * How often each instance's memory (RSS of its process tree) and CPU time are read from /proc, for the
+   * manifest's `limits.memorySoftMiB` / `limits.memoryMiB` and for "resource" listeners. Default 100 ms
+   * (a crossing is acted on within about one interval); 10 ms – 1 min. Plugins without memory limits are
+   * not sampled unless someone listens for "resource" events.
+   */
+  resourceSampleMs?: number;
   /** Environment variables every plugin gets on top of the scrubbed minimum (see launch_plan.ts). */
   env?: Record<string, string>;
   /** Says yes or no before every spawn; see {@link PluginVerifier}. */
@@ -84,6 +91,8 @@ export const crashWindowMsDefault = 60_000;
 export const callWaitMsDefault = 10_000;
 /** Most instances one plugin may run. */
 export const instancesMax = 64;
+/** Default of `resourceSampleMs`: memory limits are acted on within about this long of a crossing. */
+export const resourceSampleMsDefault = 100;
 /** Longest any of the host's durations may be: one day. */
 export const durationMsMax = 86_400_000;
 /** Shortest heartbeat: a faster one costs CPU for nothing. */
@@ -113,6 +122,7 @@ export interface ResolvedOptions {
   callPolicy: CallPolicy;
   callWaitMs: number;
   ringBytes: number | undefined;
+  resourceSampleMs: number;
   env: Record<string, string>;
   verifier: PluginVerifier | undefined;
   launchPlanner: LaunchPlanner | undefined;
@@ -230,6 +240,7 @@ export function resolveOptions(options: PluginHostOptions): ResolvedOptions {
     callPolicy,
     callWaitMs: range("callWaitMs", options.callWaitMs, callWaitMsDefault, 0, durationMsMax),
     ringBytes: ringBytes(options.ringBytes),
+    resourceSampleMs: range("resourceSampleMs", options.resourceSampleMs, resourceSampleMsDefault, 10, 60_000),
     env: record("env", options.env, (k, v) => {
       if (typeof v !== "string") throw new TypeError(`PluginHost option env.${k} must be a string`);
       return v;

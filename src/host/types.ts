@@ -37,6 +37,9 @@ export type LifecycleKind =
   | "draining"
   | "failed"
   | "refused"
+  | "paused"
+  | "resumed"
+  | "killed"
   | "stopped";
 
 /** One lifecycle transition. */
@@ -72,6 +75,38 @@ export interface PermissionDeniedEvent {
   at: number;
 }
 
+/** One reading of an instance's resources (RSS and CPU time of its whole process tree, from /proc). */
+export interface ResourceEvent {
+  plugin: string;
+  instance: number;
+  pid: number;
+  /** Resident memory of the instance's process and all its descendants, bytes. */
+  rssBytes: number;
+  /** User + system CPU time of those processes, seconds (descendants that already exited are not counted). */
+  cpuSeconds: number;
+  /** How many processes the tree has. */
+  processes: number;
+  /** True while the instance is paused for its soft memory limit. */
+  paused: boolean;
+  at: number;
+}
+
+/** An instance crossed a memory limit of its manifest, and what the host did about it. */
+export interface LimitEvent {
+  plugin: string;
+  instance: number;
+  pid: number;
+  /** `memorySoftMiB` or `memoryMiB`. */
+  limit: "memorySoftMiB" | "memoryMiB";
+  /** paused (SIGSTOP, above the soft limit), resumed (below it again, or asked), killed (above the hard limit). */
+  action: "paused" | "resumed" | "killed";
+  rssBytes: number;
+  limitBytes: number;
+  /** Why it resumed: usage fell, or host.resume() asked. */
+  reason?: "usage-fell" | "asked";
+  at: number;
+}
+
 /** A verifier refused a plugin before it was started. */
 export interface RefusedEvent {
   plugin: string;
@@ -88,6 +123,8 @@ export interface HostEvents {
   "listener-error": ListenerErrorEvent;
   "permission-denied": PermissionDeniedEvent;
   refused: RefusedEvent;
+  resource: ResourceEvent;
+  limit: LimitEvent;
 }
 
 /** A plugin's current picture, from {@link PluginHost.list}. */
