@@ -41,8 +41,8 @@ export {
   MessageTooLargeError,
   NativeLibraryError,
   PermissionDeniedError,
-  PluginLimitError,
   PluginCrashedError,
+  PluginLimitError,
   PluginNotFoundError,
   PluginShmError,
   PluginStalledError,
@@ -54,15 +54,21 @@ export {
 export type { Transport, TransportKind, TransportListener } from "./src/transport/transport.ts";
 export { connectTransport, listenTransport, type TransportOptions } from "./src/transport/factory.ts";
 export { StreamTransport } from "./src/transport/stream_transport.ts";
-export { PluginHost, watchDebounceMsDefault } from "./src/host/host.ts";
+export { watchDebounceMsDefault } from "./src/host/host.ts";
+export {
+  PluginHost,
+  type PluginHostOptions,
+  sandboxDefault,
+  type SandboxMode,
+  sandboxSupported,
+} from "./src/security/sandboxed_host.ts";
 export {
   callWaitMsDefault,
   crashLimitDefault,
   crashWindowMsDefault,
   handshakeTimeoutMsDefault,
-  type PluginHostOptions,
-  restartBackoffMsDefault,
   resourceSampleMsDefault,
+  restartBackoffMsDefault,
   restartBackoffMsMaxDefault,
   stallGraceMsDefault,
   stopTimeoutMsDefault,
@@ -75,8 +81,8 @@ export type {
   LaunchPlan,
   LaunchPlanner,
   LifecycleKind,
-  ListenerErrorEvent,
   LimitEvent,
+  ListenerErrorEvent,
   PermissionDeniedEvent,
   PluginEvent,
   PluginInfo,

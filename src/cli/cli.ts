@@ -11,7 +11,7 @@ import { existsSync, statSync } from "node:fs";
 import { basename, isAbsolute, resolve, sep } from "node:path";
 import process from "node:process";
 import { ManifestError, PluginNotFoundError } from "../errors.ts";
-import { PluginHost, type PluginHostOptions } from "../host/host.ts";
+import { PluginHost, type PluginHostOptions } from "../security/sandboxed_host.ts";
 import type { Manifest } from "../host/manifest.ts";
 import { didYouMean } from "../host/suggest.ts";
 import type { TransportKind } from "../transport/transport.ts";

@@ -69,6 +69,11 @@ export interface SandboxContext {
   nativeLibrary: string;
   /** Deno's cache (DENO_DIR), read-only: a plugin must not poison it for the others. */
   denoDir?: string;
+  /**
+   * Files the runtime reads to resolve the package's own imports, such as the installing project's
+   * package.json (Deno decides how to resolve node_modules from it): read-only.
+   */
+  resolverFiles?: string[];
   /** Environment variables the SDK needs (connection details), always passed and allowed. */
   sdkEnv: string[];
   /**
@@ -76,6 +81,11 @@ export interface SandboxContext {
    * there (and only there) without a `net` grant. The unix and shm transports need no network.
    */
   transportPort?: number;
+  /**
+   * The host's socket path when the plugin talks to it over the unix transport: Deno needs read and
+   * write permission on it to connect (Landlock does not govern connect() on a path).
+   */
+  transportSocket?: string;
   /** `required`: a kernel without Landlock/seccomp refuses the plugin; `best-effort`: reported only. */
   mode: "required" | "best-effort";
 }
@@ -144,13 +154,25 @@ export function planSandbox(ctx: SandboxContext, granted: Permissions, limits: L
   const ports = [...new Set(permissions.net.map((entry) => Number(entry.slice(entry.lastIndexOf(":") + 1))))];
 
   const netAllowed = [...permissions.net, ...(ctx.transportPort ? [`127.0.0.1:${ctx.transportPort}`] : [])];
+  const socket = ctx.transportSocket ? [ctx.transportSocket] : [];
+  const denoWrite = [...permissions.write, ...socket];
   const runtimeArgs = ctx.runtime === "deno"
     ? [
       "run",
       "--no-prompt",
-      `--allow-read=${[ctx.pluginDir, ctx.packageDir, ctx.nativeLibrary, ...permissions.read, ...permissions.write]}`,
-      ...(permissions.write.length ? [`--allow-write=${permissions.write}`] : []),
-      ...(netAllowed.length ? [`--allow-net=${netAllowed}`] : []),
+      `--allow-read=${[
+        ctx.pluginDir,
+        ctx.packageDir,
+        ctx.nativeLibrary,
+        ...(ctx.resolverFiles ?? []),
+        ...permissions.read,
+        ...denoWrite,
+      ]}`,
+      ...(denoWrite.length ? [`--allow-write=${denoWrite}`] : []),
+      // Deno checks a unix socket path both as a file and as `unix:<path>` net access.
+      ...(netAllowed.length || socket.length
+        ? [`--allow-net=${[...netAllowed, ...socket.map((path) => `unix:${path}`)]}`]
+        : []),
       `--allow-env=${envAllowed}`,
       ...(permissions.run.length ? [`--allow-run=${permissions.run}`] : []),
       // Unscoped on purpose: Deno (2.x) demands full FFI permission for UnsafePointerView, which
@@ -166,9 +188,14 @@ export function planSandbox(ctx: SandboxContext, granted: Permissions, limits: L
     `--exec=${ctx.runtimeBinary}`,
     ...loaderPaths.map((p) => `--exec=${p}`),
     ...permissions.run.map((p) => `--exec=${p}`),
-    ...[ctx.pluginDir, ctx.packageDir, ctx.nativeLibrary, ...runtimeReadPaths, ...permissions.read].map((p) =>
-      `--ro=${p}`
-    ),
+    ...[
+      ctx.pluginDir,
+      ctx.packageDir,
+      ctx.nativeLibrary,
+      ...(ctx.resolverFiles ?? []),
+      ...runtimeReadPaths,
+      ...permissions.read,
+    ].map((p) => `--ro=${p}`),
     ...(ctx.denoDir ? [`--ro=${ctx.denoDir}`] : []),
     ...[...runtimeWritePaths, ...permissions.write].map((p) => `--rw=${p}`),
     ...(ports.length || ctx.transportPort ? ["--inet"] : []),

@@ -9,7 +9,8 @@
  */
 
 import { existsSync, realpathSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
+import process from "node:process";
 import { fileURLToPath } from "node:url";
 import type { LaunchPlan, LaunchPlanner } from "../host/types.ts";
 import type { Manifest } from "../host/manifest.ts";
@@ -42,7 +43,7 @@ export interface SandboxPlannerOptions {
   sandbox?: "required" | "best-effort" | "off";
   /** Per plugin, by name: narrows the manifest's grants and limits. A plugin not listed keeps its manifest's. */
   narrow?: Record<string, SandboxNarrowing> | ((manifest: Manifest) => SandboxNarrowing | undefined);
-  /** The launcher binary. Default: zig-out/bin/pshm-launch of this package (`make build`). */
+  /** The launcher binary. Default: {@link defaultLauncher}. */
   launcher?: string;
 }
 
@@ -50,8 +51,42 @@ const here = fileURLToPath(import.meta.url);
 /** This package's root: two levels up from src/security/, three from the compiled dist/src/security/. */
 const packageDir = join(dirname(here), /\/dist\/src\/security\/[^/]*$/.test(here) ? "../../.." : "../..");
 
-/** The launcher built by `make build`. */
-export const defaultLauncher: string = join(packageDir, "zig-out", "bin", "pshm-launch");
+/**
+ * What a plugin may read of plugin-shm and its dependencies: the checkout, or, when
+ * installed, the whole node_modules it sits in (npm hoists msgpackr and the rest
+ * beside it, not inside it). Read-only, and code the host runs anyway.
+ */
+const readablePackageDir = basename(dirname(packageDir)) === "node_modules" ? dirname(packageDir) : packageDir;
+
+/** Project files a runtime reads to resolve imports the Node way: package.json, deno.json(c), node_modules. */
+const resolverNames = ["package.json", "deno.json", "deno.jsonc", "node_modules"];
+
+/**
+ * What resolving imports needs, read-only: the project files (and node_modules) of
+ * every directory from `dir` up to the root — where a plugin's own dependencies
+ * (plugin-shm/plugin among them) and the installing project's manifest live.
+ */
+function resolverPaths(dir: string): string[] {
+  const found: string[] = [];
+  for (let at = dir;; at = dirname(at)) {
+    for (const name of resolverNames) {
+      if (existsSync(join(at, name))) found.push(join(at, name));
+    }
+    if (dirname(at) === at) return found;
+  }
+}
+
+/** Node's spelling of this platform, as native/ is laid out (linux-x64, linux-arm64). */
+const platformDir = `${process.platform}-${process.arch}`;
+const packagedLauncher = join(packageDir, "native", platformDir, "pshm-launch");
+
+/**
+ * The launcher: the one the package ships in native/<platform>-<arch>/, or, in a
+ * checkout without it, the one `make build` leaves in zig-out/bin.
+ */
+export const defaultLauncher: string = existsSync(packagedLauncher)
+  ? packagedLauncher
+  : join(packageDir, "zig-out", "bin", "pshm-launch");
 
 /**
  * The grants and limits a plugin runs with: its manifest's, narrowed by the host.
@@ -137,12 +172,16 @@ export function sandboxPlanner(options: SandboxPlannerOptions = {}): LaunchPlann
         launcher,
         pluginDir: manifest.dir,
         entryPath: script,
-        packageDir,
+        packageDir: readablePackageDir,
+        resolverFiles: [
+          ...new Set([...resolverPaths(manifest.dir), ...resolverPaths(dirname(readablePackageDir))]),
+        ],
         nativeLibrary: env[libraryEnv],
         denoDir: env.DENO_DIR ?? (env.HOME ? `${env.HOME}/.cache/deno` : undefined),
         // The SDK also probes variables the host may not set (the library location).
         sdkEnv: [...new Set([...Object.keys(env), libraryEnv, ...Object.values(launchEnv)])],
         transportPort: transportPort && Number.isInteger(transportPort) ? transportPort : undefined,
+        transportSocket: transport === "unix" && address ? address : undefined,
         mode: mode === "off" ? "best-effort" : mode,
       };
       const plan = planSandbox(context, permissions, limits);
