@@ -60,7 +60,20 @@ function tempDir(): string {
   return mkdtempSync(join(tmpdir(), "pshm-cli-"));
 }
 
-const commands = ["serve", "call", "ls", "status", "reload", "restart", "stop", "logs", "demo"];
+const commands = [
+  "serve",
+  "call",
+  "ls",
+  "status",
+  "reload",
+  "restart",
+  "stop",
+  "logs",
+  "demo",
+  "lock",
+  "sign",
+  "audit",
+];
 
 test("parseCommand refuses unknown flags with the closest known one, and extra arguments", () => {
   const spec = {
@@ -494,3 +507,84 @@ test(
   },
   { timeoutMs: 60_000 },
 );
+
+test(
+  "lock, call --integrity require, a tampered file refused naming it, sign with a cosign key and verify by policy, all in an audit log that verifies",
+  async () => {
+    const work = tempDir();
+    try {
+      const plugins = join(work, "plugins");
+      writePlugin(join(plugins, "adder"), "adder", "{ add: (a: number, b: number) => a + b }");
+      const lockFile = join(work, "plugin-shm.lock");
+      const audit = join(work, "audit.jsonl");
+
+      const locked = await run(["lock", plugins, "--out", lockFile]);
+      assert.equal(locked.code, 0, locked.stderr);
+      assert.match(locked.stdout, /^adder\s+1\.0\.0\s+sha256:[0-9a-f]{64}$/m);
+      const checked = ["--dir", plugins, "--integrity", "require", "--lock", lockFile, "--audit", audit];
+      const ok = await run(["call", "adder", "add", "[2, 3]", ...checked]);
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.equal(ok.stdout.trim(), "5");
+      assert.match((await run(["ls", plugins, "--lock", lockFile])).stdout, /trust: {2}locked/);
+
+      // One changed byte: refused before any of its code runs, naming the file; the audit log says so.
+      writeFileSync(join(plugins, "adder", "main.ts"), "// changed\n", { flag: "a" });
+      const refused = await run(["call", "adder", "add", "[2, 3]", ...checked]);
+      assert.equal(refused.code, 1);
+      assert.match(stripAnsi(refused.stderr), /IntegrityError.*main\.ts/s);
+      assert.match((await run(["ls", plugins, "--lock", lockFile])).stdout, /trust: {2}changed/);
+      const verified = await run(["audit", "verify", audit]);
+      assert.equal(verified.code, 0, verified.stderr);
+      assert.match(verified.stdout, /^ok: \d+ records/);
+      const tail = await run(["audit", "tail", audit, "-n", "50"]);
+      assert.match(tail.stdout, /\tadder\tverified\t/);
+      assert.match(tail.stdout, /\tadder\trefused\t/);
+      const checkpoint = (await run(["audit", "checkpoint", audit])).stdout.trim();
+      assert.match(checkpoint, /^\d+:[0-9a-f]{64}$/);
+      assert.equal((await run(["audit", "verify", audit, "--checkpoint", checkpoint])).code, 0);
+
+      // Signed with a cosign key, verified by a policy that trusts its public key.
+      const sig = join(fixtures, "sigstore");
+      const signed = await run(["sign", join(plugins, "adder"), "--key", join(sig, "cosign.key")], {
+        env: { COSIGN_PASSWORD: "test" },
+      });
+      assert.equal(signed.code, 0, signed.stderr);
+      assert.match(signed.stdout, /^signed sha256:[0-9a-f]{64} with key /);
+      const policy = join(work, "trust.json");
+      writeFileSync(policy, JSON.stringify({ keys: [join(sig, "cosign.pub")] }));
+      const trusted = await run(["call", "adder", "add", "[4, 5]", "--dir", plugins, "--trust", policy]);
+      assert.equal(trusted.code, 0, trusted.stderr);
+      assert.equal(trusted.stdout.trim(), "9");
+      assert.match((await run(["ls", plugins, "--trust", policy])).stdout, /trust: {2}no lock, signed by .*verified/);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  },
+  { timeoutMs: 120_000 },
+);
+
+test("security flags and commands refuse bad input with what to do, exit 2", async () => {
+  const work = tempDir();
+  try {
+    const noLock = await run(["call", "echo", "add", "[1, 2]", "--integrity", "require", "--lock", join(work, "nope")]);
+    assert.equal(noLock.code, 2);
+    assert.match(noLock.stderr, /does not exist; write it with "cli\.ts lock <dir>"/);
+    const noTrust = await run(["call", "echo", "add", "[1, 2]", "--signatures", "require"]);
+    assert.equal(noTrust.code, 2);
+    assert.match(noTrust.stderr, /--signatures needs --trust/);
+    const noKey = await run(["sign", examples]);
+    assert.equal(noKey.code, 2);
+    assert.match(noKey.stderr, /sign needs --key/);
+    const badAction = await run(["audit", "fix", join(work, "a.jsonl")]);
+    assert.equal(badAction.code, 2);
+    assert.match(badAction.stderr, /unknown audit action "fix": verify, checkpoint or tail/);
+    const badMode = await run(["serve", "--integrity", "maybe"]);
+    assert.equal(badMode.code, 2);
+    writeFileSync(join(work, "a.jsonl"), "not json\n");
+    const broken = await run(["audit", "verify", join(work, "a.jsonl")]);
+    assert.equal(broken.code, 1);
+    assert.match(broken.stderr, /a\.jsonl/);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}, { timeoutMs: 120_000 });

@@ -18,5 +18,10 @@ done
 if [ -n "$peers" ]; then
   echo "leak check: peer or plugin processes still running:"; printf '%s' "$peers"; status=1
 fi
-[ $status -eq 0 ] && echo "leak check: no segments in /dev/shm, no peer or plugin processes left"
+# Private read-only copies a verifier ran plugins from (docs/integrity.md): removed when it closes.
+copies=$(ls -d "${TMPDIR:-/tmp}"/plugin-shm-verified-* 2>/dev/null || true)
+if [ -n "$copies" ]; then
+  echo "leak check: verified plugin copies left:"; echo "$copies"; status=1
+fi
+[ $status -eq 0 ] && echo "leak check: no segments in /dev/shm, no peer or plugin processes, no verified copies left"
 exit $status

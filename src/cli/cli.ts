@@ -18,6 +18,7 @@ import type { TransportKind } from "../transport/transport.ts";
 import { commandHelp, type CommandSpec, commonFlags, exitCodesHelp, parseCommand, UsageError } from "./_args.ts";
 import { ControlError, controlRequest, defaultSocketPath } from "./_control.ts";
 import { runDemo } from "./_demo.ts";
+import { securityCommands, securityFlags, securitySetup, trustCell, trustContext } from "./_integrity.ts";
 import { Output } from "./_output.ts";
 import { examplePlugins, packageVersion } from "./_paths.ts";
 import { type LogRecord, Serve, ServeLog } from "./_serve.ts";
@@ -46,6 +47,7 @@ const commands = {
       transport: { type: "string", value: "kind", choices: transports, description: "shm (default), unix or tcp" },
       watch: { type: "boolean", description: "reload a plugin when its files change (development mode)" },
       socket: socketFlag,
+      ...securityFlags,
     },
     details: `Each dir is a plugin directory (with a plugin.json) or holds plugin directories; relative dirs
 resolve against the current directory. Without one the bundled examples are served.
@@ -66,6 +68,7 @@ Crashed plugins restart with backoff; after 5 crashes in a minute a plugin stays
         description: "where to look for <plugin> by name (repeatable)",
       },
       transport: { type: "string", value: "kind", choices: transports, description: "shm (default), unix or tcp" },
+      ...securityFlags,
     },
     details: `<plugin|dir>: a name is looked up in --dir (default: the bundled examples); anything with a
 "/" (./kv, ../plugins/kv, /abs/kv) is a plugin directory, relative to the current directory.
@@ -79,8 +82,14 @@ Example: cli.ts call echo add '[2, 3]'`,
     synopsis: "[dir…]",
     positionalsMin: 0,
     positionalsMax: Infinity,
-    flags: { json: { type: "boolean", description: "print {plugins, problems} as JSON on stdout" } },
-    details: "Checks every manifest field, that each entry file exists and that plugin names are unique.",
+    flags: {
+      json: { type: "boolean", description: "print {plugins, problems} as JSON on stdout" },
+      lock: securityFlags.lock,
+      trust: securityFlags.trust,
+    },
+    details: `Checks every manifest field, that each entry file exists and that plugin names are unique.
+With a lock (--lock, or plugin-shm.lock in the first dir) or --trust, each plugin also gets a
+trust line: locked / changed / unlocked, who signed it, verified or why not.`,
   },
   status: {
     name: "status",
@@ -138,6 +147,7 @@ Example: cli.ts call echo add '[2, 3]'`,
     },
     details: "Numbers are from this machine, as loaded as it is now; `make bench` measures properly.",
   },
+  ...securityCommands,
 } satisfies Record<string, CommandSpec>;
 
 type CommandName = keyof typeof commands;
@@ -215,7 +225,12 @@ async function call(out: Output, positionals: string[], values: Record<string, u
   const [target, method, args] = positionals;
   const callArgs = parseJsonArgs(args);
   const dirs = existingDirs((values.dir as string[] | undefined) ?? []);
-  const host = new PluginHost(hostOptions(dirs, values.transport, (e) => out.plugin(e.plugin, e.stream, e.line)));
+  const security = securitySetup(values, looksLikePath(target) ? [resolve(target, "..")] : dirs);
+  const host = new PluginHost({
+    ...hostOptions(dirs, values.transport, (e) => out.plugin(e.plugin, e.stream, e.line)),
+    ...security.options,
+  });
+  security.attach(host);
   try {
     const info = await host.load(looksLikePath(target) ? pluginDir(target) : discovered(host, target, dirs));
     if (info.methods.length && !info.methods.includes(method)) {
@@ -230,6 +245,7 @@ async function call(out: Output, positionals: string[], values: Record<string, u
     return 0;
   } finally {
     await host.close();
+    await security.close();
   }
 }
 
@@ -313,13 +329,16 @@ async function ls(out: Output, positionals: string[], values: Record<string, unk
       });
     }
   }
+  const trust = trustContext(values, dirs);
   if (values.json) {
-    out.result(JSON.stringify({ plugins, problems }, null, 2));
+    const rows = plugins.map((m) => (trust ? { ...m, trust: trustCell(m, trust) } : m));
+    out.result(JSON.stringify({ plugins: rows, problems }, null, 2));
   } else {
     for (const m of plugins) {
       const description = m.description ? `  ${out.dim(m.description)}` : "";
       out.result(`${m.name.padEnd(16)} ${m.version.padEnd(10)} ${m.runtime.padEnd(5)} ${m.dir}${description}`);
       out.result(`${"".padEnd(16)} grants: ${grantsText(m)}`);
+      if (trust) out.result(`${"".padEnd(16)} trust:  ${trustCell(m, trust)}`);
     }
   }
   for (const p of problems) out.error(`${p.file}: ${p.field ? `field "${p.field}" ` : ""}${p.message}`);
@@ -330,12 +349,15 @@ async function ls(out: Output, positionals: string[], values: Record<string, unk
 async function serve(out: Output, positionals: string[], values: Record<string, unknown>): Promise<number> {
   const dirs = existingDirs(positionals);
   const log = new ServeLog(out);
-  const host = new PluginHost(hostOptions(dirs, values.transport, log.logger));
+  const security = securitySetup(values, dirs.length ? dirs : [defaultDir]);
+  const host = new PluginHost({ ...hostOptions(dirs, values.transport, log.logger), ...security.options });
+  security.attach(host);
   const server = new Serve(host, log, out);
   try {
     await server.openControl(resolve((values.socket as string | undefined) ?? defaultSocketPath()));
   } catch (error) {
     await host.close();
+    await security.close();
     throw error;
   }
   host.onState(log.onState);
@@ -350,7 +372,11 @@ async function serve(out: Output, positionals: string[], values: Record<string, 
   }
   const running = host.list().filter((p) => p.state === "running").length;
   out.info(out.bold(`serving ${running} plugin(s); Ctrl-C stops`));
-  return await server.run();
+  try {
+    return await server.run();
+  } finally {
+    await security.close();
+  }
 }
 
 function socketOf(values: Record<string, unknown>): string {
@@ -423,6 +449,10 @@ async function run(out: Output, command: CommandName, argv: string[]): Promise<n
       return await serve(out, positionals, values);
     case "demo":
       return await runDemo(out, { exit: Boolean(values.exit), socket: socketOf(values) });
+    case "lock":
+    case "sign":
+    case "audit":
+      return await securityCommands[command].run(out, positionals, values);
     default:
       return await remote(out, command, positionals, values);
   }

@@ -38,7 +38,7 @@ import {
   writeSync,
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import type { StateEvent } from "../host/host.ts";
+import type { PluginHost, StateEvent } from "../host/host.ts";
 
 /** Who did it. */
 export type AuditActor = "host" | "cli" | "admin";
@@ -535,6 +535,8 @@ export async function followAudit(
 /** What {@link recordHostEvents} needs from a host: the existing subscription API. */
 export interface AuditedHost {
   onState(listener: (event: StateEvent) => void): () => void;
+  /** The typed bus, for permission and limit events (a host without it is audited for lifecycle only). */
+  on?: PluginHost["on"];
 }
 
 const actionOf: Partial<Record<StateEvent["state"], string>> = {
@@ -547,15 +549,18 @@ const actionOf: Partial<Record<StateEvent["state"], string>> = {
   stopped: "unload",
   failed: "failed",
   unresponsive: "unresponsive",
+  paused: "paused",
+  resumed: "resumed",
+  killed: "killed",
 };
 
 /**
  * Records the host's lifecycle transitions (load, crash, restart, reload,
- * rolled-back, unload, failed, unresponsive) in the audit log. Returns the
+ * rolled-back, unload, failed, unresponsive, paused, resumed, killed), the permission denials and the memory-limit actions in the audit log. Returns the
  * unsubscribe function.
  */
 export function recordHostEvents(host: AuditedHost, log: AuditLog): () => void {
-  return host.onState((event) => {
+  const offs = [host.onState((event) => {
     const action = actionOf[event.state];
     // A host may outlive its audit log during shutdown; its last events then have nowhere to go.
     if (!action || log.closed) return;
@@ -565,5 +570,22 @@ export function recordHostEvents(host: AuditedHost, log: AuditLog): () => void {
       action,
       details: { instance: event.instance, state: event.state, reason: event.reason, at: event.at },
     });
-  });
+  })];
+  if (host.on) {
+    offs.push(host.on("permission-denied", (event) => {
+      if (log.closed) return;
+      log.append({
+        actor: "host",
+        plugin: event.plugin,
+        action: "permission-denied",
+        details: { permission: event.permission, detail: event.detail, at: event.at },
+      });
+    }));
+    offs.push(host.on("limit", (event) => {
+      if (log.closed) return;
+      const { plugin, ...details } = event;
+      log.append({ actor: "host", plugin, action: "limit", details });
+    }));
+  }
+  return () => offs.forEach((off) => off());
 }

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PluginHost } from "../../mod.ts";
-import { examples, test } from "../../tests/_harness.ts";
+import { examples, fixtures, test } from "../../tests/_harness.ts";
 import { loadManifest } from "../host/manifest.ts";
 import {
   AuditError,
@@ -231,7 +231,11 @@ test("a full disk is reported loudly, keeps the records queued, and with stopLoa
 test("host lifecycle events and verifier decisions are recorded, chained, and verify", async () => {
   const { file, done } = scratch();
   const log = AuditLog.open(file);
-  const host = new PluginHost({ dirs: [examples], logger: () => {} });
+  const host = new PluginHost({
+    dirs: [examples, fixtures],
+    logger: () => {},
+    hostFunctions: { now: () => "now", secret: () => "secret" },
+  });
   const stop = recordHostEvents(host, log);
   try {
     const manifest = loadManifest(join(examples, "echo"));
@@ -247,6 +251,8 @@ test("host lifecycle events and verifier decisions are recorded, chained, and ve
     await host.load("echo");
     assert.equal(await host.call("echo", "echo", ["hi"]), "hi");
     await host.unload("echo");
+    await host.load("host-caller");
+    assert.equal((await host.call("host-caller", "ask", ["secret"]) as { code: string }).code, "permission_denied");
   } finally {
     stop();
     await host.close();
@@ -258,6 +264,9 @@ test("host lifecycle events and verifier decisions are recorded, chained, and ve
     assert.ok(actions.includes("echo:load"), actions.join(" "));
     assert.ok(actions.includes("echo:unload"), actions.join(" "));
     assert.ok(actions.indexOf("echo:load") < actions.indexOf("echo:unload"));
+    const denied = tailAudit(file, 100).find((r) => r.action === "permission-denied");
+    assert.equal(denied?.plugin, "host-caller");
+    assert.equal((denied?.details as { permission: string }).permission, "hostFunctions:secret");
     verifyAudit(file);
     assert.ok(existsSync(file));
   } finally {
