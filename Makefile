@@ -58,7 +58,7 @@ package: setup $(NATIVE) dist
 	npm pack --silent --ignore-scripts --pack-destination .scratch/pack >/dev/null
 	@ls -l .scratch/pack/*.tgz | awk '{ printf "%s: %d bytes (limit 3 MiB = 3145728)\n", $$9, $$5; if ($$5 > 3145728) exit 1 }'
 
-$(NATIVE): $(ZIG_SOURCES) | $(ZIG)
+$(NATIVE): $(ZIG_SOURCES) $(LAUNCHER_SOURCES) | $(ZIG)
 	rm -rf native zig-out/native
 	$(ZIG) build package
 	cp -r zig-out/native native

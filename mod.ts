@@ -41,14 +41,15 @@ export {
   MessageTooLargeError,
   NativeLibraryError,
   PermissionDeniedError,
-  PluginLimitError,
   PluginCrashedError,
+  PluginLimitError,
   PluginNotFoundError,
   PluginShmError,
   PluginStalledError,
   ProtocolError,
   ReloadError,
   RemoteError,
+  SandboxError,
   SegmentError,
 } from "./src/errors.ts";
 export type { Transport, TransportKind, TransportListener } from "./src/transport/transport.ts";
@@ -61,8 +62,8 @@ export {
   crashWindowMsDefault,
   handshakeTimeoutMsDefault,
   type PluginHostOptions,
-  restartBackoffMsDefault,
   resourceSampleMsDefault,
+  restartBackoffMsDefault,
   restartBackoffMsMaxDefault,
   stallGraceMsDefault,
   stopTimeoutMsDefault,
@@ -75,8 +76,8 @@ export type {
   LaunchPlan,
   LaunchPlanner,
   LifecycleKind,
-  ListenerErrorEvent,
   LimitEvent,
+  ListenerErrorEvent,
   PermissionDeniedEvent,
   PluginEvent,
   PluginInfo,
@@ -90,6 +91,7 @@ export type {
 export { defaultLaunchPlan, inheritedEnv, launchEntry, launchEntryFor, pathMinimal } from "./src/host/launch_plan.ts";
 export { exitCodeNotLaunched, launchEnv, reservedMethods } from "./src/protocol/launch.ts";
 export { loadManifest, type Manifest, manifestFile } from "./src/host/manifest.ts";
+export type { Narrow, SandboxMode, SandboxNarrowing } from "./src/host/sandbox.ts";
 export type { LogEntry } from "./src/host/process.ts";
 export {
   type CallOptions,

@@ -36,9 +36,10 @@ export {
   ManifestError,
   type ManifestProblem,
   PermissionDeniedError,
-  PluginLimitError,
   PluginCrashedError,
+  PluginLimitError,
   PluginNotFoundError,
   PluginStalledError,
   ReloadError,
+  SandboxError,
 } from "./host/errors.ts";

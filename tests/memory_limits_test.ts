@@ -71,7 +71,8 @@ test(
       assert.equal(host.resume("memory-hog"), 0, "nothing left to resume");
 
       // Over the hard limit (400 MiB): killed, the pending call gets PluginLimitError.
-      const firstPid = await host.call("memory-hog", "pid") as number;
+      // The host's pid of the instance (the sandbox launcher's): inside its PID namespace the plugin sees another.
+      const firstPid = host.list().find((p) => p.name === "memory-hog")!.pid!;
       await assert.rejects(host.call("memory-hog", "grow", [200, 30_000], { deadlineMs: 60_000 }), (error: unknown) => {
         assert.ok(error instanceof PluginLimitError, `got ${String(error)}`);
         assert.equal(error.code, "limit_exceeded");
@@ -89,7 +90,7 @@ test(
         (e) => e.plugin === "memory-hog" && e.state === "ready" && !e.reason.includes(`pid ${firstPid}`),
       );
       assert.equal(await host.call("memory-hog", "ping", [], { deadlineMs: 30_000 }), "pong");
-      const secondPid = await host.call("memory-hog", "pid") as number;
+      const secondPid = host.list().find((p) => p.name === "memory-hog")!.pid!;
       pids.push(secondPid);
       assert.notEqual(secondPid, firstPid);
       assert.ok(!processRunning(firstPid), "the killed instance is gone");

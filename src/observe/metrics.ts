@@ -13,7 +13,7 @@
  * @module
  */
 
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { type Metric, Registry } from "prom-client";
 import type { PluginInfo, PluginState, StateEvent } from "../host/host.ts";
 import type { CallInstrumentation } from "./instrumentation.ts";
@@ -662,8 +662,34 @@ function seriesPoint(before: Sample, after: Sample): SeriesPoint {
   };
 }
 
-/** Reads a process's resident memory and CPU time from /proc; undefined once it is gone. */
+/**
+ * Reads the resident memory and CPU time of a plugin instance from /proc: the process and its descendants (a
+ * sandboxed instance's pid is the launcher's, the runtime runs below it); undefined once it is gone.
+ */
 export function readProcess(pid: number): ProcessSample | undefined {
+  const root = readOneProcess(pid);
+  if (!root) return undefined;
+  for (const child of childrenOf(pid)) {
+    const below = readProcess(child);
+    if (below) {
+      root.rssBytes += below.rssBytes;
+      root.cpuSeconds += below.cpuSeconds;
+    }
+  }
+  return root;
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((task) =>
+      readFileSync(`/proc/${pid}/task/${task}/children`, "utf8").split(" ").filter(Boolean).map(Number)
+    );
+  } catch {
+    return []; // gone meanwhile
+  }
+}
+
+function readOneProcess(pid: number): ProcessSample | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     // Fields after the command name, which may itself hold spaces and parentheses.
