@@ -18,7 +18,7 @@ LAUNCHER_SOURCES := build.zig $(wildcard zig/launcher/*.zig)
 # Defined before `build:` uses it (make expands prerequisites as it reads them).
 NATIVE := native/manifest.json
 
-.PHONY: cosign setup build dist package test test-publish test-zig test-cross test-deno test-bun test-node test-ops ops-tools lint bench demo clean
+.PHONY: cosign setup build dist package test test-publish test-zig test-cross test-deno test-bun test-node test-ops ops-tools lint bench bench-sandbox demo clean
 
 setup: node_modules/.installed $(ZIG)
 
@@ -134,6 +134,12 @@ bench: build dist
 	node dist/bench/wake_bench.js
 
 # The product's story on this machine in under a minute, then serving until Ctrl-C.
+# What the OS sandbox costs, sandboxed vs not in the same run: echo p50, cold start, memory-limit detection.
+# A smoke run: make bench-sandbox BENCH_ARGS="--calls=50 --rounds=2 --runs=2 --crossings=1"
+bench-sandbox: build
+	$(DENO) run -A bench/sandbox_bench.ts $(BENCH_ARGS)
+	$(BUN) bench/sandbox_bench.ts $(BENCH_ARGS)
+
 demo: build
 	$(DENO) run -A cli.ts demo
 

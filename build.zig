@@ -67,19 +67,19 @@ pub fn build(b: *std.Build) void {
             .pdb_dir = .disabled,
         });
         package_step.dependOn(&install.step);
-        // The sandbox launcher beside each Linux library (static, no libc): an installed package sandboxes
-        // its plugins without a Zig toolchain.
+        // The sandbox launcher ships beside the Linux libraries (src/host/sandbox.ts finds it there).
         if (entry.query.os_tag == .linux) {
             const launcher_module = b.createModule(.{
                 .root_source_file = b.path("zig/launcher/main.zig"),
-                .target = b.resolveTargetQuery(.{ .cpu_arch = entry.query.cpu_arch, .os_tag = .linux }),
+                .target = b.resolveTargetQuery(.{ .cpu_arch = entry.query.cpu_arch, .os_tag = .linux, .abi = .none }),
                 .optimize = .ReleaseSafe,
             });
             launcher_module.strip = true;
-            const package_launcher = b.addExecutable(.{ .name = "pshm-launch", .root_module = launcher_module });
-            package_step.dependOn(&b.addInstallArtifact(package_launcher, .{
+            const launcher = b.addExecutable(.{ .name = "pshm-launch", .root_module = launcher_module });
+            const install_launcher = b.addInstallArtifact(launcher, .{
                 .dest_dir = .{ .override = .{ .custom = b.fmt("native/{s}", .{entry.dir}) } },
-            }).step);
+            });
+            package_step.dependOn(&install_launcher.step);
         }
     }
 

@@ -49,24 +49,19 @@ export {
   ProtocolError,
   ReloadError,
   RemoteError,
+  SandboxError,
   SegmentError,
 } from "./src/errors.ts";
 export type { Transport, TransportKind, TransportListener } from "./src/transport/transport.ts";
 export { connectTransport, listenTransport, type TransportOptions } from "./src/transport/factory.ts";
 export { StreamTransport } from "./src/transport/stream_transport.ts";
-export { watchDebounceMsDefault } from "./src/host/host.ts";
-export {
-  PluginHost,
-  type PluginHostOptions,
-  sandboxDefault,
-  type SandboxMode,
-  sandboxSupported,
-} from "./src/security/sandboxed_host.ts";
+export { PluginHost, watchDebounceMsDefault } from "./src/host/host.ts";
 export {
   callWaitMsDefault,
   crashLimitDefault,
   crashWindowMsDefault,
   handshakeTimeoutMsDefault,
+  type PluginHostOptions,
   resourceSampleMsDefault,
   restartBackoffMsDefault,
   restartBackoffMsMaxDefault,
@@ -96,6 +91,7 @@ export type {
 export { defaultLaunchPlan, inheritedEnv, launchEntry, launchEntryFor, pathMinimal } from "./src/host/launch_plan.ts";
 export { exitCodeNotLaunched, launchEnv, reservedMethods } from "./src/protocol/launch.ts";
 export { loadManifest, type Manifest, manifestFile } from "./src/host/manifest.ts";
+export type { Narrow, SandboxMode, SandboxNarrowing } from "./src/host/sandbox.ts";
 export type { LogEntry } from "./src/host/process.ts";
 export {
   type CallOptions,

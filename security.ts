@@ -32,6 +32,9 @@ export {
 export {
   defaultLauncher,
   effectiveGrants,
+  findLauncher,
+  launcherEnv,
+  type SandboxMode,
   type SandboxNarrowing,
   sandboxPlanner,
   type SandboxPlannerOptions,

@@ -41,4 +41,5 @@ export {
   PluginNotFoundError,
   PluginStalledError,
   ReloadError,
+  SandboxError,
 } from "./host/errors.ts";

@@ -71,6 +71,7 @@ test(
       assert.equal(host.resume("memory-hog"), 0, "nothing left to resume");
 
       // Over the hard limit (400 MiB): killed, the pending call gets PluginLimitError.
+      // The host's pid of the instance (the sandbox launcher's): inside its PID namespace the plugin sees another.
       const firstPid = host.list().find((p) => p.name === "memory-hog")!.pid!;
       await assert.rejects(host.call("memory-hog", "grow", [200, 30_000], { deadlineMs: 60_000 }), (error: unknown) => {
         assert.ok(error instanceof PluginLimitError, `got ${String(error)}`);

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { cpSync, mkdtempSync, rmSync } from "node:fs";
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import process from "node:process";
 import { PluginHost } from "../mod.ts";
@@ -46,7 +46,10 @@ test(`a ${runtime} host serves a Deno, a Bun and a Node plugin side by side`, as
     assert.equal(await host.call("node-echo", "add", [20, 22]), 42);
     assert.deepEqual(await host.call("node-echo", "echo", [{ a: [1, "x", null] }]), { a: [1, "x", null] });
     assert.equal(await host.call("node-echo", "askHost"), "host-time");
-    assert.ok(Number.isInteger(await host.call("node-echo", "pid")), "a pid from the plugin's own view");
+    assert.ok(
+      processTreeNsPids(pids[2]!).includes(await host.call("node-echo", "pid") as number),
+      "the pid the Node plugin sees is one of its instance's processes (inside the sandbox's PID namespace)",
+    );
     assert.equal(await host.call("node-echo", "shout", ["hi"]), true);
     assert.deepEqual(events.find((e) => e.plugin === "node-echo"), {
       plugin: "node-echo",
@@ -130,3 +133,36 @@ test("under Node without koffi installed, opening the library says which npm pac
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/**
+ * The pids `root` and its descendants have in their own (innermost) PID namespace, from NSpid in
+ * /proc/PID/status: the sandbox launcher starts plugins in a PID namespace of their own.
+ */
+function processTreeNsPids(root: number): number[] {
+  const found: number[] = [];
+  const walk = (pid: number) => {
+    const nsPid = /^NSpid:\s*(.*)$/m.exec(readText(`/proc/${pid}/status`))?.[1].trim().split(/\s+/).pop();
+    if (nsPid) found.push(Number(nsPid));
+    let tasks: string[] = [];
+    try {
+      tasks = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      return;
+    }
+    for (const task of tasks) {
+      for (const child of readText(`/proc/${pid}/task/${task}/children`).split(" ").filter(Boolean)) {
+        walk(Number(child));
+      }
+    }
+  };
+  walk(root);
+  return found;
+}
+
+function readText(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return ""; // gone meanwhile
+  }
+}

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { loadManifest, PluginHost } from "../mod.ts";
+import { type LaunchPlanner, loadManifest, PluginHost, SandboxError } from "../mod.ts";
 import { type Permissions, sandboxPlanner, type SandboxPlannerOptions } from "../security.ts";
 import { processRunning, root, runtime, segmentsOf, test } from "./_harness.ts";
 
@@ -283,3 +283,115 @@ test("manifest v2: relative grant paths resolve against the plugin directory; a 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test(
+  'default host: with no sandbox option every plugin runs under the launcher; sandbox: "off" runs it unconfined',
+  async () => {
+    const secretDir = scratch();
+    writeFileSync(`${secretDir}/secret`, "s3cret");
+    const plugin = hostilePlugin("hostile-default");
+    const run = async (options: ConstructorParameters<typeof PluginHost>[0]) => {
+      const host = new PluginHost(options);
+      try {
+        await host.load(plugin);
+        const pid = host.list()[0].pid!;
+        const launched = descendants(pid).length > 0;
+        const result = await host.call("hostile-default", "act", ["read", `${secretDir}/secret`]) as { ok: boolean };
+        return { launched, ok: result.ok, echo: await host.call("hostile-default", "echo", [1]) };
+      } finally {
+        await host.close();
+      }
+    };
+    try {
+      assert.deepEqual(await run({}), { launched: true, ok: false, echo: 1 });
+      // Unconfined, the same FFI read succeeds: the denial above is the sandbox's.
+      assert.deepEqual(await run({ sandbox: "off" }), { launched: false, ok: true, echo: 1 });
+    } finally {
+      rmSync(secretDir, { recursive: true, force: true });
+      rmSync(plugin, { recursive: true, force: true });
+    }
+  },
+  { timeoutMs: 90_000 },
+);
+
+test("default host: option narrow drops a read grant the manifest asks for; without it the read succeeds", async () => {
+  const secretDir = scratch();
+  writeFileSync(`${secretDir}/secret`, "s3cret");
+  const plugin = hostilePlugin("hostile-narrowed", { read: [secretDir] });
+  const read = async (options: ConstructorParameters<typeof PluginHost>[0]) => {
+    const host = new PluginHost(options);
+    try {
+      await host.load(plugin);
+      return (await host.call("hostile-narrowed", "act", ["read", `${secretDir}/secret`]) as { ok: boolean }).ok;
+    } finally {
+      await host.close();
+    }
+  };
+  try {
+    assert.equal(await read({}), true);
+    assert.equal(await read({ narrow: { "hostile-narrowed": { permissions: { read: [] } } } }), false);
+    // Narrowing never widens: a grant the manifest does not ask for stays out.
+    assert.equal(await read({ narrow: { "hostile-narrowed": { permissions: { read: [secretDir, "/etc"] } } } }), true);
+    assert.throws(() => new PluginHost({ sandbox: "strict" as "off" }), /sandbox must be one of "required"/);
+  } finally {
+    rmSync(secretDir, { recursive: true, force: true });
+    rmSync(plugin, { recursive: true, force: true });
+  }
+}, { timeoutMs: 90_000 });
+
+/**
+ * A launch planner that starts the sandboxed plan inside a second launcher: the outer one's seccomp filter
+ * refuses new namespaces, which is what a kernel without PID namespaces looks like to the inner launcher
+ * (a real refusal from the kernel, not a simulated report).
+ */
+function nestedPlanner(mode: "required" | "best-effort"): LaunchPlanner {
+  const inner = sandboxPlanner({ sandbox: mode });
+  return {
+    sandboxes: true,
+    plan(manifest, base) {
+      const plan = inner.plan(manifest, base);
+      const options = plan.args.slice(0, plan.args.indexOf("--")).filter((arg) => !arg.startsWith("--mode="));
+      return {
+        ...plan,
+        args: ["--mode=best-effort", ...options, `--exec=${plan.command}`, "--", plan.command, ...plan.args],
+      };
+    },
+  };
+}
+
+test(
+  "a kernel that refuses a PID namespace fails a required sandbox with kernel_unsupported; best-effort runs",
+  async () => {
+    const plugin = hostilePlugin("hostile-nested");
+    const other = hostilePlugin("bystander-nested");
+    try {
+      await withHost({}, async (host, pids) => {
+        await host.load(other);
+        pids();
+        const refusing = new PluginHost({ launchPlanner: nestedPlanner("required") });
+        try {
+          await assert.rejects(refusing.load(plugin), (e: unknown) => {
+            assert.ok(e instanceof SandboxError, String(e));
+            assert.equal(e.code, "kernel_unsupported");
+            assert.match(e.message, /lacks pidns \(errno 1\).*sandbox: "best-effort"/s);
+            return true;
+          });
+        } finally {
+          await refusing.close();
+        }
+        const lenient = new PluginHost({ launchPlanner: nestedPlanner("best-effort") });
+        try {
+          await lenient.load(plugin);
+          assert.equal(await lenient.call("hostile-nested", "echo", ["ran"]), "ran");
+        } finally {
+          await lenient.close();
+        }
+        assert.equal(await host.call("bystander-nested", "echo", [7]), 7);
+      });
+    } finally {
+      rmSync(plugin, { recursive: true, force: true });
+      rmSync(other, { recursive: true, force: true });
+    }
+  },
+  { timeoutMs: 90_000 },
+);

@@ -17,7 +17,7 @@ import { createConnection } from "node:net";
 import process from "node:process";
 import { PluginStalledError } from "../errors.ts";
 import type { StateEvent } from "../host/host.ts";
-import { PluginHost } from "../security/sandboxed_host.ts";
+import { PluginHost } from "../host/host.ts";
 import { ControlError } from "./_control.ts";
 import type { Output } from "./_output.ts";
 import { examplePlugins, unixEchoScript } from "./_paths.ts";

@@ -21,7 +21,9 @@ import {
   trustColumn,
 } from "../security/commands.ts";
 import { type Lock, lockFileName, readLock } from "../security/lock.ts";
-import type { PluginHost, PluginHostOptions, SandboxMode } from "../security/sandboxed_host.ts";
+import type { PluginHost } from "../host/host.ts";
+import type { PluginHostOptions } from "../host/options.ts";
+import type { SandboxMode } from "../host/sandbox.ts";
 import { type CompiledTrust, compileTrust, readTrustPolicy } from "../security/signature.ts";
 import { type CheckMode, createVerifier, type IntegrityVerifier } from "../security/verifier.ts";
 import { type CommandSpec, type FlagSpec, UsageError } from "./_args.ts";

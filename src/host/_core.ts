@@ -18,7 +18,8 @@ import { defaultLaunchPlan } from "./launch_plan.ts";
 import { type Manifest, manifestFile } from "./manifest.ts";
 import type { ResolvedOptions } from "./options.ts";
 import type { LogEntry } from "./process.ts";
-import type { LifecycleKind, PluginInfo, PluginState, StateEvent } from "./types.ts";
+import type { LaunchPlanner, LifecycleKind, PluginInfo, PluginState, StateEvent } from "./types.ts";
+import { effectiveGrants, sandboxPlanner } from "./sandbox.ts";
 
 /** Transitions kept per plugin. */
 export const historyLengthMax = 100;
@@ -70,9 +71,12 @@ export class HostCore {
   readonly plugins = new Map<string, PluginEntry>();
   readonly bus = new EventBus();
   closed = false;
+  /** The host's own sandbox (option `sandbox`), applied unless the launch planner sandboxes itself. */
+  readonly #sandbox: LaunchPlanner;
 
   constructor(options: ResolvedOptions) {
     this.options = options;
+    this.#sandbox = sandboxPlanner({ sandbox: options.sandbox, narrow: options.narrow });
   }
 
   /** Records a transition in the plugin's history and tells the "state" listeners. */
@@ -151,7 +155,9 @@ export class HostCore {
       onListenerError: (error) => this.bus.emit("listener-error", { type: "plugin-event", error }),
       plan: (launchEnv) => {
         const base = defaultLaunchPlan(runManifest, { launchEnv, hostEnv: this.options.env });
-        return this.options.launchPlanner?.plan(runManifest, base) ?? base;
+        const planner = this.options.launchPlanner;
+        if (planner?.sandboxes) return planner.plan(runManifest, base);
+        return this.#sandbox.plan(runManifest, planner ? planner.plan(runManifest, base) : base);
       },
       onSpawned: (pid) => this.record(plugin, 0, "started", `pid ${pid} spawned`),
     });
@@ -207,7 +213,7 @@ export class HostCore {
    * rather than looking like a method that does not exist.
    */
   #hostHandlers(manifest: Manifest): Record<string, Handler> {
-    const allowed = new Set(manifest.permissions?.hostFunctions ?? []);
+    const allowed = new Set(effectiveGrants(manifest, this.options.narrow).permissions.hostFunctions ?? []);
     const handlers: Record<string, Handler> = {};
     for (const [fn, impl] of Object.entries(this.options.hostFunctions)) {
       handlers[fn] = (args) => {

@@ -7,7 +7,7 @@
  */
 
 import { randomBytes } from "node:crypto";
-import { PluginCrashedError } from "./errors.ts";
+import { PluginCrashedError, SandboxError } from "./errors.ts";
 import { HandshakeError } from "../protocol/errors.ts";
 import { acceptHello, type VersionRange } from "../protocol/handshake.ts";
 import { type Handler, RpcPeer } from "../protocol/rpc.ts";
@@ -174,6 +174,27 @@ function hello_(transport: Transport, token: string, options: InstanceOptions) {
   });
 }
 
+/** pshm-launch's exit status when the sandbox could not be set up (zig/launcher/main.zig). */
+export const launcherSetupFailedCode = 125;
+
+/**
+ * The kernel features the launcher reported missing with `"fatal":true` (one stderr line each:
+ * `pshm-sandbox {"missing":"landlock","errno":38,"fatal":true}`), as "landlock (errno 38)".
+ */
+export function missingKernelFeatures(stderrLines: readonly string[]): string[] {
+  const missing: string[] = [];
+  for (const line of stderrLines) {
+    if (!line.startsWith("pshm-sandbox {")) continue;
+    try {
+      const report = JSON.parse(line.slice("pshm-sandbox ".length));
+      if (report.fatal === true) missing.push(`${report.missing} (errno ${report.errno})`);
+    } catch {
+      // Not the launcher's report: left to the crash message.
+    }
+  }
+  return missing;
+}
+
 /** Fails fast when the plugin exits before `step` completes. */
 async function raceExit<T>(
   manifest: Manifest,
@@ -184,6 +205,15 @@ async function raceExit<T>(
 ): Promise<T> {
   const exited = process.exited.then((status) => {
     const tail = process.stderrTail;
+    const missing = status.code === launcherSetupFailedCode ? missingKernelFeatures(tail) : [];
+    if (missing.length) {
+      throw new SandboxError(
+        "kernel_unsupported",
+        `Plugin "${manifest.name}" cannot start sandboxed: this kernel lacks ${missing.join(", ")} ` +
+          `(see docs/security.md for what the sandbox needs); upgrade the kernel or enable the feature, or pass ` +
+          `sandbox: "best-effort" to PluginHost to run plugins with what the kernel has`,
+      );
+    }
     const how = status.signal ? `was killed by ${status.signal}` : `exited with code ${status.code}`;
     throw new HandshakeError(
       "exited",

@@ -207,3 +207,30 @@ export class PluginLimitError extends PluginShmError {
     this.limitBytes = limitBytes;
   }
 }
+
+/**
+ * The sandbox cannot start a plugin: the launcher or the runtime binary is
+ * missing, this platform or kernel lacks what `sandbox: "required"` needs
+ * (Landlock, seccomp, PID namespaces), or a launch plan is not the shape the
+ * sandbox wraps.
+ *
+ * @example
+ * ```ts
+ * import { SandboxError } from "./errors.ts";
+ * const e = new SandboxError("runtime_missing", "The deno binary cannot be found; run make setup");
+ * console.assert(e.code === "runtime_missing");
+ * ```
+ */
+export class SandboxError extends PluginShmError {
+  override name = "SandboxError";
+  readonly code:
+    | "launcher_missing"
+    | "runtime_missing"
+    | "unexpected_plan"
+    | "kernel_unsupported"
+    | "platform_unsupported";
+  constructor(code: SandboxError["code"], message: string) {
+    super(message);
+    this.code = code;
+  }
+}

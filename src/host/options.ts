@@ -13,6 +13,7 @@ import { protocolVersions, type VersionRange } from "../protocol/handshake.ts";
 import type { TransportKind } from "../transport/transport.ts";
 import type { LogEntry } from "./process.ts";
 import type { CallInstrumentation, CallPolicy, LaunchPlanner, PluginVerifier } from "./types.ts";
+import type { Narrow, SandboxMode } from "./sandbox.ts";
 
 /** Options for {@link PluginHost}. */
 export interface PluginHostOptions {
@@ -69,6 +70,18 @@ export interface PluginHostOptions {
   verifier?: PluginVerifier;
   /** Turns manifest grants into the launch plan (argv, env, cwd); see {@link LaunchPlanner}. */
   launchPlanner?: LaunchPlanner;
+  /**
+   * The OS sandbox every plugin starts in (pshm-launch: Landlock, seccomp, rlimits, a PID namespace; Deno
+   * flags from the grants). Default `"required"`: a platform or kernel that lacks it refuses plugins with a
+   * SandboxError saying so; `"best-effort"` runs them with what there is; `"off"` runs no launcher.
+   * A `launchPlanner` that sandboxes itself (sandboxPlanner) takes its place. See docs/security.md.
+   */
+  sandbox?: SandboxMode;
+  /**
+   * Narrows each plugin's grants and limits (by name, or a function of the manifest): a grant kind given here
+   * keeps only the entries listed that the manifest also asks for; a limit is the smaller of the two. Never widens.
+   */
+  narrow?: Narrow;
   /** Wraps every routed call; unset, the call path does no extra work. */
   instrumentation?: CallInstrumentation;
 }
@@ -126,6 +139,8 @@ export interface ResolvedOptions {
   env: Record<string, string>;
   verifier: PluginVerifier | undefined;
   launchPlanner: LaunchPlanner | undefined;
+  sandbox: SandboxMode;
+  narrow: Narrow | undefined;
   instrumentation: CallInstrumentation | undefined;
 }
 
@@ -247,6 +262,32 @@ export function resolveOptions(options: PluginHostOptions): ResolvedOptions {
     }),
     verifier: options.verifier,
     launchPlanner: options.launchPlanner,
+    sandbox: sandboxMode(options.sandbox),
+    narrow: narrowOption(options.narrow),
     instrumentation: options.instrumentation,
   };
+}
+
+const sandboxModes: readonly SandboxMode[] = ["required", "best-effort", "off"];
+
+function sandboxMode(value: unknown): SandboxMode {
+  if (value === undefined) return "required";
+  if (!sandboxModes.includes(value as SandboxMode)) {
+    throw new RangeError(
+      `PluginHost option sandbox must be one of ${sandboxModes.map((m) => `"${m}"`).join(", ")}; got ${
+        JSON.stringify(value)
+      }`,
+    );
+  }
+  return value as SandboxMode;
+}
+
+function narrowOption(value: unknown): Narrow | undefined {
+  if (value === undefined || typeof value === "function") return value as Narrow | undefined;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new TypeError(
+      "PluginHost option narrow must be an object keyed by plugin name, or a function of the manifest",
+    );
+  }
+  return value as Narrow;
 }

@@ -181,6 +181,11 @@ export interface LaunchPlan {
 /** Turns a manifest's grants into a launch plan, starting from the host's default plan. */
 export interface LaunchPlanner {
   plan(manifest: Manifest, base: LaunchPlan): LaunchPlan;
+  /**
+   * True when this planner applies the OS sandbox itself (sandboxPlanner): the host's own sandbox
+   * (option `sandbox`) then stays out. Any other planner runs first and the host sandboxes its plan.
+   */
+  readonly sandboxes?: boolean;
 }
 
 /**

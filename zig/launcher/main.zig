@@ -6,6 +6,7 @@
 //!   --ro=PATH      (repeatable)  read-only file or directory tree
 //!   --rw=PATH      (repeatable)  read-write file or directory tree (no execute)
 //!   --exec=PATH    (repeatable)  readable and executable (the runtime binary, `run` grants, ld.so)
+//!   --list=PATH    (repeatable)  directory listing only, no file contents (where node_modules is looked up)
 //!   --connect=PORT (repeatable)  TCP connect allowed to this port (needs --inet)
 //!   --bind=PORT    (repeatable)  TCP bind allowed on this port (needs --inet)
 //!   --inet                       AF_INET/AF_INET6 sockets allowed (AF_UNIX always is)

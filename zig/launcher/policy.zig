@@ -19,6 +19,10 @@ pub const Plan = struct {
     rw_count: usize = 0,
     exec: [paths_max][*:0]const u8 = undefined,
     exec_count: usize = 0,
+    /// Directories whose entries may be listed (names only, no file contents): runtimes that resolve imports
+    /// by listing each ancestor directory (Bun) need it on the directories that hold node_modules.
+    list: [paths_max][*:0]const u8 = undefined,
+    list_count: usize = 0,
     connect: [ports_max]u16 = undefined,
     connect_count: usize = 0,
     bind: [ports_max]u16 = undefined,
@@ -57,6 +61,8 @@ pub fn parse(plan: *Plan, args: []const [*:0]const u8) !usize {
             try push([*:0]const u8, &plan.rw, &plan.rw_count, v);
         } else if (value(arg_z, "--exec=")) |v| {
             try push([*:0]const u8, &plan.exec, &plan.exec_count, v);
+        } else if (value(arg_z, "--list=")) |v| {
+            try push([*:0]const u8, &plan.list, &plan.list_count, v);
         } else if (value(arg_z, "--connect=")) |v| {
             try push(u16, &plan.connect, &plan.connect_count, try std.fmt.parseInt(u16, std.mem.span(v), 10));
         } else if (value(arg_z, "--bind=")) |v| {
@@ -141,6 +147,7 @@ pub fn applyLandlock(plan: *const Plan) !void {
     for (plan.ro[0..plan.ro_count]) |path| try addPath(ruleset, path, read & fs);
     for (plan.rw[0..plan.rw_count]) |path| try addPath(ruleset, path, write);
     for (plan.exec[0..plan.exec_count]) |path| try addPath(ruleset, path, (read | fs_execute) & fs);
+    for (plan.list[0..plan.list_count]) |path| try addPath(ruleset, path, fs_read_dir & fs);
     if (abi >= 4) {
         for (plan.connect[0..plan.connect_count]) |port| try addPort(ruleset, port, net_connect_tcp);
         for (plan.bind[0..plan.bind_count]) |port| try addPort(ruleset, port, net_bind_tcp);
@@ -371,8 +378,9 @@ test "filter refuses namespace flags in clone but allows threads" {
 
 test "parse reads grants up to -- and refuses a relative program" {
     var plan: Plan = .{};
-    const args = [_][*:0]const u8{ "--ro=/etc", "--rw=/tmp/x", "--connect=8080", "--inet", "--nproc=8", "--mode=best-effort", "--", "/bin/true" };
-    try std.testing.expectEqual(@as(usize, 7), try parse(&plan, &args));
+    const args = [_][*:0]const u8{ "--ro=/etc", "--rw=/tmp/x", "--list=/srv", "--connect=8080", "--inet", "--nproc=8", "--mode=best-effort", "--", "/bin/true" };
+    try std.testing.expectEqual(@as(usize, 8), try parse(&plan, &args));
+    try std.testing.expectEqual(@as(usize, 1), plan.list_count);
     try std.testing.expectEqual(@as(usize, 1), plan.ro_count);
     try std.testing.expectEqual(@as(u16, 8080), plan.connect[0]);
     try std.testing.expect(plan.inet);
