@@ -18,7 +18,7 @@ LAUNCHER_SOURCES := build.zig $(wildcard zig/launcher/*.zig)
 # Defined before `build:` uses it (make expands prerequisites as it reads them).
 NATIVE := native/manifest.json
 
-.PHONY: cosign setup build dist package test test-publish test-zig test-cross test-deno test-bun test-node test-ops ops-tools lint bench bench-sandbox demo clean
+.PHONY: cosign setup build dist package test test-publish test-zig test-cross test-deno test-bun test-node test-ops ops-tools lint bench bench-sandbox bench-shmipc demo clean
 
 setup: node_modules/.installed $(ZIG)
 
@@ -132,6 +132,20 @@ bench: build dist
 	$(DENO) run -A bench/wake_bench.ts
 	$(BUN) bench/wake_bench.ts
 	node dist/bench/wake_bench.js
+	$(MAKE) bench-shmipc
+
+# shmipc-go (cloudwego, pinned in bench/shmipc/go.mod) beside our channel and a unix socket, same sizes,
+# same run, one table (bench/side_by_side.ts). Go from the module proxy; the build is cached in .tools.
+SHMIPC_BENCH := .tools/bench-shmipc
+$(SHMIPC_BENCH): bench/shmipc/main.go bench/shmipc/go.mod bench/shmipc/go.sum
+	cd bench/shmipc && GOFLAGS=-buildvcs=false go build -o $(abspath $@) .
+
+bench-shmipc: build $(SHMIPC_BENCH)
+	mkdir -p .scratch
+	$(DENO) run -A bench/channel_bench.ts --json --only=rtt,throughput --transports=shm,unix $(BENCH_ARGS) > .scratch/side_deno.jsonl
+	$(BUN) bench/channel_bench.ts --json --only=rtt,throughput --transports=shm,unix $(BENCH_ARGS) > .scratch/side_bun.jsonl
+	$(SHMIPC_BENCH) --json $(BENCH_ARGS) > .scratch/side_go.jsonl
+	$(DENO) run -A bench/side_by_side.ts .scratch/side_deno.jsonl .scratch/side_bun.jsonl .scratch/side_go.jsonl
 
 # The product's story on this machine in under a minute, then serving until Ctrl-C.
 # What the OS sandbox costs, sandboxed vs not in the same run: echo p50, cold start, memory-limit detection.
