@@ -16,6 +16,7 @@ import type { Manifest } from "../host/manifest.ts";
 import { didYouMean } from "../host/suggest.ts";
 import type { TransportKind } from "../transport/transport.ts";
 import { commandHelp, type CommandSpec, commonFlags, exitCodesHelp, parseCommand, UsageError } from "./_args.ts";
+import { adminFlags, expandAdminFlag, ServeAdmin } from "./_admin.ts";
 import { ControlError, controlRequest, defaultSocketPath } from "./_control.ts";
 import { runDemo } from "./_demo.ts";
 import { Output } from "./_output.ts";
@@ -46,6 +47,7 @@ const commands = {
       transport: { type: "string", value: "kind", choices: transports, description: "shm (default), unix or tcp" },
       watch: { type: "boolean", description: "reload a plugin when its files change (development mode)" },
       socket: socketFlag,
+      ...adminFlags,
     },
     details: `Each dir is a plugin directory (with a plugin.json) or holds plugin directories; relative dirs
 resolve against the current directory. Without one the bundled examples are served.
@@ -135,6 +137,7 @@ Example: cli.ts call echo add '[2, 3]'`,
     flags: {
       exit: { type: "boolean", description: "exit after the story instead of serving" },
       socket: socketFlag,
+      ...adminFlags,
     },
     details: "Numbers are from this machine, as loaded as it is now; `make bench` measures properly.",
   },
@@ -330,12 +333,16 @@ async function ls(out: Output, positionals: string[], values: Record<string, unk
 async function serve(out: Output, positionals: string[], values: Record<string, unknown>): Promise<number> {
   const dirs = existingDirs(positionals);
   const log = new ServeLog(out);
-  const host = new PluginHost(hostOptions(dirs, values.transport, log.logger));
+  const admin = ServeAdmin.fromFlags(values, "serve", out);
+  const options = hostOptions(dirs, values.transport, log.logger);
+  const host = new PluginHost({ ...options, ...admin?.hostOptions(log.logger) });
   const server = new Serve(host, log, out);
   try {
     await server.openControl(resolve((values.socket as string | undefined) ?? defaultSocketPath()));
+    await admin?.start(host);
   } catch (error) {
-    await host.close();
+    await admin?.close();
+    await server.close();
     throw error;
   }
   host.onState(log.onState);
@@ -350,7 +357,7 @@ async function serve(out: Output, positionals: string[], values: Record<string, 
   }
   const running = host.list().filter((p) => p.state === "running").length;
   out.info(out.bold(`serving ${running} plugin(s); Ctrl-C stops`));
-  return await server.run();
+  return await server.run().finally(() => admin?.close());
 }
 
 function socketOf(values: Record<string, unknown>): string {
@@ -405,7 +412,7 @@ async function remote(out: Output, command: CommandName, positionals: string[], 
 
 async function run(out: Output, command: CommandName, argv: string[]): Promise<number> {
   const spec = commands[command];
-  const { values, positionals } = parseCommand(spec, argv);
+  const { values, positionals } = parseCommand(spec, "admin" in spec.flags ? expandAdminFlag(argv) : argv);
   if (values.help) {
     out.result(commandHelp(program, spec));
     return 0;
@@ -422,7 +429,11 @@ async function run(out: Output, command: CommandName, argv: string[]): Promise<n
     case "serve":
       return await serve(out, positionals, values);
     case "demo":
-      return await runDemo(out, { exit: Boolean(values.exit), socket: socketOf(values) });
+      return await runDemo(out, {
+        exit: Boolean(values.exit),
+        socket: socketOf(values),
+        admin: ServeAdmin.fromFlags(values, "demo", out),
+      });
     default:
       return await remote(out, command, positionals, values);
   }
