@@ -47,6 +47,8 @@ export interface StartPluginOptions {
    * (`permissions.hostFunctions`), as under a real host.
    */
   hostFunctions?: Record<string, (...args: never[]) => unknown>;
+  /** Config values for the plugin, checked against its manifest's `config` schema (a ConfigError names the field). */
+  config?: Record<string, unknown>;
   /** Transport; default "shm". */
   transport?: TransportKind;
   /** Extra environment variables for the plugin process. */
@@ -94,6 +96,8 @@ export interface TestPlugin<M extends object = Record<string, (...args: never[])
   hangHost(name: string): void;
   /** Host function `name` behaves as passed in again; calls it left hanging fail. */
   restoreHost(name: string): void;
+  /** Changes the plugin's config as `host.configure` does: to its `onConfig`, or by a reload. */
+  configure(config: Record<string, unknown>): Promise<"applied" | "reloaded">;
   /** Reloads the plugin from its (possibly changed) files, as `host.reload` does. */
   reload(): Promise<PluginInfo>;
   /**
@@ -170,6 +174,7 @@ export async function startPlugin<M extends object = Record<string, (...args: ne
     hostFunctions,
     transport: options.transport ?? "shm",
     env: options.env,
+    config: options.config === undefined ? undefined : { [nameOf(dir)]: options.config },
     logger: (entry) => {
       logs.push(entry);
       if (options.printLogs) process.stderr.write(`[${entry.plugin}] ${entry.line}\n`);
@@ -256,6 +261,11 @@ export async function startPlugin<M extends object = Record<string, (...args: ne
       faults.delete(fn);
       releaseHanging(fn, `host function "${fn}" was restored while this call hung`);
     },
+    async configure(config) {
+      const how = await host.configure(name, config);
+      rememberPids();
+      return how;
+    },
     async reload() {
       const reloaded = await host.reload(name);
       rememberPids();
@@ -273,6 +283,16 @@ export async function startPlugin<M extends object = Record<string, (...args: ne
     [Symbol.asyncDispose]: () => testPlugin.close(),
   };
   return testPlugin;
+}
+
+/** The manifest's name, read without validating: load() validates and reports the problems. */
+function nameOf(dir: string): string {
+  try {
+    const name = JSON.parse(readFileSync(resolve(dir, "plugin.json"), "utf8")).name;
+    return typeof name === "string" ? name : "";
+  } catch {
+    return "";
+  }
 }
 
 function running(pid: number): boolean {
