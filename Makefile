@@ -87,7 +87,7 @@ test-cross: setup
 lint: setup dist
 	$(DENO) fmt --check
 	$(DENO) lint
-	$(DENO) check mod.ts plugin.ts cli.ts admin.ts observe.ts security.ts src tests bench examples
+	$(DENO) check mod.ts plugin.ts cli.ts admin.ts observe.ts security.ts testing.ts src tests bench examples
 	$(ZIG) fmt --check build.zig zig
 
 # --doc also runs every JSDoc @example that is not marked ignore, so examples cannot rot.

@@ -31,6 +31,7 @@ export {
   CancelledError,
   ChannelClosedError,
   type CloseReason,
+  ConfigError,
   ConnectError,
   DeadlineExceededError,
   FrameCorruptError,

@@ -31,6 +31,7 @@ export {
   RemoteError,
 } from "./protocol/errors.ts";
 export {
+  ConfigError,
   HostClosedError,
   LoadInterruptedError,
   ManifestError,

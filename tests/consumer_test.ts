@@ -201,13 +201,15 @@ console.log(JSON.stringify(out));
 
 /**
  * The optional subpaths a user imports by package name: ./security (a tree
- * digest of a plugin), ./observe (metrics of a real call) and ./admin (the Hono
- * app answering with the bearer token). JavaScript, so every runtime runs it as is.
+ * digest of a plugin), ./observe (metrics of a real call), ./admin (the Hono
+ * app answering with the bearer token) and ./testing (the harness runs a
+ * plugin). JavaScript, so every runtime runs it as is.
  */
 const subpathsSource = `import { PluginHost } from "plugin-shm";
 import { hashTree } from "plugin-shm/security";
 import { PluginMetrics } from "plugin-shm/observe";
 import { createAdminApp } from "plugin-shm/admin";
+import { startPlugin } from "plugin-shm/testing";
 import { join } from "node:path";
 import process from "node:process";
 
@@ -233,6 +235,10 @@ const out = {
 };
 metrics.close();
 await host.close();
+const underTest = await startPlugin(join(pluginsDir, "greeter"));
+out.tested = await underTest.client.greet("testing");
+out.pids.push(...underTest.info.pids);
+await underTest.close();
 console.log(JSON.stringify(out));
 `;
 
@@ -371,6 +377,7 @@ if (runtime === "deno") {
           assert.equal(out.status, 200, project);
           assert.ok(out.plugins.includes("greeter"), `${project}: ${stdout}`);
           assert.equal(out.counted, true, `${project}: the greet call is in the Prometheus text`);
+          assert.match(out.tested, /^hello testing, from deno$/, `${project}: plugin-shm/testing ran the greeter`);
         }
         // One CLI, however it is started: npx, bunx (Node by its shebang), bunx --bun, Deno's npm: runner,
         // and `deno run -A cli.ts` in a checkout; `--help` prints the same text from each.

@@ -15,6 +15,7 @@ import { HostClosedError, LoadInterruptedError, PermissionDeniedError, PluginNot
 import { EventBus } from "./_events.ts";
 import { type Instance, startInstance } from "./_instance.ts";
 import { defaultLaunchPlan } from "./launch_plan.ts";
+import { launchEnv as launchEnvNames } from "../protocol/launch.ts";
 import { type Manifest, manifestFile } from "./manifest.ts";
 import type { ResolvedOptions } from "./options.ts";
 import type { LogEntry } from "./process.ts";
@@ -52,6 +53,8 @@ export interface PluginEntry {
   spawning: Set<Promise<unknown>>;
   /** Old instances a reload is stopping: stop() waits for them too. */
   retiring: Set<Promise<void>>;
+  /** The validated config values new instances start with (see _config.ts). */
+  config?: Record<string, unknown>;
 }
 
 /** Makes a closed gate. */
@@ -153,7 +156,8 @@ export class HostCore {
       logger: this.#logger(),
       onEvent: (event, data) => this.bus.emit("plugin-event", { plugin: manifest.name, name: event, data }),
       onListenerError: (error) => this.bus.emit("listener-error", { type: "plugin-event", error }),
-      plan: (launchEnv) => {
+      plan: (connection) => {
+        const launchEnv = { ...connection, [launchEnvNames.config]: JSON.stringify(plugin.config ?? {}) };
         const base = defaultLaunchPlan(runManifest, { launchEnv, hostEnv: this.options.env });
         const planner = this.options.launchPlanner;
         if (planner?.sandboxes) return planner.plan(runManifest, base);

@@ -234,3 +234,35 @@ export class SandboxError extends PluginShmError {
     this.code = code;
   }
 }
+
+/**
+ * A plugin's config values do not fit the JSON Schema its manifest declares
+ * under `config`, or the config file cannot be read. Names the plugin, the
+ * offending field and where the values came from (a file or the host's
+ * `config` option).
+ *
+ * @example
+ * ```ts
+ * import { ConfigError } from "./errors.ts";
+ * const e = new ConfigError("kv", "port", "/etc/kv.json", "must be an integer");
+ * console.assert(e.code === "invalid_config" && e.field === "port");
+ * ```
+ */
+export class ConfigError extends PluginShmError {
+  override name = "ConfigError";
+  readonly code = "invalid_config";
+  readonly plugin: string;
+  /** The first offending field's path ("" for the whole config). */
+  readonly field: string;
+  /** The config file, or "host option config" when the values came from the host's options. */
+  readonly source: string;
+  constructor(plugin: string, field: string, source: string, problem: string) {
+    super(
+      `Config of plugin "${plugin}" from ${source}: ${field ? `field "${field}" ` : ""}${problem}; ` +
+        `fix the value or the plugin's "config" schema in its plugin.json`,
+    );
+    this.plugin = plugin;
+    this.field = field;
+    this.source = source;
+  }
+}

@@ -24,6 +24,8 @@ import { pick, route } from "./_router.ts";
 import { reloadPlugin } from "./_reload.ts";
 import { unloadPlugin } from "./_stop.ts";
 import { adopt, checkStalls, startAll } from "./_supervisor.ts";
+import { resolveConfig } from "./_config.ts";
+import { type ConfigApplied, configurePlugin } from "./_configure.ts";
 import { resumePlugin, sampleResources } from "./_limits.ts";
 import { type PluginHostOptions, resolveOptions } from "./options.ts";
 import type { Discovered, HostEvents, PluginEvent, PluginInfo, StateEvent } from "./types.ts";
@@ -93,9 +95,10 @@ export class PluginHost {
   load(nameOrDir: string): Promise<PluginInfo> {
     const core = this.#core;
     if (core.closed) return Promise.reject(new HostClosedError("This PluginHost is closed; make a new one"));
-    let manifest;
+    let manifest, config;
     try {
       manifest = resolveManifest(nameOrDir, core.options.dirs, core.plugins.get(nameOrDir)?.manifest.dir);
+      config = core.plugins.get(manifest.name)?.config ?? resolveConfig(manifest.name, manifest.config, core.options);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -115,6 +118,7 @@ export class PluginHost {
       consecutiveCrashes: 0,
       spawning: new Set(),
       retiring: new Set(),
+      config,
     };
     core.plugins.set(manifest.name, plugin);
     const loading = this.#start(plugin);
@@ -225,6 +229,18 @@ export class PluginHost {
     if (!plugin || plugin.state !== "running") throw this.#core.unavailable(name);
     await reloadPlugin(this.#core, plugin);
     return this.#core.info(plugin);
+  }
+
+  /**
+   * Changes plugin `name`'s config: checked against its manifest's `config`
+   * schema (a ConfigError names the field), then handed to its `onConfig`
+   * without a restart ("applied"), or, if the plugin has none, the plugin is
+   * reloaded with the new values ("reloaded").
+   */
+  async configure(name: string, values: Record<string, unknown>): Promise<ConfigApplied> {
+    const plugin = this.#core.plugins.get(name);
+    if (!plugin || plugin.state !== "running") throw this.#core.unavailable(name);
+    return await configurePlugin(this.#core, plugin, values);
   }
 
   /** Watches the plugin's directory and reloads on changes (development mode). */

@@ -17,6 +17,7 @@ import { ManifestError, type ManifestProblem } from "./errors.ts";
 import { protocolVersions } from "../protocol/handshake.ts";
 import { didYouMean } from "./suggest.ts";
 import { type Limits, limitsSchema, type Permissions, permissionsSchema } from "./permissions_schema.ts";
+import { configSchemaProblem } from "./_config.ts";
 
 const nameRule = /^[a-z][a-z0-9-]{0,62}$/;
 
@@ -75,6 +76,10 @@ const baseFields = {
   description: z.string().max(500, "must be at most 500 characters").optional(),
   permissions: permissionsSchema.optional(),
   limits: limitsSchema.optional(),
+  config: z.record(z.string(), z.unknown()).superRefine((schema, ctx) => {
+    const problem = configSchemaProblem(schema);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  }).optional(),
 };
 
 /** Extra top-level manifest fields (e.g. the sandbox's `permissions` and `limits`). */
@@ -99,6 +104,8 @@ export interface Manifest {
   permissions?: Permissions;
   /** Resource limits of the plugin process (manifest v2). */
   limits?: Limits;
+  /** JSON Schema (an object schema) of the plugin's settings; see src/host/_config.ts. */
+  config?: Record<string, unknown>;
   /** The plugin's directory (absolute). */
   dir: string;
   /** Absolute path of the entry file. */

@@ -66,6 +66,10 @@ export interface PluginHostOptions {
   resourceSampleMs?: number;
   /** Environment variables every plugin gets on top of the scrubbed minimum (see launch_plan.ts). */
   env?: Record<string, string>;
+  /** Config values per plugin name, checked against each manifest's `config` schema at load. */
+  config?: Record<string, Record<string, unknown>>;
+  /** A JSON file `{"<plugin>": {…}}` with config values for plugins without an entry in `config`. */
+  configFile?: string;
   /** Says yes or no before every spawn; see {@link PluginVerifier}. */
   verifier?: PluginVerifier;
   /** Turns manifest grants into the launch plan (argv, env, cwd); see {@link LaunchPlanner}. */
@@ -137,6 +141,8 @@ export interface ResolvedOptions {
   ringBytes: number | undefined;
   resourceSampleMs: number;
   env: Record<string, string>;
+  config: Record<string, Record<string, unknown>>;
+  configFile: string | undefined;
   verifier: PluginVerifier | undefined;
   launchPlanner: LaunchPlanner | undefined;
   sandbox: SandboxMode;
@@ -184,6 +190,13 @@ function ringBytes(value: number | undefined): number | undefined {
   const ok = Number.isInteger(value) && value >= 4096 && value <= 2 ** 30 && (value & (value - 1)) === 0;
   if (!ok) {
     throw new RangeError(`PluginHost option ringBytes must be a power of two from 4096 to 2^30, got ${value}`);
+  }
+  return value;
+}
+
+function configFile(value: string | undefined): string | undefined {
+  if (value !== undefined && (typeof value !== "string" || value === "")) {
+    throw new TypeError(`PluginHost option configFile must be a file path, got ${JSON.stringify(value)}`);
   }
   return value;
 }
@@ -260,6 +273,13 @@ export function resolveOptions(options: PluginHostOptions): ResolvedOptions {
       if (typeof v !== "string") throw new TypeError(`PluginHost option env.${k} must be a string`);
       return v;
     }),
+    config: record("config", options.config, (k, v) => {
+      if (typeof v !== "object" || v === null || Array.isArray(v)) {
+        throw new TypeError(`PluginHost option config.${k} must be an object of settings`);
+      }
+      return v;
+    }),
+    configFile: configFile(options.configFile),
     verifier: options.verifier,
     launchPlanner: options.launchPlanner,
     sandbox: sandboxMode(options.sandbox),

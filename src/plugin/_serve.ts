@@ -19,10 +19,23 @@ import { drainTimeoutMs, type PluginContext, type PluginDefinition, type PluginS
 /** How long the plugin waits for WELCOME after HELLO. */
 export const welcomeTimeoutMs = 10_000;
 
+/** The config values the host sent at launch (JSON in the environment), replaced by `$config`. */
+let currentConfig: Readonly<Record<string, unknown>> = {};
+
+function readLaunchConfig(): Readonly<Record<string, unknown>> {
+  const text = process.env[launchEnv.config];
+  if (!text) return {};
+  const value = JSON.parse(text);
+  return Object.freeze(typeof value === "object" && value !== null && !Array.isArray(value) ? value : {});
+}
+
 function contextFor(peer: RpcPeer, signal: AbortSignal, session: PluginSession): PluginContext {
   return {
     signal,
     session,
+    get config() {
+      return currentConfig;
+    },
     callHost: (name, ...args) => peer.call(name, args),
     emit: (name, data) => peer.emit(name, data),
   };
@@ -67,6 +80,7 @@ export function exitNotLaunched(what: string): never {
 export async function serve(definition: PluginDefinition): Promise<never> {
   if (!launchedByHost()) exitNotLaunched(`"${definition.name}"`);
   const env = process.env;
+  currentConfig = readLaunchConfig();
   const transport = await connectTransport(
     env[launchEnv.transport] as TransportKind,
     env[launchEnv.address]!,
@@ -109,6 +123,13 @@ export async function serve(definition: PluginDefinition): Promise<never> {
       return true;
     },
     [reservedMethods.exportState]: () => definition.exportState?.call(contextFor(peer, idle(), session)) ?? null,
+    [reservedMethods.config]: async ([config]) => {
+      if (!definition.onConfig) return false; // The host reloads the plugin with the new values.
+      const next = Object.freeze({ ...(config as Record<string, unknown>) });
+      await definition.onConfig.call(contextFor(peer, idle(), session), next);
+      currentConfig = next;
+      return true;
+    },
     [reservedMethods.importState]: async ([state]) => {
       await definition.importState?.call(contextFor(peer, idle(), session), state);
       return true;

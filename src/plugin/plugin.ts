@@ -27,6 +27,12 @@ export interface PluginContext {
   emit(name: string, data?: unknown): Promise<void>;
   /** The connection as the handshake settled it; absent when a method is called directly (a unit test). */
   readonly session?: PluginSession;
+  /**
+   * The plugin's config values, checked by the host against the manifest's
+   * `config` schema (defaults filled in); `{}` without one. Always the newest
+   * values: after a change this reads what `onConfig` received.
+   */
+  readonly config: Readonly<Record<string, unknown>>;
 }
 
 /** What the handshake settled: the protocol version and the heartbeat interval the host asked for. */
@@ -56,6 +62,12 @@ export interface PluginDefinition<M extends PluginMethods = PluginMethods, S ext
   onStop?(this: PluginContext): void | Promise<void>;
   /** Receives events the host sends. */
   onEvent?(this: PluginContext, name: string, data: unknown): void;
+  /**
+   * Receives changed config values while running (the host's
+   * `configure()`); `this.config` reads them once it returns. A plugin
+   * without `onConfig` is reloaded with the new values instead.
+   */
+  onConfig?(this: PluginContext, config: Readonly<Record<string, unknown>>): void | Promise<void>;
   /** Hot reload: returns the state to hand to the new instance (MessagePack-able). */
   exportState?(this: PluginContext): unknown;
   /** Hot reload: receives the old instance's state before the first call. */

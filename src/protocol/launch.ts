@@ -28,6 +28,8 @@ export const launchEnv = {
   token: "PLUGIN_SHM_TOKEN",
   /** The plugin's name from its manifest. */
   name: "PLUGIN_SHM_NAME",
+  /** The plugin's config values as JSON, validated against its manifest's `config` schema. */
+  config: "PLUGIN_SHM_CONFIG",
 } as const;
 
 /**
@@ -47,6 +49,8 @@ export const reservedMethods = {
   exportState: "$exportState",
   /** Hot reload: take the old instance's state before the first call; answer `true`. */
   importState: "$importState",
+  /** Config change: take the new values (one argument); answer `true` if `onConfig` took them, `false` to be reloaded. */
+  config: "$config",
 } as const;
 
 /** The exit code of a plugin entry started without a host's launch variables. */
