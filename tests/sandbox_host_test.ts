@@ -11,7 +11,7 @@ import { mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFile
 import { tmpdir } from "node:os";
 import { type LaunchPlanner, loadManifest, PluginHost, SandboxError } from "../mod.ts";
 import { type Permissions, sandboxPlanner, type SandboxPlannerOptions } from "../security.ts";
-import { processRunning, root, runtime, segmentsOf, test } from "./_harness.ts";
+import { processRunning, root, runtime, segmentsLeft, segmentsOf, test } from "./_harness.ts";
 
 const EACCES = 13;
 const pluginRuntime: "deno" | "bun" = runtime === "bun" ? "bun" : "deno";
@@ -91,6 +91,7 @@ async function withHost(
   options: SandboxPlannerOptions,
   body: (host: PluginHost, pids: () => number[]) => Promise<void>,
 ): Promise<void> {
+  const segmentsBefore = segmentsOf();
   const host = new PluginHost({ launchPlanner: sandboxPlanner({ sandbox: "required", ...options }) });
   const seen = new Set<number>();
   const pids = () => {
@@ -107,7 +108,8 @@ async function withHost(
   }
   const all = [...seen];
   assert.ok(await eventually(() => all.every((p) => !processRunning(p))), `plugin processes left: ${all}`);
-  assert.deepEqual(segmentsOf([process.pid, ...all]), []);
+  // Only this host's segments: another test's host in this process may still be unlinking its own.
+  assert.deepEqual(await segmentsLeft([process.pid, ...all], segmentsBefore), []);
 }
 
 test("sandboxed host: a plugin's FFI read outside its grants is denied, the host keeps serving", async () => {
