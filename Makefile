@@ -19,6 +19,7 @@ LAUNCHER_SOURCES := build.zig $(wildcard zig/launcher/*.zig)
 NATIVE := native/manifest.json
 
 .PHONY: cosign setup build dist package test test-publish test-zig test-cross test-deno test-bun test-node test-ops ops-tools lint bench bench-sandbox bench-shmipc demo clean
+.PHONY: fuzz
 
 setup: node_modules/.installed $(ZIG)
 
@@ -121,6 +122,13 @@ test-ops: build dist ops-tools
 	$(DENO) test -A --parallel=false $(OPS_TESTS)
 	$(BUN) test --timeout 300000 $(OPS_TESTS)
 	node --test --test-concurrency=1 $(patsubst %.ts,dist/%.js,$(filter %.ts,$(OPS_TESTS))) dist/src/observe/*_test.js
+
+# The long protocol fuzz run (docs/protocol.md, "Fuzzing"): 1 M frame sequences and 100 k handshakes per
+# runtime by default, about 45 + 45 minutes under Deno on a loaded 2-core VM. Smaller: FUZZ_RPC_RUNS=20000
+# FUZZ_HANDSHAKE_RUNS=10000 make fuzz; replay a failed batch with FUZZ_SEED=<its printed seed>.
+fuzz: build
+	$(DENO) run -A tests/fuzz_long.ts
+	$(BUN) tests/fuzz_long.ts
 
 bench: build dist
 	$(DENO) run -A bench/channel_bench.ts $(BENCH_ARGS)

@@ -34,6 +34,14 @@ pub fn build(b: *std.Build) void {
     const tests = b.addTest(.{ .root_module = libraryModule(b, target, .Debug) });
     const test_step = b.step("test", "Run the Zig unit tests");
     test_step.dependOn(&b.addRunArtifact(tests).step);
+    // The seeded random test of the ring reader against corrupted indices and headers (its own file).
+    const ring_fuzz = b.addTest(.{ .root_module = b.createModule(.{
+        .root_source_file = b.path("zig/ring_fuzz_test.zig"),
+        .target = target,
+        .optimize = .Debug,
+        .link_libc = true,
+    }) });
+    test_step.dependOn(&b.addRunArtifact(ring_fuzz).step);
 
     // `zig build gen` writes what TypeScript and C share with the Zig code;
     // the gen tests (part of `zig build test`) fail when those files are stale.

@@ -35,14 +35,21 @@ export const streamCreditItemsMax = 0x7fff_ffff;
 export const protocolVersionMax = 0xffff;
 /** Largest heartbeat interval a WELCOME may announce, in milliseconds (one day). */
 export const heartbeatIntervalMsMax = 86_400_000;
+/** Longest optional trace context (the 4th REQUEST element, a W3C traceparent), in UTF-16 code units. */
+export const traceparentCharsMax = 256;
 /** Largest deadline a REQUEST may carry, in milliseconds (the largest timer delay JavaScript runtimes honour). */
 export const deadlineMsMax = 0x7fff_ffff;
 
-/** A REQUEST payload: `[method, args, deadlineMs | nil]`. */
+/** A REQUEST payload: `[method, args, deadlineMs | nil]` or `[method, args, deadlineMs | nil, traceparent | nil]`. */
 export interface RequestPayload {
+  /** The method to call. */
   method: string;
+  /** Its positional arguments. */
   args: unknown[];
+  /** How long the caller waits, in ms; null: no deadline. */
   deadlineMs: number | null;
+  /** The caller's trace context (W3C traceparent), not checked further here; null when absent. */
+  traceparent: string | null;
 }
 
 /** A STREAM_OPEN payload: `[method, args, hasInput]`. */
@@ -136,9 +143,12 @@ export function validateValue(kind: string, value: unknown): unknown {
 }
 
 function checkCall(kind: string, value: unknown): { method: string; args: unknown[] } {
-  if (!Array.isArray(value) || value.length !== 3) {
+  const request = kind === "REQUEST";
+  if (!Array.isArray(value) || !(value.length === 3 || (request && value.length === 4))) {
     throw new BadRequestError(
-      `${kind} payload must be [method, args, ${kind === "REQUEST" ? "deadline" : "hasInput"}], got ${describe(value)}`,
+      `${kind} payload must be [method, args, ${request ? "deadline, traceparent?" : "hasInput"}], got ${
+        describe(value)
+      }`,
     );
   }
   const [method, args] = value;
@@ -160,10 +170,25 @@ function checkCall(kind: string, value: unknown): { method: string; args: unknow
   return { method, args };
 }
 
-/** REQUEST: `[method: str, args: array, deadlineMs: uint | nil]`. Throws {@link BadRequestError}. */
+/**
+ * REQUEST: `[method: str, args: array, deadlineMs: uint | nil, traceparent?: str | nil]`.
+ * Throws {@link BadRequestError}.
+ */
 export function validateRequest(value: unknown): RequestPayload {
   const { method, args } = checkCall("REQUEST", value);
   const deadlineMs = (value as unknown[])[2];
+  const trace = (value as unknown[])[3];
+  let traceparent: string | null = null;
+  if (trace !== null && trace !== undefined) {
+    if (typeof trace !== "string" || trace.length > traceparentCharsMax) {
+      throw new BadRequestError(
+        `REQUEST ${method}: traceparent must be nil or a string of at most ${traceparentCharsMax} characters, got ${
+          describe(trace)
+        }`,
+      );
+    }
+    traceparent = trace;
+  }
   if (deadlineMs !== null && deadlineMs !== undefined) {
     if (
       typeof deadlineMs !== "number" || !Number.isInteger(deadlineMs) || deadlineMs < 0 || deadlineMs > deadlineMsMax
@@ -174,9 +199,9 @@ export function validateRequest(value: unknown): RequestPayload {
         }`,
       );
     }
-    return { method, args, deadlineMs };
+    return { method, args, deadlineMs, traceparent };
   }
-  return { method, args, deadlineMs: null };
+  return { method, args, deadlineMs: null, traceparent };
 }
 
 /** STREAM_OPEN: `[method: str, args: array, hasInput: bool]`. Throws {@link BadRequestError}. */

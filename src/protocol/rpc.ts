@@ -529,11 +529,14 @@ export class RpcPeer {
   }
 
   #onResponse(id: number, bytes: Uint8Array): void {
+    // Validated before the call leaves the table: a malformed RESPONSE closes the
+    // endpoint, and close() must still find the call to reject it (else it hangs).
+    const value = validateValue("RESPONSE", decodePayload(bytes));
     const call = this.#calls.get(id);
     if (!call) return; // Cancelled or timed out here already.
     this.#calls.delete(id);
     call.cleanup();
-    call.resolve(validateValue("RESPONSE", decodePayload(bytes)));
+    call.resolve(value);
   }
 
   #onError(id: number, bytes: Uint8Array): void {

@@ -1,0 +1,100 @@
+import assert from "node:assert/strict";
+import { ProtocolError } from "../src/errors.ts";
+import {
+  argsCountMax,
+  BadRequestError,
+  payloadDepthMax,
+  traceparentCharsMax,
+  validateEmpty,
+  validateError,
+  validateEvent,
+  validateHello,
+  validatePing,
+  validateRequest,
+  validateStreamCredit,
+  validateStreamEnd,
+  validateStreamOpen,
+  validateValue,
+  validateWelcome,
+} from "../src/protocol/_payload.ts";
+import { test } from "./_harness.ts";
+
+/** `depth` nested arrays around 0 (depth 1 = `[0]`). */
+function nested(depth: number): unknown {
+  let value: unknown = 0;
+  for (let i = 0; i < depth; i++) value = [value];
+  return value;
+}
+
+function throwsNaming(fn: () => unknown, type: typeof ProtocolError, ...words: string[]): void {
+  assert.throws(fn, (error: unknown) => {
+    assert.ok(error instanceof type, `${error} is not a ${type.name}`);
+    assert.equal((error as ProtocolError).code, "protocol");
+    for (const word of words) assert.ok((error as Error).message.includes(word), `"${word}" in ${error}`);
+    return true;
+  });
+}
+
+test("a REQUEST is [method, args, deadline] with an optional traceparent", () => {
+  assert.deepEqual(validateRequest(["m", [1], null]), { method: "m", args: [1], deadlineMs: null, traceparent: null });
+  assert.deepEqual(validateRequest(["m", [], 5, "00-abc-01"]), {
+    method: "m",
+    args: [],
+    deadlineMs: 5,
+    traceparent: "00-abc-01",
+  });
+  assert.equal(validateRequest(["m", [], null, null]).traceparent, null);
+});
+
+test("a malformed REQUEST is a BadRequestError that names what was wrong", () => {
+  throwsNaming(() => validateRequest(7), BadRequestError, "REQUEST", "a number");
+  throwsNaming(() => validateRequest(["m", []]), BadRequestError, "REQUEST", "an array of 2");
+  throwsNaming(() => validateRequest([1, [], null]), BadRequestError, "method");
+  throwsNaming(() => validateRequest(["m", {}, null]), BadRequestError, "args");
+  throwsNaming(() => validateRequest(["m", new Array(argsCountMax + 1).fill(0), null]), BadRequestError, "args");
+  throwsNaming(() => validateRequest(["m", [], -1]), BadRequestError, "deadline");
+  throwsNaming(() => validateRequest(["m", [], 1.5]), BadRequestError, "deadline");
+  throwsNaming(() => validateRequest(["m", [], null, 3]), BadRequestError, "traceparent");
+  throwsNaming(
+    () => validateRequest(["m", [], null, "x".repeat(traceparentCharsMax + 1)]),
+    BadRequestError,
+    "traceparent",
+  );
+  throwsNaming(() => validateRequest(["m", [nested(payloadDepthMax)], null]), BadRequestError, "deep");
+});
+
+test("a malformed STREAM_OPEN is a BadRequestError; four elements are not allowed there", () => {
+  assert.deepEqual(validateStreamOpen(["s", [], true]), { method: "s", args: [], hasInput: true });
+  throwsNaming(() => validateStreamOpen(["s", [], 1]), BadRequestError, "STREAM_OPEN", "hasInput");
+  throwsNaming(() => validateStreamOpen(["s", [], true, null]), BadRequestError, "STREAM_OPEN");
+});
+
+test("other frame kinds' payloads are checked and a violation is a ProtocolError naming the kind", () => {
+  assert.deepEqual(validateError({ code: "c", message: "m" }), { code: "c", message: "m", stack: "" });
+  throwsNaming(() => validateError([1]), ProtocolError, "ERROR", "map");
+  throwsNaming(() => validateError({ code: 1, message: "m" }), ProtocolError, "ERROR", "code");
+  assert.equal(validateStreamEnd(null), null);
+  throwsNaming(() => validateStreamEnd({ code: "c" }), ProtocolError, "STREAM_END", "message");
+  assert.equal(validateStreamCredit(3), 3);
+  throwsNaming(() => validateStreamCredit(0), ProtocolError, "STREAM_CREDIT");
+  assert.deepEqual(validateEvent(["e", { a: 1 }]), { name: "e", data: { a: 1 } });
+  throwsNaming(() => validateEvent({ name: "e" }), ProtocolError, "EVENT");
+  assert.equal(validatePing(undefined), null);
+  throwsNaming(() => validatePing("now", "PONG"), ProtocolError, "PONG", "a string");
+  validateEmpty(undefined, "CANCEL");
+  throwsNaming(() => validateEmpty(0, "GOODBYE"), ProtocolError, "GOODBYE");
+  validateValue("RESPONSE", nested(payloadDepthMax));
+  throwsNaming(() => validateValue("STREAM_DATA", nested(payloadDepthMax + 1)), ProtocolError, "STREAM_DATA", "deep");
+});
+
+test("HELLO and WELCOME are maps whose fields are checked; unknown keys are ignored", () => {
+  const hello = { token: "t", versions: [1, 1], name: "p", version: "1", runtime: "deno", methods: ["a"], extra: 1 };
+  assert.deepEqual(validateHello(hello).methods, ["a"]);
+  throwsNaming(() => validateHello({ ...hello, versions: [2, 1] }), ProtocolError, "HELLO", "oldest after newest");
+  throwsNaming(() => validateHello({ ...hello, methods: [1] }), ProtocolError, "HELLO", "methods");
+  assert.deepEqual(validateWelcome({ version: 1, heartbeatIntervalMs: 0, x: 1 }), {
+    version: 1,
+    heartbeatIntervalMs: 0,
+  });
+  throwsNaming(() => validateWelcome({ version: 1 }), ProtocolError, "WELCOME", "heartbeatIntervalMs");
+});
