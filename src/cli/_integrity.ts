@@ -30,6 +30,8 @@ import { type CommandSpec, type FlagSpec, UsageError } from "./_args.ts";
 import type { Output } from "./_output.ts";
 
 const checkModes = ["require", "warn", "off"] as const;
+/** What `audit checkpoint` prints (parseCheckpoint in src/security/commands.ts reads it). */
+const checkpointPattern = /^\d+:[0-9a-f]{64}$/;
 const sandboxModes = ["required", "best-effort", "off"] as const;
 
 /** The flags `serve` and `call` take for checking plugins and recording what happens. */
@@ -206,6 +208,11 @@ checkpoint prints <seq>:<hash> of the last record: keep it elsewhere, then verif
 proves the log was not rewritten up to it.`,
     async run(out, positionals, values) {
       const [action, file] = [positionals[0], resolve(positionals[1])];
+      if (values.checkpoint !== undefined && !checkpointPattern.test(values.checkpoint as string)) {
+        throw new UsageError(
+          `--checkpoint must be <seq>:<64 hex digits> as printed by "audit checkpoint", got "${values.checkpoint}"`,
+        );
+      }
       if (action === "verify") {
         out.result(auditVerifyCommand(file, { checkpoint: values.checkpoint as string | undefined }));
       } else if (action === "checkpoint") {

@@ -70,6 +70,7 @@ export type IntegrityFailure =
   | "unsupported_file"
   | "manifest_changed"
   | "lock_malformed"
+  | "no_plugins"
   | "io";
 
 /**
