@@ -4,7 +4,16 @@
  * nothing runs from them. Real plugin processes, real files.
  */
 import assert from "node:assert/strict";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -15,8 +24,11 @@ import { AuditLog, hostEventAudit, recordHostEvents, tailAudit, verifyAudit } fr
 import { IntegrityError, type Lock, lockEntryFor, runRootPrefix, sweepStaleRunRoots } from "./lock.ts";
 import { createVerifier } from "./verifier.ts";
 
-/** A Bun plugin `name` in `dir` with echo and exit methods; `extra` is appended to its source (e.g. a throw). */
-function writePlugin(dir: string, name: string, extra = ""): void {
+/**
+ * A Bun plugin `name` in `dir` with echo and exit methods; `extra` goes before its definition (e.g. a throw),
+ * `methods` adds method source text.
+ */
+function writePlugin(dir: string, name: string, extra = "", methods = ""): void {
   mkdirSync(dir, { recursive: true });
   const sdk = pathToFileURL(join(root, "plugin.ts")).href;
   writeFileSync(join(dir, "plugin.json"), JSON.stringify({ name, version: "1.0.0", runtime: "bun", entry: "main.ts" }));
@@ -25,7 +37,7 @@ function writePlugin(dir: string, name: string, extra = ""): void {
     `import { definePlugin } from ${JSON.stringify(sdk)};\n${extra}\n` +
       `export default definePlugin({ name: ${JSON.stringify(name)}, version: "1.0.0", methods: {\n` +
       `  echo: (s: string) => s,\n` +
-      `  exit: (code: number) => void setTimeout(() => process.exit(code), 1),\n` +
+      `  exit: (code: number) => void setTimeout(() => process.exit(code), 1),\n${methods}` +
       `} });\n`,
   );
 }
@@ -175,6 +187,52 @@ test(
       unwatch();
       await host.close();
       verifier.close();
+      rmSync(work, { recursive: true, force: true });
+    }
+  },
+  { timeoutMs: 90_000 },
+);
+
+test(
+  "a plugin killed over its memory limit is recorded as a limit action (which limit, how far over) and a kill",
+  async () => {
+    const work = mkdtempSync(join(tmpdir(), "plugin-shm-host-audit-"));
+    const dir = join(work, "hog");
+    const grow =
+      "grow: (mib: number) => { for (let i = 0; i < mib; i++) kept.push(new Uint8Array(1 << 20).fill(1)); },\n";
+    writePlugin(dir, "hog", "const kept: Uint8Array[] = [];", grow);
+    // The hard limit only (no soft limit, so it is not paused first); no restart needed.
+    const manifest = JSON.parse(readFileSync(join(dir, "plugin.json"), "utf8"));
+    writeFileSync(join(dir, "plugin.json"), JSON.stringify({ ...manifest, limits: { memoryMiB: 160 } }));
+    const file = join(work, "audit.jsonl");
+    const log = AuditLog.open(file);
+    const host = new PluginHost({ dirs: [work], logger: () => {}, restart: false });
+    const stop = recordHostEvents(host, log);
+    try {
+      await host.load("hog");
+      await assert.rejects(host.call("hog", "grow", [400], { deadlineMs: 60_000 }));
+      await until(
+        "the kill",
+        () => host.list().find((p) => p.name === "hog")?.history.some((e) => e.state === "killed") ?? false,
+      );
+    } finally {
+      stop();
+      await host.close();
+      await log.close();
+    }
+    try {
+      const records = tailAudit(file, 1000);
+      const limit = records.find((r) => r.action === "limit");
+      assert.equal(limit?.plugin, "hog", records.map((r) => r.action).join(" "));
+      assert.equal(limit?.details.limit, "memoryMiB");
+      assert.equal(limit?.details.action, "killed");
+      assert.ok((limit?.details.rssBytes as number) > (limit?.details.limitBytes as number));
+      assert.ok(
+        records.some((r) => r.plugin === "hog" && r.action === "killed"),
+        records.map((r) => r.action).join(" "),
+      );
+      verifyAudit(file);
+    } finally {
       rmSync(work, { recursive: true, force: true });
     }
   },
