@@ -154,6 +154,11 @@ bench-sandbox: build
 	$(DENO) run -A bench/sandbox_bench.ts $(BENCH_ARGS)
 	$(BUN) bench/sandbox_bench.ts $(BENCH_ARGS)
 
+# Tree digest and verify-at-load cost, signature checks, audit rate (issue 9's targets); BENCH_ARGS=--quick to smoke-run.
+bench-integrity: build
+	$(DENO) run -A bench/integrity_bench.ts $(BENCH_ARGS)
+	$(BUN) bench/integrity_bench.ts $(BENCH_ARGS)
+
 demo: build
 	$(DENO) run -A cli.ts demo
 
