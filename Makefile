@@ -18,7 +18,7 @@ LAUNCHER_SOURCES := build.zig $(wildcard zig/launcher/*.zig)
 # Defined before `build:` uses it (make expands prerequisites as it reads them).
 NATIVE := native/manifest.json
 
-.PHONY: cosign setup build dist package test test-publish test-zig test-cross test-deno test-bun test-node test-ops ops-tools lint bench bench-sandbox bench-shmipc demo clean
+.PHONY: cosign setup build dist package test test-publish test-zig test-cross test-deno test-bun test-node test-ops ops-tools lint bench bench-sandbox bench-shmipc bench-integrity demo clean
 
 setup: node_modules/.installed $(ZIG)
 
