@@ -18,7 +18,7 @@ LAUNCHER_SOURCES := build.zig $(wildcard zig/launcher/*.zig)
 # Defined before `build:` uses it (make expands prerequisites as it reads them).
 NATIVE := native/manifest.json
 
-.PHONY: cosign setup build dist package test test-publish test-zig test-cross test-deno test-bun test-node test-ops ops-tools lint bench bench-sandbox bench-shmipc demo clean
+.PHONY: cosign setup build dist package test test-publish test-zig test-cross test-deno test-bun test-node test-ops ops-tools lint bench bench-sandbox bench-shmipc bench-integrity demo clean
 .PHONY: fuzz
 
 setup: node_modules/.installed $(ZIG)
@@ -161,6 +161,11 @@ bench-shmipc: build $(SHMIPC_BENCH)
 bench-sandbox: build
 	$(DENO) run -A bench/sandbox_bench.ts $(BENCH_ARGS)
 	$(BUN) bench/sandbox_bench.ts $(BENCH_ARGS)
+
+# Tree digest and verify-at-load cost, signature checks, audit rate (issue 9's targets); BENCH_ARGS=--quick to smoke-run.
+bench-integrity: build
+	$(DENO) run -A bench/integrity_bench.ts $(BENCH_ARGS)
+	$(BUN) bench/integrity_bench.ts $(BENCH_ARGS)
 
 demo: build
 	$(DENO) run -A cli.ts demo --admin

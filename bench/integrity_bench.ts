@@ -5,6 +5,9 @@
  *   integrity.copy: copyVerified, the check the host runs (hash while copying into a private copy), and
  *   the alternative a user would otherwise pick, `sha256sum` over the same files (one process).
  * - signature.keyed / signature.keyless: one bundle verified offline (≤ 20 ms / ≤ 50 ms).
+ * - integrity.load: host.load() + unload() of a plugin carrying that tree, without a verifier, then with
+ *   `integrity: "require"` (the verify cost each load pays: hash while copying, compare with the lock), then
+ *   with a keyed signature checked as well.
  * - audit.append: records per second through AuditLog, append to on-disk (≥ 20 k/s).
  * - audit.call_rtt: echo call latency to the Deno `echo` plugin with no audit log, then while an
  *   audit log takes 20 000 records/s in the same process (p50 change ≤ 5 %).
@@ -24,12 +27,15 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import {
   AuditLog,
   compileTrust,
   copyVerified,
+  createVerifier,
   hashTree,
+  type IntegrityVerifier,
+  lockEntryFor,
   removeCopy,
   signTree,
   verifyAudit,
@@ -49,6 +55,7 @@ const verifyRounds = quick ? 20 : 500;
 const auditRecords = quick ? 2_000 : 200_000;
 const callSamples = quick ? 500 : 20_000;
 const auditRatePerS = 20_000;
+const loadRounds = quick ? 2 : 10;
 const rows: BenchRow[] = [];
 
 function log(text: string): void {
@@ -65,6 +72,43 @@ function makeTree(dir: string): void {
     const sub = join(dir, `d${i % 20}`);
     mkdirSync(sub, { recursive: true });
     writeFileSync(join(sub, `f${i}.js`), randomBytes(each));
+  }
+}
+
+/** A Bun plugin with the bench tree under it, so loading it means verifying 20 MiB in 2 000 files. */
+function makePlugin(dir: string): void {
+  mkdirSync(join(dir, "assets"), { recursive: true });
+  makeTree(join(dir, "assets"));
+  const sdk = pathToFileURL(join(root, "plugin.ts")).href;
+  writeFileSync(
+    join(dir, "plugin.json"),
+    JSON.stringify({ name: "big", version: "1.0.0", runtime: "bun", entry: "main.ts" }),
+  );
+  writeFileSync(
+    join(dir, "main.ts"),
+    `import { definePlugin } from ${JSON.stringify(sdk)};\n` +
+      `export default definePlugin({ name: "big", version: "1.0.0", methods: { ping: () => "pong" } });\n`,
+  );
+}
+
+/** Load + first call + unload of plugin "big" under `plugins`, `loadRounds` times, with the verifier given. */
+async function loads(plugins: string, verifier?: IntegrityVerifier): Promise<number[]> {
+  const host = new PluginHost({ dirs: [plugins], logger: () => {}, verifier });
+  const unwatch = verifier?.watch(host);
+  try {
+    const samples: number[] = [];
+    for (let i = 0; i < loadRounds; i++) {
+      const t0 = performance.now();
+      await host.load("big");
+      await host.call("big", "ping");
+      samples.push(performance.now() - t0);
+      await host.unload("big");
+    }
+    return samples;
+  } finally {
+    unwatch?.();
+    await host.close();
+    verifier?.close();
   }
 }
 
@@ -157,6 +201,35 @@ try {
       "find | sort | sha256sum",
     ));
   }
+
+  log("verify at load");
+  const plugins = join(scratch, "plugins");
+  const big = join(plugins, "big");
+  makePlugin(big);
+  const lock = { version: 1 as const, plugins: { big: lockEntryFor(big, plugins, "big", "1.0.0") } };
+  rows.push(latencyRow("integrity.load", "no verifier", await loads(plugins), "load + call + unload"));
+  rows.push(latencyRow(
+    "integrity.load",
+    "integrity require",
+    await loads(plugins, createVerifier({ integrity: "require", lock, runRoot: join(scratch, "run") })),
+    "hash + copy + compare, then the same",
+  ));
+  signTree(big, { keyPem: readFileSync(join(sig, "cosign.key"), "utf8"), password: "test" });
+  rows.push(latencyRow(
+    "integrity.load",
+    "require + signature",
+    await loads(
+      plugins,
+      createVerifier({
+        integrity: "require",
+        signatures: "require",
+        lock,
+        trust: { keys: [readFileSync(join(sig, "cosign.pub"), "utf8")] },
+        runRoot: join(scratch, "run"),
+      }),
+    ),
+    "keyed bundle checked too",
+  ));
 
   log("signatures");
   const plugin = join(scratch, "signed");

@@ -10,7 +10,7 @@ if [ -n "$left" ]; then
 fi
 peers=""
 for dir in /proc/[0-9]*; do
-  cmd=$(tr '\0' ' ' < "$dir/cmdline" 2>/dev/null) || continue
+  cmd=$(tr '\0' ' ' 2>/dev/null < "$dir/cmdline") || continue
   case "$cmd" in
     *tests/peers/*|*zig-out/bin/c_peer*|*bench/_*|*examples/plugins/*|*tests/fixtures/*) peers+="${dir#/proc/} $cmd"$'\n' ;;
   esac
@@ -18,8 +18,12 @@ done
 if [ -n "$peers" ]; then
   echo "leak check: peer or plugin processes still running:"; printf '%s' "$peers"; status=1
 fi
-# Private read-only copies a verifier ran plugins from (docs/integrity.md): removed when it closes.
+# Private read-only copies a verifier ran plugins from (docs/integrity.md): removed when nothing runs from them
+# and when the verifier closes; "beside" copies (.<name>.verified-*) sit next to this checkout's plugin dirs.
 copies=$(ls -d "${TMPDIR:-/tmp}"/plugin-shm-verified-* 2>/dev/null || true)
+here=$(cd "$(dirname "$0")/.." && pwd)
+beside=$(find "$here/examples" "$here/tests" -maxdepth 4 -name '.*.verified-*' 2>/dev/null || true)
+copies="$copies${copies:+${beside:+$'\n'}}$beside"
 if [ -n "$copies" ]; then
   echo "leak check: verified plugin copies left:"; echo "$copies"; status=1
 fi

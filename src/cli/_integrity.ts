@@ -30,6 +30,8 @@ import { type CommandSpec, type FlagSpec, UsageError } from "./_args.ts";
 import type { Output } from "./_output.ts";
 
 const checkModes = ["require", "warn", "off"] as const;
+/** What `audit checkpoint` prints (parseCheckpoint in src/security/commands.ts reads it). */
+const checkpointPattern = /^\d+:[0-9a-f]{64}$/;
 const sandboxModes = ["required", "best-effort", "off"] as const;
 
 /** The flags `serve` and `call` take for checking plugins and recording what happens. */
@@ -103,14 +105,17 @@ export function securitySetup(values: Record<string, unknown>, dirs: string[]): 
       onWarning: (message) => process.stderr.write(`warning: ${message}\n`),
     });
   }
-  let detach: (() => void) | undefined;
+  const detach: (() => void)[] = [];
   return {
     options,
     attach(host) {
-      if (audit) detach = recordHostEvents(host, audit);
+      // The verifier writes its own refusals (with the check that failed), so the bus's are left out.
+      if (audit) detach.push(recordHostEvents(host, audit, { actor: "host", except: ["refused"] }));
+      // Each private copy goes as soon as nothing runs from it (unload, failure, reload), not only at exit.
+      if (verifier) detach.push(verifier.watch(host));
     },
     async close() {
-      detach?.();
+      for (const off of detach.splice(0)) off();
       verifier?.close(); // The private copies the plugins ran from.
       await audit?.close();
     },
@@ -139,7 +144,7 @@ export function trustCell(manifest: Manifest, context: TrustContext): string {
 }
 
 interface SecurityCommand extends CommandSpec {
-  run(out: Output, positionals: string[], values: Record<string, unknown>): Promise<number>;
+  run(out: Output, positionals: string[], values: Record<string, unknown>): Promise<number> | number;
 }
 
 /** `lock`, `sign` and `audit`, in the shape of cli.ts's command table. */
@@ -156,7 +161,7 @@ export const securityCommands: Record<"lock" | "sign" | "audit", SecurityCommand
     details: `Each dir is a plugin directory or holds plugin directories. An existing lock is updated: the
 plugins found are (re)hashed, others kept. Serve with --integrity require to refuse any plugin whose
 files differ, before any of its code runs (docs/integrity.md).`,
-    async run(out, positionals, values) {
+    run(out, positionals, values) {
       const { file, plugins } = lockCommand(positionals, { lockFile: values.out as string | undefined });
       for (const p of plugins) out.result(`${p.name.padEnd(16)} ${p.version.padEnd(10)} ${p.digest}`);
       out.info(`wrote ${file} (${plugins.length} plugin(s))`);
@@ -175,7 +180,7 @@ files differ, before any of its code runs (docs/integrity.md).`,
     },
     details: `The key's password comes from COSIGN_PASSWORD, as with cosign. The bundle verifies with
 "cosign verify-blob --new-bundle-format" and with serve --signatures require --trust <policy>.`,
-    async run(out, positionals, values) {
+    run(out, positionals, values) {
       if (values.key === undefined) throw new UsageError("sign needs --key <cosign private key>");
       const result = signCommand(resolve(positionals[0]), {
         key: resolve(values.key as string),
@@ -203,6 +208,11 @@ checkpoint prints <seq>:<hash> of the last record: keep it elsewhere, then verif
 proves the log was not rewritten up to it.`,
     async run(out, positionals, values) {
       const [action, file] = [positionals[0], resolve(positionals[1])];
+      if (values.checkpoint !== undefined && !checkpointPattern.test(values.checkpoint as string)) {
+        throw new UsageError(
+          `--checkpoint must be <seq>:<64 hex digits> as printed by "audit checkpoint", got "${values.checkpoint}"`,
+        );
+      }
       if (action === "verify") {
         out.result(auditVerifyCommand(file, { checkpoint: values.checkpoint as string | undefined }));
       } else if (action === "checkpoint") {

@@ -38,7 +38,7 @@ import {
   writeSync,
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import type { PluginHost, StateEvent } from "../host/host.ts";
+import type { HostEvents, StateEvent } from "../host/types.ts";
 
 /** Who did it. */
 export type AuditActor = "host" | "cli" | "admin";
@@ -532,14 +532,16 @@ export async function followAudit(
   }
 }
 
-/** What {@link recordHostEvents} needs from a host: the existing subscription API. */
+/** What {@link recordHostEvents} needs from a host: its typed event bus (`host.on`). */
 export interface AuditedHost {
-  onState(listener: (event: StateEvent) => void): () => void;
-  /** The typed bus, for permission and limit events (a host without it is audited for lifecycle only). */
-  on?: PluginHost["on"];
+  on<K extends keyof HostEvents>(type: K, listener: (event: HostEvents[K]) => void): () => void;
 }
 
-const actionOf: Partial<Record<StateEvent["state"], string>> = {
+/** What one host event becomes in the log: plugin, action and details (the actor is added), or nothing. */
+export type AuditMapping = Omit<AuditEntry, "actor"> | undefined;
+
+/** Lifecycle transitions worth a record, with the action each is recorded as. */
+const stateActions: Partial<Record<StateEvent["state"], string>> = {
   ready: "load",
   crashed: "crash",
   restarting: "restart",
@@ -555,36 +557,74 @@ const actionOf: Partial<Record<StateEvent["state"], string>> = {
 };
 
 /**
- * Records the host's lifecycle transitions (load, crash, restart, reload,
- * rolled-back, unload, failed, unresponsive, paused, resumed, killed), the permission denials and the memory-limit actions in the audit log. Returns the
- * unsubscribe function.
+ * Host event type -> audit record. One line per type: a new event type on the
+ * host's bus is audited by adding its line here. Types the host does not emit
+ * are subscribed to harmlessly (nothing ever arrives).
  */
-export function recordHostEvents(host: AuditedHost, log: AuditLog): () => void {
-  const offs = [host.onState((event) => {
-    const action = actionOf[event.state];
-    // A host may outlive its audit log during shutdown; its last events then have nowhere to go.
-    if (!action || log.closed) return;
-    log.append({
-      actor: "host",
-      plugin: event.plugin,
-      action,
-      details: { instance: event.instance, state: event.state, reason: event.reason, at: event.at },
-    });
-  })];
-  if (host.on) {
-    offs.push(host.on("permission-denied", (event) => {
+export const hostEventAudit: { [K in keyof HostEvents]?: (event: HostEvents[K]) => AuditMapping } = {
+  state: (e) => {
+    const action = stateActions[e.state];
+    return action
+      ? { plugin: e.plugin, action, details: { instance: e.instance, state: e.state, reason: e.reason, at: e.at } }
+      : undefined;
+  },
+  "permission-denied": (e) => ({
+    plugin: e.plugin,
+    action: "permission-denied",
+    details: { permission: e.permission, detail: e.detail, at: e.at },
+  }),
+  limit: ({ plugin, ...details }) => ({ plugin, action: "limit", details }),
+  refused: (e) => {
+    const error = e.error as { name?: string; code?: string; message?: string } | undefined;
+    return {
+      plugin: e.plugin,
+      action: "refused",
+      details: {
+        dir: e.dir,
+        error: error?.name,
+        code: error?.code,
+        reason: error?.message ?? String(e.error),
+        at: e.at,
+      },
+    };
+  },
+};
+
+/** Options for {@link recordHostEvents}. */
+export interface HostAuditOptions {
+  /**
+   * Who the records are attributed to. Default "host". An admin app that
+   * drives the host passes "admin", or a function that decides per event
+   * (for example "admin" while one of its operator actions is in flight).
+   */
+  actor?: AuditActor | ((type: keyof HostEvents, event: unknown) => AuditActor);
+  /**
+   * Event types not to record. The CLI leaves out "refused" when its verifier
+   * writes the refusal itself (with the check that failed), so it is not
+   * recorded twice.
+   */
+  except?: (keyof HostEvents)[];
+}
+
+/**
+ * Records every host event that {@link hostEventAudit} maps (lifecycle:
+ * load, unload, reload, rolled-back, crash, restart, failed, unresponsive,
+ * paused, resumed, killed; permission denials; memory-limit actions; verifier
+ * refusals) in the audit log. Subscribes through `host.on`, so the host knows
+ * nothing of the log. Returns the unsubscribe function.
+ */
+export function recordHostEvents(host: AuditedHost, log: AuditLog, options: HostAuditOptions = {}): () => void {
+  const actorOf = typeof options.actor === "function" ? options.actor : () => (options.actor ?? "host") as AuditActor;
+  const skip = new Set(options.except ?? []);
+  const offs: (() => void)[] = [];
+  for (const type of Object.keys(hostEventAudit) as (keyof HostEvents)[]) {
+    if (skip.has(type)) continue;
+    const map = hostEventAudit[type] as (event: unknown) => AuditMapping;
+    offs.push(host.on(type, (event: unknown) => {
+      // A host may outlive its audit log during shutdown; its last events then have nowhere to go.
       if (log.closed) return;
-      log.append({
-        actor: "host",
-        plugin: event.plugin,
-        action: "permission-denied",
-        details: { permission: event.permission, detail: event.detail, at: event.at },
-      });
-    }));
-    offs.push(host.on("limit", (event) => {
-      if (log.closed) return;
-      const { plugin, ...details } = event;
-      log.append({ actor: "host", plugin, action: "limit", details });
+      const entry = map(event);
+      if (entry) log.append({ actor: actorOf(type, event), ...entry });
     }));
   }
   return () => offs.forEach((off) => off());

@@ -17,7 +17,16 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { loadManifest, type Manifest, manifestFile } from "../host/manifest.ts";
 import { type AuditCheckpoint, AuditError, type AuditRecord, followAudit, tailAudit, verifyAudit } from "./audit.ts";
-import { hashTree, type Lock, type LockEntry, lockEntryFor, lockFileName, readLock, writeLock } from "./lock.ts";
+import {
+  hashTree,
+  IntegrityError,
+  type Lock,
+  type LockEntry,
+  lockEntryFor,
+  lockFileName,
+  readLock,
+  writeLock,
+} from "./lock.ts";
 import {
   type CompiledTrust,
   describeSigner,
@@ -53,8 +62,25 @@ export function lockCommand(
   const file = resolve(options.lockFile ?? join(roots[0], lockFileName));
   const lock: Lock = existsSync(file) ? readLock(file) : { version: 1, plugins: {} };
   const lockDir = resolve(file, "..");
+  for (const d of roots.map((x) => resolve(x))) {
+    if (!existsSync(d) || !statSync(d).isDirectory()) {
+      throw new IntegrityError(
+        "no_plugins",
+        d,
+        `${d} is not a directory; pass plugin directories or ones that hold them`,
+      );
+    }
+  }
+  const found = findPluginDirs(roots);
+  if (found.length === 0) {
+    throw new IntegrityError(
+      "no_plugins",
+      resolve(roots[0]),
+      `no plugin (a directory with ${manifestFile}) in ${roots.map((r) => resolve(r)).join(", ")}; nothing to lock`,
+    );
+  }
   const plugins: LockEntry[] = [];
-  for (const dir of findPluginDirs(roots)) {
+  for (const dir of found) {
     const m = loadManifest(dir);
     const entry = lockEntryFor(dir, lockDir, m.name, m.version);
     lock.plugins[m.name] = entry;

@@ -44,6 +44,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
+import process from "node:process";
 import { dirname, isAbsolute, join, normalize, relative, resolve, sep } from "node:path";
 
 /** The lock's file name, beside the plugin directories it covers. */
@@ -69,6 +70,7 @@ export type IntegrityFailure =
   | "unsupported_file"
   | "manifest_changed"
   | "lock_malformed"
+  | "no_plugins"
   | "io";
 
 /**
@@ -436,9 +438,57 @@ export interface VerifiedCopy {
   tree: TreeDigest;
 }
 
-/** Creates (once per process) a private 0700 directory to hold verified copies. */
+/** Prefix of the private directories under the OS temp dir that hold verified copies. */
+export const runRootPrefix = "plugin-shm-verified-";
+
+/** True if process `pid` exists (EPERM: it exists, but is someone else's). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Removes private copy directories that a process which no longer exists left
+ * under `dir` (a host killed with SIGKILL cannot clean up after itself). Only
+ * directories named `plugin-shm-verified-<pid>-…` that belong to this user
+ * are touched. Returns what it removed.
+ */
+export function sweepStaleRunRoots(dir: string = tmpdir()): string[] {
+  const removed: string[] = [];
+  const uid = process.getuid?.();
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return removed;
+  }
+  for (const name of names) {
+    const pid = /^plugin-shm-verified-(\d+)-/.exec(name)?.[1];
+    if (!pid || Number(pid) === process.pid || alive(Number(pid))) continue;
+    const path = join(dir, name);
+    try {
+      const st = lstatSync(path);
+      if (!st.isDirectory() || (uid !== undefined && st.uid !== uid)) continue;
+      removeCopy(path);
+      removed.push(path);
+    } catch {
+      // Another host swept it first.
+    }
+  }
+  return removed;
+}
+
+/**
+ * Creates a private 0700 directory to hold verified copies, named after this
+ * process, and first sweeps those that dead processes left behind.
+ */
 export function privateRunRoot(): string {
-  return mkdtempSync(join(tmpdir(), "plugin-shm-verified-"));
+  sweepStaleRunRoots();
+  return mkdtempSync(join(tmpdir(), `${runRootPrefix}${process.pid}-`));
 }
 
 /**
@@ -464,7 +514,7 @@ export function copyVerified(dir: string, expected?: LockEntry, options: CopyOpt
     mkdirSync(options.into, { recursive: true, mode: 0o700 });
     staging = mkdtempSync(join(options.into, options.prefix ?? "copy-"));
   } else {
-    staging = privateRunRoot();
+    staging = mkdtempSync(join(tmpdir(), `${runRootPrefix}${process.pid}-`));
   }
   const files = new Map<string, TreeEntry>();
   const dirs: string[] = [staging];

@@ -350,7 +350,8 @@ export function compileTrust(policy: TrustPolicy, source = "trust policy"): Comp
       throw new SignatureError(
         "trusted_root_malformed",
         file,
-        `${file} cannot be read as JSON: ${(error as Error).message}`,
+        `${file} cannot be read as JSON: ${(error as Error).message}; ` +
+          `point "trustedRoot" in ${source} at a Sigstore trusted_root.json`,
         { cause: error },
       );
     }

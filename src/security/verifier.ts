@@ -19,6 +19,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import type { Manifest } from "../host/manifest.ts";
+import type { StateEvent } from "../host/types.ts";
 import type { AuditLog } from "./audit.ts";
 import { compareTree, copyVerified, IntegrityError, type Lock, privateRunRoot, readLock, removeCopy } from "./lock.ts";
 import {
@@ -77,9 +78,25 @@ export interface VerifierOptions {
   placement?: "private" | "beside";
 }
 
+/** What {@link IntegrityVerifier.watch} needs from a host: its lifecycle events. */
+export interface WatchedHost {
+  onState(listener: (event: StateEvent) => void): () => void;
+}
+
 /** A {@link PluginVerifier} that also owns its private copies. */
 export interface IntegrityVerifier extends PluginVerifier {
   verify(manifest: Manifest): VerifyResult;
+  /** Removes every private copy made for plugin `name` (call it once none of its instances runs). */
+  release(name: string): void;
+  /**
+   * Removes copies as soon as nothing runs from them: all of a plugin's when it
+   * is unloaded or has failed for good, the one a failed reload made when it is
+   * rolled back, the old one once a reload's old instances stopped. Returns
+   * the unsubscribe function. Without it, copies go at {@link close}.
+   */
+  watch(host: WatchedHost): () => void;
+  /** The private copies it holds now, oldest first (for tests and `ls`). */
+  copies(): string[];
   /** Removes every private copy it made. Idempotent. */
   close(): void;
   [Symbol.dispose](): void;
@@ -129,6 +146,26 @@ export function createVerifier(options: VerifierOptions = {}): IntegrityVerifier
   const copies: string[] = [];
   // One copy per plugin and digest: restarts of an unchanged plugin reuse it instead of piling up copies.
   const byDigest = new Map<string, string>();
+  // Each plugin's copies, oldest first; the last one is what the latest verify handed out.
+  const byPlugin = new Map<string, string[]>();
+  const forget = (name: string, dir: string): void => {
+    removeCopy(dir);
+    copies.splice(copies.indexOf(dir), 1);
+    for (const [key, value] of byDigest) if (value === dir) byDigest.delete(key);
+    const list = byPlugin.get(name)?.filter((d) => d !== dir) ?? [];
+    if (list.length) byPlugin.set(name, list);
+    else byPlugin.delete(name);
+  };
+  const release = (name: string): void => {
+    for (const dir of [...(byPlugin.get(name) ?? [])]) forget(name, dir);
+  };
+  /** Keeps only the newest copy of `name` (or only the older ones, when the newest was rolled back). */
+  const prune = (name: string, keep: "newest" | "older"): void => {
+    const list = byPlugin.get(name) ?? [];
+    const doomed = keep === "newest" ? list.slice(0, -1) : list.slice(-1);
+    // A reload of unchanged bytes reuses the serving copy: then there is only one, and it stays.
+    if (list.length > 1) { for (const dir of doomed) forget(name, dir); }
+  };
 
   const refuse = (manifest: Manifest, error: Error): never => {
     options.audit?.append({
@@ -173,6 +210,7 @@ export function createVerifier(options: VerifierOptions = {}): IntegrityVerifier
     } else {
       copies.push(copy.runDir);
       byDigest.set(key, copy.runDir);
+      byPlugin.set(manifest.name, [...(byPlugin.get(manifest.name) ?? []), copy.runDir]);
     }
     try {
       checkManifest(manifest, copy.runDir);
@@ -204,20 +242,40 @@ export function createVerifier(options: VerifierOptions = {}): IntegrityVerifier
       return { runDir: copy.runDir, digest: copy.tree.digest, signedBy, warnings };
     } catch (error) {
       // A new copy of refused bytes is not kept; one an earlier load made may still be in use.
-      if (isNew) {
-        removeCopy(copy.runDir);
-        copies.splice(copies.indexOf(copy.runDir), 1);
-        byDigest.delete(key);
-      }
+      if (isNew) forget(manifest.name, copy.runDir);
       return refuse(manifest, error as Error);
     }
+  };
+
+  const watch = (host: WatchedHost): () => void => {
+    // Reloaded: the new instances run from the newest copy, the old ones still from theirs until they stop.
+    const retiring = new Set<string>();
+    return host.onState((event) => {
+      const name = event.plugin;
+      if (event.instance === 0 && (event.state === "stopped" || event.state === "failed")) {
+        // "failed" with instances left ("one instance is down for good") keeps serving from its copy.
+        if (event.state === "stopped" || !/one instance is down/.test(event.reason)) {
+          retiring.delete(name);
+          release(name);
+        }
+      } else if (event.state === "rolled-back") {
+        prune(name, "older");
+      } else if (event.state === "reloaded") {
+        retiring.add(name);
+      } else if (event.state === "stopped" && retiring.has(name)) {
+        // The first old instance to stop after a reload: the others are stopping too and have loaded their code.
+        retiring.delete(name);
+        prune(name, "newest");
+      }
+    });
   };
 
   const close = (): void => {
     for (const dir of copies.splice(0)) removeCopy(dir);
     byDigest.clear();
+    byPlugin.clear();
     if (runRoot && !options.runRoot) removeCopy(runRoot);
     runRoot = undefined;
   };
-  return { verify, close, [Symbol.dispose]: close };
+  return { verify, release, watch, copies: () => [...copies], close, [Symbol.dispose]: close };
 }
