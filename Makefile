@@ -107,7 +107,7 @@ test-node: build dist ops-tools $(COSIGN)
 # The tests install them too when run alone; doing it here keeps installs
 # out of test timeouts.
 OPS_TESTS := src/observe tests/observe_metrics_test.ts tests/observe_logs_test.ts tests/admin_api_test.ts \
-	tests/admin_serve_test.ts tests/admin_browser_test.ts
+	tests/admin_serve_test.ts tests/admin_browser_test.ts tests/admin_cli_test.ts
 
 ops-tools:
 	@command -v promtool >/dev/null && command -v chromium >/dev/null || { \
@@ -155,7 +155,7 @@ bench-sandbox: build
 	$(BUN) bench/sandbox_bench.ts $(BENCH_ARGS)
 
 demo: build
-	$(DENO) run -A cli.ts demo
+	$(DENO) run -A cli.ts demo --admin
 
 cosign: $(COSIGN)
 

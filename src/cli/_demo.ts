@@ -18,6 +18,7 @@ import process from "node:process";
 import { PluginStalledError } from "../errors.ts";
 import type { StateEvent } from "../host/host.ts";
 import { PluginHost } from "../host/host.ts";
+import type { ServeAdmin } from "./_admin.ts";
 import { ControlError } from "./_control.ts";
 import type { Output } from "./_output.ts";
 import { examplePlugins, unixEchoScript } from "./_paths.ts";
@@ -270,13 +271,18 @@ async function tell(story: Story): Promise<void> {
 }
 
 /** Runs the demo; with `exit` it returns after the story, otherwise it serves until Ctrl-C. */
-export async function runDemo(out: Output, options: { exit: boolean; socket: string }): Promise<number> {
+export async function runDemo(
+  out: Output,
+  options: { exit: boolean; socket: string; admin?: ServeAdmin | null },
+): Promise<number> {
   const log = new ServeLog(out);
   log.echo = false; // The story speaks for itself; `cli.ts logs` still has every line.
+  const admin = options.admin;
   const host = new PluginHost({
     dirs: [examples],
     hostFunctions: { now: () => new Date().toISOString() },
     logger: log.logger,
+    ...admin?.hostOptions(log.logger),
     // Short heartbeats so the stall part takes seconds, not the default 4 s of silence plus grace.
     heartbeatIntervalMs: 250,
     stallTimeoutMs: 2_000,
@@ -286,6 +292,12 @@ export async function runDemo(out: Output, options: { exit: boolean; socket: str
   host.onState(log.onState);
   host.onEvent(log.onEvent);
   const server = new Serve(host, log, out);
+  try {
+    await admin?.start(host);
+  } catch (error) {
+    await server.close();
+    throw error;
+  }
   const startedAt = performance.now();
   out.result(out.bold("plugin-shm demo"));
   out.result(
@@ -309,6 +321,7 @@ export async function runDemo(out: Output, options: { exit: boolean; socket: str
   );
   if (options.exit) {
     await server.close();
+    await admin?.close();
     return story.failures ? 1 : 0;
   }
   try {
@@ -320,6 +333,7 @@ export async function runDemo(out: Output, options: { exit: boolean; socket: str
   log.echo = true;
   out.result("Still serving echo, kv and transform; Ctrl-C stops. Meanwhile, in another terminal:");
   out.result("  deno run -A cli.ts status      deno run -A cli.ts logs -f      deno run -A cli.ts reload kv");
-  await server.run();
+  if (admin) out.result("The admin dashboard above shows them live (token file printed with its URL).");
+  await server.run().finally(() => admin?.close());
   return story.failures ? 1 : 0;
 }

@@ -17,6 +17,7 @@ import type { Manifest } from "../host/manifest.ts";
 import { didYouMean } from "../host/suggest.ts";
 import type { TransportKind } from "../transport/transport.ts";
 import { commandHelp, type CommandSpec, commonFlags, exitCodesHelp, parseCommand, UsageError } from "./_args.ts";
+import { adminFlags, expandAdminFlag, ServeAdmin } from "./_admin.ts";
 import { ControlError, controlRequest, defaultSocketPath } from "./_control.ts";
 import { runDemo } from "./_demo.ts";
 import { securityCommands, securityFlags, securitySetup, trustCell, trustContext } from "./_integrity.ts";
@@ -49,6 +50,7 @@ const commands = {
       watch: { type: "boolean", description: "reload a plugin when its files change (development mode)" },
       socket: socketFlag,
       ...securityFlags,
+      ...adminFlags,
     },
     details: `Each dir is a plugin directory (with a plugin.json) or holds plugin directories; relative dirs
 resolve against the current directory. Without one the bundled examples are served.
@@ -145,6 +147,7 @@ trust line: locked / changed / unlocked, who signed it, verified or why not.`,
     flags: {
       exit: { type: "boolean", description: "exit after the story instead of serving" },
       socket: socketFlag,
+      ...adminFlags,
     },
     details: "Numbers are from this machine, as loaded as it is now; `make bench` measures properly.",
   },
@@ -351,12 +354,19 @@ async function serve(out: Output, positionals: string[], values: Record<string, 
   const dirs = existingDirs(positionals);
   const log = new ServeLog(out);
   const security = securitySetup(values, dirs.length ? dirs : [defaultDir]);
-  const host = new PluginHost({ ...hostOptions(dirs, values.transport, log.logger), ...security.options });
+  const admin = ServeAdmin.fromFlags(values, "serve", out);
+  const host = new PluginHost({
+    ...hostOptions(dirs, values.transport, log.logger),
+    ...security.options,
+    ...admin?.hostOptions(log.logger),
+  });
   security.attach(host);
   const server = new Serve(host, log, out);
   try {
     await server.openControl(resolve((values.socket as string | undefined) ?? defaultSocketPath()));
+    await admin?.start(host);
   } catch (error) {
+    await admin?.close();
     await host.close();
     await security.close();
     throw error;
@@ -376,6 +386,7 @@ async function serve(out: Output, positionals: string[], values: Record<string, 
   try {
     return await server.run();
   } finally {
+    await admin?.close();
     await security.close();
   }
 }
@@ -432,7 +443,7 @@ async function remote(out: Output, command: CommandName, positionals: string[], 
 
 async function run(out: Output, command: CommandName, argv: string[]): Promise<number> {
   const spec = commands[command];
-  const { values, positionals } = parseCommand(spec, argv);
+  const { values, positionals } = parseCommand(spec, "admin" in spec.flags ? expandAdminFlag(argv) : argv);
   if (values.help) {
     out.result(commandHelp(program, spec));
     return 0;
@@ -449,7 +460,11 @@ async function run(out: Output, command: CommandName, argv: string[]): Promise<n
     case "serve":
       return await serve(out, positionals, values);
     case "demo":
-      return await runDemo(out, { exit: Boolean(values.exit), socket: socketOf(values) });
+      return await runDemo(out, {
+        exit: Boolean(values.exit),
+        socket: socketOf(values),
+        admin: ServeAdmin.fromFlags(values, "demo", out),
+      });
     case "lock":
     case "sign":
     case "audit":
