@@ -71,6 +71,8 @@ export {
 export type {
   CallInstrumentation,
   CallPolicy,
+  CallSpan,
+  CallTracing,
   Discovered,
   HostEvents,
   LaunchPlan,

@@ -1,7 +1,8 @@
 /**
  * plugin-shm/observe: per-plugin metrics (Prometheus text through prom-client,
- * JSON, CSV), bounded per-plugin log buffers with live tail, and the host's
- * lifecycle as structured LogTape records.
+ * JSON, CSV), bounded per-plugin log buffers with live tail, the host's
+ * lifecycle as structured LogTape records, and W3C trace context through
+ * OpenTelemetry spans (`createHostTracing()` as the host's `tracing` option).
  *
  * @example
  * ```ts ignore
@@ -55,3 +56,10 @@ export {
   type LogStoreOptions,
   queryLimitMax,
 } from "./src/observe/logs.ts";
+export {
+  contextFromTraceparent,
+  createHostTracing,
+  hostTracerName,
+  type HostTracingOptions,
+  traceparentOf,
+} from "./src/observe/tracing.ts";

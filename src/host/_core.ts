@@ -216,7 +216,7 @@ export class HostCore {
     const allowed = new Set(effectiveGrants(manifest, this.options.narrow).permissions.hostFunctions ?? []);
     const handlers: Record<string, Handler> = {};
     for (const [fn, impl] of Object.entries(this.options.hostFunctions)) {
-      handlers[fn] = (args) => {
+      handlers[fn] = (args, context) => {
         if (!allowed.has(fn)) {
           this.bus.emit("permission-denied", {
             plugin: manifest.name,
@@ -229,7 +229,14 @@ export class HostCore {
               `add it to permissions.hostFunctions in its plugin.json`,
           );
         }
-        return (impl as (...a: unknown[]) => unknown)(...args);
+        const tracing = this.options.tracing;
+        if (!tracing) return (impl as (...a: unknown[]) => unknown)(...args);
+        return tracing.serveHostFunction(
+          manifest.name,
+          fn,
+          context.traceparent,
+          () => (impl as (...a: unknown[]) => unknown)(...args),
+        );
       };
     }
     return handlers;

@@ -35,6 +35,8 @@ export const streamCreditItemsMax = 0x7fff_ffff;
 export const protocolVersionMax = 0xffff;
 /** Largest heartbeat interval a WELCOME may announce, in milliseconds (one day). */
 export const heartbeatIntervalMsMax = 86_400_000;
+/** Length of a W3C traceparent (version 00): `00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`. */
+export const traceparentChars = 55;
 /** Largest deadline a REQUEST may carry, in milliseconds (the largest timer delay JavaScript runtimes honour). */
 export const deadlineMsMax = 0x7fff_ffff;
 
@@ -43,6 +45,8 @@ export interface RequestPayload {
   method: string;
   args: unknown[];
   deadlineMs: number | null;
+  /** The caller's W3C trace context, when it traces (an optional fourth element). */
+  traceparent?: string;
 }
 
 /** A STREAM_OPEN payload: `[method, args, hasInput]`. */
@@ -136,7 +140,8 @@ export function validateValue(kind: string, value: unknown): unknown {
 }
 
 function checkCall(kind: string, value: unknown): { method: string; args: unknown[] } {
-  if (!Array.isArray(value) || value.length !== 3) {
+  // A REQUEST may carry a fourth element, the caller's trace context.
+  if (!Array.isArray(value) || (value.length !== 3 && !(kind === "REQUEST" && value.length === 4))) {
     throw new BadRequestError(
       `${kind} payload must be [method, args, ${kind === "REQUEST" ? "deadline" : "hasInput"}], got ${describe(value)}`,
     );
@@ -160,8 +165,28 @@ function checkCall(kind: string, value: unknown): { method: string; args: unknow
   return { method, args };
 }
 
-/** REQUEST: `[method: str, args: array, deadlineMs: uint | nil]`. Throws {@link BadRequestError}. */
+const traceparentPattern = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+
+/**
+ * REQUEST: `[method: str, args: array, deadlineMs: uint | nil, traceparent?: str | nil]`.
+ * Throws {@link BadRequestError}.
+ */
 export function validateRequest(value: unknown): RequestPayload {
+  const request = validateCall(value);
+  const traceparent = (value as unknown[])[3];
+  if (traceparent === undefined || traceparent === null) return request;
+  if (typeof traceparent !== "string" || !traceparentPattern.test(traceparent)) {
+    throw new BadRequestError(
+      `REQUEST ${request.method}: traceparent must be nil or a W3C traceparent (${traceparentChars} characters, ` +
+        `00-<trace id>-<span id>-<flags> in lowercase hex), got ${describe(traceparent)}`,
+    );
+  }
+  request.traceparent = traceparent;
+  return request;
+}
+
+/** REQUEST without its optional trace context. */
+function validateCall(value: unknown): RequestPayload {
   const { method, args } = checkCall("REQUEST", value);
   const deadlineMs = (value as unknown[])[2];
   if (deadlineMs !== null && deadlineMs !== undefined) {
