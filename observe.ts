@@ -37,6 +37,7 @@ export {
   type ProcessSample,
   quantile,
   readProcess,
+  resourceReadingFreshMs,
   sampleIntervalMsDefault,
   type SeriesPoint,
   summaryWindowMs,
