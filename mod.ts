@@ -74,6 +74,7 @@ export type {
   CallSpan,
   CallTracing,
   Discovered,
+  HeartbeatEvent,
   HostEvents,
   LaunchPlan,
   LaunchPlanner,

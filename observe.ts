@@ -25,6 +25,7 @@ export type { CallInstrumentation } from "./src/observe/instrumentation.ts";
 export {
   codeOverflowLabel,
   errorCodesPerMethodMax,
+  heartbeatReadingFreshMs,
   historyPointsDefault,
   latencyBucketsSeconds,
   methodOverflowLabel,

@@ -143,6 +143,7 @@ export class HostCore {
   async #spawn(plugin: PluginEntry, manifest: Manifest): Promise<Instance> {
     const runManifest = await this.#verify(plugin, manifest);
     if (!this.wanted(plugin)) throw this.#interrupted(plugin);
+    let pid: number | undefined;
     const instance = await startInstance(runManifest, {
       transport: plugin.transport,
       versions: this.options.protocol,
@@ -153,13 +154,21 @@ export class HostCore {
       logger: this.#logger(),
       onEvent: (event, data) => this.bus.emit("plugin-event", { plugin: manifest.name, name: event, data }),
       onListenerError: (error) => this.bus.emit("listener-error", { type: "plugin-event", error }),
+      onHeartbeat: (rttMs) => {
+        if (this.bus.has("heartbeat")) {
+          this.bus.emit("heartbeat", { plugin: manifest.name, pid, rttMs, at: Date.now() });
+        }
+      },
       plan: (launchEnv) => {
         const base = defaultLaunchPlan(runManifest, { launchEnv, hostEnv: this.options.env });
         const planner = this.options.launchPlanner;
         if (planner?.sandboxes) return planner.plan(runManifest, base);
         return this.#sandbox.plan(runManifest, planner ? planner.plan(runManifest, base) : base);
       },
-      onSpawned: (pid) => this.record(plugin, 0, "started", `pid ${pid} spawned`),
+      onSpawned: (spawned) => {
+        pid = spawned;
+        this.record(plugin, 0, "started", `pid ${spawned} spawned`);
+      },
     });
     if (!this.wanted(plugin)) {
       instance.state = "stopping";

@@ -91,6 +91,14 @@ export interface ResourceEvent {
   at: number;
 }
 
+/** The round trip of one heartbeat (PING to PONG) of an instance. */
+export interface HeartbeatEvent {
+  plugin: string;
+  pid: number | undefined;
+  rttMs: number;
+  at: number;
+}
+
 /** An instance crossed a memory limit of its manifest, and what the host did about it. */
 export interface LimitEvent {
   plugin: string;
@@ -125,6 +133,7 @@ export interface HostEvents {
   refused: RefusedEvent;
   resource: ResourceEvent;
   limit: LimitEvent;
+  heartbeat: HeartbeatEvent;
 }
 
 /** A plugin's current picture, from {@link PluginHost.list}. */

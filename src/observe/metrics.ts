@@ -16,7 +16,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { type Metric, Registry } from "prom-client";
 import type { PluginInfo, PluginState, StateEvent } from "../host/host.ts";
-import type { HostEvents, ResourceEvent } from "../host/types.ts";
+import type { HeartbeatEvent, HostEvents, ResourceEvent } from "../host/types.ts";
 import type { CallInstrumentation } from "./instrumentation.ts";
 
 /** What the metrics need from a host: its plugins and its lifecycle events. */
@@ -36,6 +36,8 @@ export interface ObservedHost {
  * (or none: a host that samples rarely or not at all) and /proc is read instead.
  */
 export const resourceReadingFreshMs = 2_000;
+/** How old an instance's last heartbeat round trip may be and still be exported (ten default heartbeats). */
+export const heartbeatReadingFreshMs = 10_000;
 
 /**
  * Latency bucket upper bounds in seconds: from 1 µs (a shared-memory call takes
@@ -246,6 +248,8 @@ export class PluginMetrics {
   readonly #resources = new Map<number, ResourceEvent>();
   /** Memory-limit actions by plugin, limit and action. */
   readonly #limitActions = new Map<string, { plugin: string; limit: string; action: string; count: number }>();
+  /** The last heartbeat round trip per pid. */
+  readonly #heartbeats = new Map<number, HeartbeatEvent>();
   /** Permission denials by plugin. */
   readonly #denials = new Map<string, number>();
 
@@ -290,6 +294,7 @@ export class PluginMetrics {
     if (host.on) {
       this.#unsubscribe.push(
         host.on("resource", (event) => void this.#resources.set(event.pid, event)),
+        host.on("heartbeat", (event) => void (event.pid !== undefined && this.#heartbeats.set(event.pid, event))),
         host.on("limit", (event) => {
           const key = `${event.plugin}\0${event.limit}\0${event.action}`;
           const entry = this.#limitActions.get(key) ??
@@ -647,6 +652,19 @@ export class PluginMetrics {
           labels: { plugin: r.plugin, pid: r.pid },
           value: r.processes,
         })),
+    );
+    family(
+      "instance_heartbeat_rtt_seconds",
+      "Round trip of the instance's last heartbeat (PING to PONG): how quickly its event loop answers.",
+      "gauge",
+      () => {
+        const values: Value[] = [];
+        for (const [pid, e] of this.#heartbeats) {
+          if (Date.now() - e.at > heartbeatReadingFreshMs) this.#heartbeats.delete(pid); // gone, or no longer beating
+          else values.push({ labels: { plugin: e.plugin, pid }, value: e.rttMs / 1000 });
+        }
+        return values;
+      },
     );
     family(
       "plugin_limit_actions_total",

@@ -85,6 +85,8 @@ export interface RpcPeerOptions {
    * e.g. a host waits for the plugin's exit status to report a crash.
    */
   explainLoss?: (error: Error) => Promise<Error>;
+  /** Called with the round trip of each of this side's PINGs, in ms, when its PONG arrives. */
+  onHeartbeat?: (rttMs: number) => void;
 }
 
 /** Default {@link RpcPeerOptions.heartbeatIntervalMs}. */
@@ -190,6 +192,7 @@ export class RpcPeer {
   /** The PING interval this endpoint uses, in ms (0: no heartbeat). */
   readonly heartbeatIntervalMs: number;
   readonly #onListenerError: (error: unknown, event: string) => void;
+  readonly #onHeartbeat: ((rttMs: number) => void) | undefined;
 
   constructor(transport: Transport, options: RpcPeerOptions) {
     this.#transport = transport;
@@ -203,8 +206,10 @@ export class RpcPeer {
     this.heartbeatIntervalMs = interval;
     this.protocolVersion = options.protocolVersion ?? 0;
     this.#onListenerError = options.onListenerError ?? reportListenerError;
+    this.#onHeartbeat = options.onHeartbeat;
     if (interval > 0) {
-      this.#heartbeat = setInterval(() => this.#send(FrameKind.ping, 0, Date.now()), interval);
+      // The sender's monotonic clock in ms: the PONG brings it back for the round trip.
+      this.#heartbeat = setInterval(() => this.#send(FrameKind.ping, 0, performance.now()), interval);
       this.#heartbeat.unref();
     }
   }
@@ -451,9 +456,11 @@ export class RpcPeer {
       case FrameKind.ping:
         this.#send(FrameKind.pong, 0, validatePing(decodePayload(bytes)));
         return;
-      case FrameKind.pong:
-        validatePing(decodePayload(bytes), "PONG");
+      case FrameKind.pong: {
+        const sent = validatePing(decodePayload(bytes), "PONG");
+        if (this.#onHeartbeat && sent !== null) this.#onHeartbeat(performance.now() - sent);
         return;
+      }
       case FrameKind.goodbye:
         validateEmpty(decodePayload(bytes), "GOODBYE");
         this.remoteDraining = true;
