@@ -72,7 +72,10 @@ export {
 export type {
   CallInstrumentation,
   CallPolicy,
+  CallSpan,
+  CallTracing,
   Discovered,
+  HeartbeatEvent,
   HostEvents,
   LaunchPlan,
   LaunchPlanner,

@@ -1,7 +1,8 @@
 /**
  * plugin-shm/observe: per-plugin metrics (Prometheus text through prom-client,
- * JSON, CSV), bounded per-plugin log buffers with live tail, and the host's
- * lifecycle as structured LogTape records.
+ * JSON, CSV), bounded per-plugin log buffers with live tail, the host's
+ * lifecycle as structured LogTape records, and W3C trace context through
+ * OpenTelemetry spans (`createHostTracing()` as the host's `tracing` option).
  *
  * @example
  * ```ts ignore
@@ -24,6 +25,7 @@ export type { CallInstrumentation } from "./src/observe/instrumentation.ts";
 export {
   codeOverflowLabel,
   errorCodesPerMethodMax,
+  heartbeatReadingFreshMs,
   historyPointsDefault,
   latencyBucketsSeconds,
   methodOverflowLabel,
@@ -36,6 +38,7 @@ export {
   type ProcessSample,
   quantile,
   readProcess,
+  resourceReadingFreshMs,
   sampleIntervalMsDefault,
   type SeriesPoint,
   summaryWindowMs,
@@ -55,3 +58,10 @@ export {
   type LogStoreOptions,
   queryLimitMax,
 } from "./src/observe/logs.ts";
+export {
+  contextFromTraceparent,
+  createHostTracing,
+  hostTracerName,
+  type HostTracingOptions,
+  traceparentOf,
+} from "./src/observe/tracing.ts";

@@ -3,12 +3,11 @@
  *
  * - ops.metrics_scrape: GET /metrics through the admin app with N loaded plugins (target ≤ 10 ms p50 at 50).
  * - ops.api_plugins: GET /api/plugins with N loaded plugins (target ≤ 2 ms p50 at 50).
- * - ops.echo_metrics_off / ops.echo_metrics_on: an echo call's round trip without and with the
- *   metrics' call instrumentation (target: on ≤ off + 5 % at p50), in alternating blocks so that
- *   machine drift hits both alike.
- *
- * Until the host takes the `instrumentation` option, "on" wraps host.call() in exactly the
- * begin/end pair the host's call path will make.
+ * - ops.echo_off / ops.echo_metrics / ops.echo_metrics_tracing / ops.echo_metrics_1in8: an echo
+ *   call's round trip through hosts that differ only in their options: none; the metrics' call
+ *   instrumentation; that plus tracing through @opentelemetry/api with no SDK registered (target:
+ *   ≤ off + 5 % at p50); metrics timing one call in 8. Each host has its own echo plugin process;
+ *   they run in alternating blocks in the same run so that machine drift hits all alike.
  *
  * Run: deno run -A bench/ops_bench.ts [--json] [--quick] [--plugins N]   (or: bun bench/ops_bench.ts)
  *
@@ -21,7 +20,7 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { PluginHost } from "../mod.ts";
 import { createAdminApp } from "../admin.ts";
-import { LogStore, PluginMetrics } from "../observe.ts";
+import { createHostTracing, LogStore, PluginMetrics } from "../observe.ts";
 import { type BenchRow, latencyRow, printRows } from "./_stats.ts";
 
 const quick = process.argv.includes("--quick");
@@ -31,6 +30,7 @@ const pluginCount = pluginsFlag > 0 ? Number(process.argv[pluginsFlag + 1]) : qu
 const requests = quick ? 50 : 1_000;
 const echoBlocks = quick ? 4 : 40;
 const echoBlockCalls = quick ? 250 : 1_000;
+const echoWarmUpCalls = quick ? 200 : 1_000;
 const root = fileURLToPath(new URL("..", import.meta.url));
 const rows: BenchRow[] = [];
 const token = "bench-token-0123456789abcdef";
@@ -109,37 +109,42 @@ try {
   const list = await timeRequests(async () => await app.request("/api/plugins", { headers }), requests);
   rows.push(latencyRow("ops.api_plugins", `${pluginCount} plugins`, list, "target ≤ 2 ms p50 at 50 plugins"));
 
-  log("echo calls, metrics off and on in alternating blocks");
-  const off: number[] = [];
-  const on: number[] = [];
-  const onSampled: number[] = [];
-  const instrumented = async (instr: typeof instrumentation, into: number[], i: number) => {
-    const started = performance.now();
-    const state = instr.begin("echo", "echo");
-    try {
-      await host.call("echo", "echo", [i]);
-      instr.end("echo", "echo", state);
-    } catch (error) {
-      instr.end("echo", "echo", state, error);
-      throw error;
-    }
-    into.push(performance.now() - started);
-  };
-  // Same shape as `instrumented`, so that only begin/end differ.
-  const plain = async (into: number[], i: number) => {
-    const started = performance.now();
-    await host.call("echo", "echo", [i]);
-    into.push(performance.now() - started);
-  };
-  for (let i = 0; i < 2_000; i++) await host.call("echo", "echo", [i]); // warm-up
+  log("echo calls through hosts without and with metrics and tracing, in alternating blocks");
+  const variants = [
+    { name: "ops.echo_off", note: "no instrumentation, no tracing", options: {} },
+    { name: "ops.echo_metrics", note: "target ≤ off + 5 % at p50", options: { instrumentation } },
+    {
+      name: "ops.echo_metrics_tracing",
+      note: "metrics + tracing API, no SDK; target ≤ off + 5 % at p50",
+      options: { instrumentation, tracing: createHostTracing() },
+    },
+    {
+      name: "ops.echo_metrics_1in8",
+      note: "timedCallEvery: 8",
+      options: { instrumentation: sampledMetrics.instrumentation },
+    },
+  ].map((v) => ({ ...v, samples: [] as number[] }));
+  // A fresh host (and echo process) per variant and block, in rotating order: on this machine a
+  // plugin process keeps whichever wake-up behaviour its placement gave it (3 µs or 140 µs p50,
+  // seen with identical options), so long-lived processes would compare placements, not options.
   for (let block = 0; block < echoBlocks; block++) {
-    for (let i = 0; i < echoBlockCalls; i++) await plain(off, i);
-    for (let i = 0; i < echoBlockCalls; i++) await instrumented(instrumentation, on, i);
-    for (let i = 0; i < echoBlockCalls; i++) await instrumented(sampledMetrics.instrumentation, onSampled, i);
+    for (let k = 0; k < variants.length; k++) {
+      const v = variants[(block + k) % variants.length];
+      const host = new PluginHost({ dirs: [`${root}examples/plugins`], logger: () => {}, ...v.options });
+      try {
+        await host.load("echo");
+        for (let i = 0; i < echoWarmUpCalls; i++) await host.call("echo", "echo", [i]);
+        for (let i = 0; i < echoBlockCalls; i++) {
+          const started = performance.now();
+          await host.call("echo", "echo", [i]);
+          v.samples.push(performance.now() - started);
+        }
+      } finally {
+        await host.close();
+      }
+    }
   }
-  rows.push(latencyRow("ops.echo_metrics_off", "shm", off));
-  rows.push(latencyRow("ops.echo_metrics_on", "shm", on, "target ≤ off + 5 % at p50"));
-  rows.push(latencyRow("ops.echo_metrics_on_1in8", "shm", onSampled, "timedCallEvery: 8"));
+  for (const v of variants) rows.push(latencyRow(v.name, "shm", v.samples, v.note));
 } finally {
   metrics.close();
   sampledMetrics.close();

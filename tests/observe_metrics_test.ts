@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { CancelledError, DeadlineExceededError, PluginHost, RemoteError } from "../mod.ts";
 import { PluginMetrics } from "../src/observe/metrics.ts";
-import { examples, processRunning, test } from "./_harness.ts";
+import type { ResourceEvent } from "../src/host/types.ts";
+import { examples, fixtures, processRunning, test } from "./_harness.ts";
 import { instrumentedCall, until } from "./_ops.ts";
 import { debianTool, pythonPrometheusPath } from "./_ops_tools.ts";
 
@@ -107,4 +108,47 @@ test(
     }
   },
   { timeoutMs: 240_000 },
+);
+
+test(
+  "with the host's instrumentation and events, metrics count calls and denials and show resource readings and heartbeat round trips",
+  async () => {
+    const metrics = new PluginMetrics({ sampleIntervalMs: 0 });
+    const host = new PluginHost({
+      dirs: [fixtures],
+      logger: () => {},
+      resourceSampleMs: 100,
+      heartbeatIntervalMs: 50,
+      instrumentation: metrics.instrumentation,
+      hostFunctions: { now: () => Date.now(), secret: () => "never returned" },
+    });
+    metrics.observe(host);
+    const readings: ResourceEvent[] = [];
+    const off = host.on("resource", (event) => void readings.push(event));
+    try {
+      const info = await host.load("host-caller");
+      const denied = (await host.call("host-caller", "ask", ["secret"])) as { ok: boolean; code: string };
+      assert.deepEqual([denied.ok, denied.code], [false, "permission_denied"]);
+      assert.equal(((await host.call("host-caller", "ask", ["now"])) as { ok: boolean }).ok, true);
+      let beats = 0;
+      const offBeat = host.on("heartbeat", (e) => void (e.plugin === "host-caller" && beats++));
+      await until(() => readings.some((r) => r.plugin === "host-caller") && beats > 0);
+      offBeat();
+      const families = checkExposition(await metrics.prometheus());
+      const labels = { plugin: "host-caller" };
+      assert.equal(sample(families, "plugin_shm_calls_total", { ...labels, method: "ask" }), 2);
+      assert.equal(sample(families, "plugin_shm_plugin_permission_denials_total", labels), 1);
+      const pid = String(info.pid);
+      assert.ok(sample(families, "plugin_shm_instance_processes", { ...labels, pid }) >= 1);
+      const rss = sample(families, "plugin_shm_instance_resident_memory_bytes", { ...labels, pid });
+      assert.ok(readings.some((r) => r.pid === info.pid && r.rssBytes === rss), "RSS is the host's reading");
+      const rtt = sample(families, "plugin_shm_instance_heartbeat_rtt_seconds", { ...labels, pid });
+      assert.ok(rtt > 0 && rtt < 60, `a heartbeat round trip in seconds, got ${rtt}`);
+    } finally {
+      off();
+      metrics.close();
+      await host.close();
+    }
+  },
+  { timeoutMs: 60_000 },
 );

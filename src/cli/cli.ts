@@ -355,8 +355,11 @@ async function serve(out: Output, positionals: string[], values: Record<string, 
   const log = new ServeLog(out);
   const security = securitySetup(values, dirs.length ? dirs : [defaultDir]);
   const admin = ServeAdmin.fromFlags(values, "serve", out);
-  const options = hostOptions(dirs, values.transport, log.logger);
-  const host = new PluginHost({ ...options, ...security.options, ...admin?.hostOptions(log.logger) });
+  const host = new PluginHost({
+    ...hostOptions(dirs, values.transport, log.logger),
+    ...security.options,
+    ...admin?.hostOptions(log.logger),
+  });
   security.attach(host);
   const server = new Serve(host, log, out);
   try {

@@ -146,6 +146,7 @@ export class HostCore {
   async #spawn(plugin: PluginEntry, manifest: Manifest): Promise<Instance> {
     const runManifest = await this.#verify(plugin, manifest);
     if (!this.wanted(plugin)) throw this.#interrupted(plugin);
+    let pid: number | undefined;
     const instance = await startInstance(runManifest, {
       transport: plugin.transport,
       versions: this.options.protocol,
@@ -156,6 +157,11 @@ export class HostCore {
       logger: this.#logger(),
       onEvent: (event, data) => this.bus.emit("plugin-event", { plugin: manifest.name, name: event, data }),
       onListenerError: (error) => this.bus.emit("listener-error", { type: "plugin-event", error }),
+      onHeartbeat: (rttMs) => {
+        if (this.bus.has("heartbeat")) {
+          this.bus.emit("heartbeat", { plugin: manifest.name, pid, rttMs, at: Date.now() });
+        }
+      },
       plan: (connection) => {
         const launchEnv = { ...connection, [launchEnvNames.config]: JSON.stringify(plugin.config ?? {}) };
         const base = defaultLaunchPlan(runManifest, { launchEnv, hostEnv: this.options.env });
@@ -163,7 +169,10 @@ export class HostCore {
         if (planner?.sandboxes) return planner.plan(runManifest, base);
         return this.#sandbox.plan(runManifest, planner ? planner.plan(runManifest, base) : base);
       },
-      onSpawned: (pid) => this.record(plugin, 0, "started", `pid ${pid} spawned`),
+      onSpawned: (spawned) => {
+        pid = spawned;
+        this.record(plugin, 0, "started", `pid ${spawned} spawned`);
+      },
     });
     if (!this.wanted(plugin)) {
       instance.state = "stopping";
@@ -220,7 +229,7 @@ export class HostCore {
     const allowed = new Set(effectiveGrants(manifest, this.options.narrow).permissions.hostFunctions ?? []);
     const handlers: Record<string, Handler> = {};
     for (const [fn, impl] of Object.entries(this.options.hostFunctions)) {
-      handlers[fn] = (args) => {
+      handlers[fn] = (args, context) => {
         if (!allowed.has(fn)) {
           this.bus.emit("permission-denied", {
             plugin: manifest.name,
@@ -233,7 +242,14 @@ export class HostCore {
               `add it to permissions.hostFunctions in its plugin.json`,
           );
         }
-        return (impl as (...a: unknown[]) => unknown)(...args);
+        const tracing = this.options.tracing;
+        if (!tracing) return (impl as (...a: unknown[]) => unknown)(...args);
+        return tracing.serveHostFunction(
+          manifest.name,
+          fn,
+          context.traceparent,
+          () => (impl as (...a: unknown[]) => unknown)(...args),
+        );
       };
     }
     return handlers;

@@ -28,6 +28,8 @@ export interface InstanceOptions {
   handlers: Record<string, Handler>;
   logger: (entry: LogEntry) => void;
   onEvent: (name: string, data: unknown) => void;
+  /** The round trip of each heartbeat, in ms. */
+  onHeartbeat?: (rttMs: number) => void;
   /** Reports an `onEvent` listener that threw (the connection stays up). */
   onListenerError: (error: unknown) => void;
   /** Builds the launch plan from the connection's launch variables. */
@@ -124,6 +126,7 @@ export async function startInstance(manifest: Manifest, options: InstanceOptions
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       protocolVersion: version,
       onEvent: options.onEvent,
+      onHeartbeat: options.onHeartbeat,
       onListenerError: options.onListenerError,
       // A lost connection usually means the process died: report it as the
       // crash it is, with exit status and stderr, once the exit is seen.

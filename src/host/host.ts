@@ -155,6 +155,7 @@ export class PluginHost {
 
   /** Calls `method` on plugin `name`, on its least-loaded instance. */
   call(name: string, method: string, args: unknown[] = [], options: CallOptions = {}): Promise<unknown> {
+    if (this.#core.options.tracing) return this.#traced(name, method, args, options);
     const instrumentation = this.#core.options.instrumentation;
     if (!instrumentation) return route(this.#core, name, method, args, options);
     const state = instrumentation.begin(name, method);
@@ -162,6 +163,26 @@ export class PluginHost {
       (value) => (instrumentation.end(name, method, state), value),
       (error) => {
         instrumentation.end(name, method, state, error);
+        throw error;
+      },
+    );
+  }
+
+  /** A call inside its client span, the span's trace context sent with the request. */
+  #traced(name: string, method: string, args: unknown[], options: CallOptions): Promise<unknown> {
+    const span = this.#core.options.tracing!.startCall(name, method);
+    const instrumentation = this.#core.options.instrumentation;
+    const state = instrumentation?.begin(name, method);
+    const traced = span.traceparent === undefined ? options : { ...options, traceparent: span.traceparent };
+    return route(this.#core, name, method, args, traced).then(
+      (value) => {
+        instrumentation?.end(name, method, state);
+        span.end();
+        return value;
+      },
+      (error) => {
+        instrumentation?.end(name, method, state, error);
+        span.end(error);
         throw error;
       },
     );

@@ -12,7 +12,7 @@ import { heartbeatIntervalMsDefault } from "../protocol/rpc.ts";
 import { protocolVersions, type VersionRange } from "../protocol/handshake.ts";
 import type { TransportKind } from "../transport/transport.ts";
 import type { LogEntry } from "./process.ts";
-import type { CallInstrumentation, CallPolicy, LaunchPlanner, PluginVerifier } from "./types.ts";
+import type { CallInstrumentation, CallPolicy, CallTracing, LaunchPlanner, PluginVerifier } from "./types.ts";
 import type { Narrow, SandboxMode } from "./sandbox.ts";
 
 /** Options for {@link PluginHost}. */
@@ -88,6 +88,8 @@ export interface PluginHostOptions {
   narrow?: Narrow;
   /** Wraps every routed call; unset, the call path does no extra work. */
   instrumentation?: CallInstrumentation;
+  /** Carries trace context into requests and host functions; unset, the call path does no extra work. */
+  tracing?: CallTracing;
 }
 
 /** Default {@link PluginHostOptions.handshakeTimeoutMs}. */
@@ -148,6 +150,7 @@ export interface ResolvedOptions {
   sandbox: SandboxMode;
   narrow: Narrow | undefined;
   instrumentation: CallInstrumentation | undefined;
+  tracing: CallTracing | undefined;
 }
 
 const transportKinds: readonly string[] = ["shm", "unix", "tcp"];
@@ -285,6 +288,7 @@ export function resolveOptions(options: PluginHostOptions): ResolvedOptions {
     sandbox: sandboxMode(options.sandbox),
     narrow: narrowOption(options.narrow),
     instrumentation: options.instrumentation,
+    tracing: options.tracing,
   };
 }
 

@@ -91,6 +91,14 @@ export interface ResourceEvent {
   at: number;
 }
 
+/** The round trip of one heartbeat (PING to PONG) of an instance. */
+export interface HeartbeatEvent {
+  plugin: string;
+  pid: number | undefined;
+  rttMs: number;
+  at: number;
+}
+
 /** An instance crossed a memory limit of its manifest, and what the host did about it. */
 export interface LimitEvent {
   plugin: string;
@@ -125,6 +133,7 @@ export interface HostEvents {
   refused: RefusedEvent;
   resource: ResourceEvent;
   limit: LimitEvent;
+  heartbeat: HeartbeatEvent;
 }
 
 /** A plugin's current picture, from {@link PluginHost.list}. */
@@ -195,4 +204,25 @@ export interface LaunchPlanner {
 export interface CallInstrumentation {
   begin(plugin: string, method: string): unknown;
   end(plugin: string, method: string, state: unknown, error?: unknown): void;
+}
+
+/** A traced call's span, as the host sees it: what to send, and how to end it. */
+export interface CallSpan {
+  /** The W3C traceparent to send with the request; undefined sends none. */
+  readonly traceparent: string | undefined;
+  end(error?: unknown): void;
+}
+
+/**
+ * Carries W3C trace context through the host (observe/tracing.ts implements
+ * it with @opentelemetry/api). Unset, the call path does no extra work.
+ */
+export interface CallTracing {
+  /** A call the host routes to `plugin` is starting: its client span. */
+  startCall(plugin: string, method: string): CallSpan;
+  /**
+   * Runs host function `name`, called by `plugin` with `traceparent` (if the
+   * plugin sent one), inside a span that calls made from `run` descend from.
+   */
+  serveHostFunction(plugin: string, name: string, traceparent: string | undefined, run: () => unknown): unknown;
 }

@@ -90,10 +90,12 @@ interface Stored {
  * straight into the buffer so that a flood allocates next to nothing per line.
  * A new line goes after the previous one (back to the start when it does not
  * fit) and evicts the oldest lines whose bytes it overwrites, and the oldest
- * line when every slot is taken.
+ * line when every slot is taken. The slots are made once and reused: a
+ * record per line would live as long as the line is kept, long enough to
+ * reach the old generation, whose garbage a flood would then pile up.
  */
 class Ring {
-  readonly slots: (Stored | undefined)[];
+  readonly slots: Stored[];
   readonly buffer: Uint8Array;
   head = 0;
   count = 0;
@@ -103,7 +105,14 @@ class Ring {
   bytesTotal = 0;
   dropped = 0;
   constructor(capacity: number, bytesMax: number) {
-    this.slots = new Array(capacity);
+    this.slots = Array.from({ length: capacity }, () => ({
+      seq: 0,
+      at: 0,
+      stream: "stdout" as LogLine["stream"],
+      level: 0,
+      offset: 0,
+      length: 0,
+    }));
     this.buffer = new Uint8Array(bytesMax);
   }
   push(seq: number, at: number, stream: LogLine["stream"], level: number, line: string): Stored {
@@ -123,26 +132,30 @@ class Ring {
       if (this.count < this.slots.length && !overwritten) break;
       this.shift();
     }
-    const item: Stored = { seq, at, stream, level, offset: this.writeAt, length: written };
+    const item = this.slots[(this.head + this.count) % this.slots.length];
+    item.seq = seq;
+    item.at = at;
+    item.stream = stream;
+    item.level = level;
+    item.offset = this.writeAt;
+    item.length = written;
     this.writeAt = end;
-    this.slots[(this.head + this.count) % this.slots.length] = item;
     this.count++;
     this.bytes += written;
     return item;
   }
   shift(): void {
     const old = this.#oldest();
-    this.slots[this.head] = undefined;
     this.head = (this.head + 1) % this.slots.length;
     this.count--;
     this.bytes -= old.length;
     this.dropped++;
   }
   #oldest(): Stored {
-    return this.slots[this.head]!;
+    return this.slots[this.head];
   }
   *items(): Generator<Stored> {
-    for (let i = 0; i < this.count; i++) yield this.slots[(this.head + i) % this.slots.length]!;
+    for (let i = 0; i < this.count; i++) yield this.slots[(this.head + i) % this.slots.length];
   }
   text(item: Stored): string {
     return decoder.decode(this.buffer.subarray(item.offset, item.offset + item.length));

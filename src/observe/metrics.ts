@@ -16,13 +16,28 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { type Metric, Registry } from "prom-client";
 import type { PluginInfo, PluginState, StateEvent } from "../host/host.ts";
+import type { HeartbeatEvent, HostEvents, ResourceEvent } from "../host/types.ts";
 import type { CallInstrumentation } from "./instrumentation.ts";
 
 /** What the metrics need from a host: its plugins and its lifecycle events. */
 export interface ObservedHost {
   list(): PluginInfo[];
   onState(listener: (event: StateEvent) => void): () => void;
+  /**
+   * The host's event bus. When present, process figures come from its
+   * "resource" readings (the host reads /proc anyway) instead of a read per
+   * scrape, and memory-limit actions and permission denials are counted.
+   */
+  on?<K extends keyof HostEvents>(type: K, listener: (event: HostEvents[K]) => void): () => void;
 }
+
+/**
+ * How old a host "resource" reading may be and still stand for a process; older
+ * (or none: a host that samples rarely or not at all) and /proc is read instead.
+ */
+export const resourceReadingFreshMs = 2_000;
+/** How old an instance's last heartbeat round trip may be and still be exported (ten default heartbeats). */
+export const heartbeatReadingFreshMs = 10_000;
 
 /**
  * Latency bucket upper bounds in seconds: from 1 µs (a shared-memory call takes
@@ -229,6 +244,14 @@ export class PluginMetrics {
   #lastPlugin = "";
   #lastMethod = "";
   #lastStats: MethodStats | undefined;
+  /** The host's latest resource reading per pid. */
+  readonly #resources = new Map<number, ResourceEvent>();
+  /** Memory-limit actions by plugin, limit and action. */
+  readonly #limitActions = new Map<string, { plugin: string; limit: string; action: string; count: number }>();
+  /** The last heartbeat round trip per pid. */
+  readonly #heartbeats = new Map<number, HeartbeatEvent>();
+  /** Permission denials by plugin. */
+  readonly #denials = new Map<string, number>();
 
   constructor(options: PluginMetricsOptions = {}) {
     this.#historyPoints = Math.max(2, options.historyPoints ?? historyPointsDefault);
@@ -268,6 +291,22 @@ export class PluginMetrics {
   observe(host: ObservedHost): this {
     this.#hosts.push(host);
     this.#unsubscribe.push(host.onState((event) => this.#onState(event)));
+    if (host.on) {
+      this.#unsubscribe.push(
+        host.on("resource", (event) => void this.#resources.set(event.pid, event)),
+        host.on("heartbeat", (event) => void (event.pid !== undefined && this.#heartbeats.set(event.pid, event))),
+        host.on("limit", (event) => {
+          const key = `${event.plugin}\0${event.limit}\0${event.action}`;
+          const entry = this.#limitActions.get(key) ??
+            { plugin: event.plugin, limit: event.limit, action: event.action, count: 0 };
+          entry.count++;
+          this.#limitActions.set(key, entry);
+        }),
+        host.on("permission-denied", (event) => {
+          this.#denials.set(event.plugin, (this.#denials.get(event.plugin) ?? 0) + 1);
+        }),
+      );
+    }
     return this;
   }
 
@@ -304,7 +343,7 @@ export class PluginMetrics {
         for (const n of m.errors.values()) errors += n;
         for (let i = 0; i < buckets.length; i++) buckets[i] += m.buckets[i];
       }
-      const processes = info.pids.map(readProcess).filter((p) => p !== undefined);
+      const processes = info.pids.map((pid) => this.#process(pid)).filter((p) => p !== undefined);
       const cpuByPid = new Map(processes.map((p) => [p.pid, p.cpuSeconds]));
       // CPU is accumulated per pid so that a restarted instance does not make the total go backwards.
       const previous = stats.history.at(-1);
@@ -336,7 +375,8 @@ export class PluginMetrics {
     const stats = this.#plugins.get(plugin);
     const sampled = stats?.history.length ? stats.processes : undefined;
     const processes = options.live || !sampled
-      ? (this.#list().find((p) => p.name === plugin)?.pids ?? []).map(readProcess).filter((p) => p !== undefined)
+      ? (this.#list().find((p) => p.name === plugin)?.pids ?? []).map((pid) => this.#process(pid))
+        .filter((p) => p !== undefined)
       : sampled;
     let calls = 0;
     let errors = 0;
@@ -423,6 +463,16 @@ export class PluginMetrics {
       ].join(","));
     }
     return `${lines.join("\r\n")}\r\n`;
+  }
+
+  /** A process' figures: the host's fresh reading, else read from /proc now. */
+  #process(pid: number): ProcessSample | undefined {
+    const reading = this.#resources.get(pid);
+    if (reading && Date.now() - reading.at <= resourceReadingFreshMs) {
+      return { pid, rssBytes: reading.rssBytes, cpuSeconds: reading.cpuSeconds };
+    }
+    if (reading) this.#resources.delete(pid); // stale: its process is gone or the host stopped sampling
+    return readProcess(pid);
   }
 
   #list(): PluginInfo[] {
@@ -576,7 +626,7 @@ export class PluginMetrics {
     );
     const perProcess = (pick: (p: ProcessSample) => number) => () =>
       this.#list().flatMap((info) =>
-        info.pids.map(readProcess).filter((p) => p !== undefined).map((p) => ({
+        info.pids.map((pid) => this.#process(pid)).filter((p) => p !== undefined).map((p) => ({
           labels: { plugin: info.name, pid: p.pid },
           value: pick(p),
         }))
@@ -592,6 +642,45 @@ export class PluginMetrics {
       "User and system CPU time of each plugin process.",
       "counter",
       perProcess((p) => p.cpuSeconds),
+    );
+    family(
+      "instance_processes",
+      "Processes in each plugin instance's tree (the runtime, a sandbox launcher, children), per the host's reading.",
+      "gauge",
+      () =>
+        [...this.#resources.values()].filter((r) => Date.now() - r.at <= resourceReadingFreshMs).map((r) => ({
+          labels: { plugin: r.plugin, pid: r.pid },
+          value: r.processes,
+        })),
+    );
+    family(
+      "instance_heartbeat_rtt_seconds",
+      "Round trip of the instance's last heartbeat (PING to PONG): how quickly its event loop answers.",
+      "gauge",
+      () => {
+        const values: Value[] = [];
+        for (const [pid, e] of this.#heartbeats) {
+          if (Date.now() - e.at > heartbeatReadingFreshMs) this.#heartbeats.delete(pid); // gone, or no longer beating
+          else values.push({ labels: { plugin: e.plugin, pid }, value: e.rttMs / 1000 });
+        }
+        return values;
+      },
+    );
+    family(
+      "plugin_limit_actions_total",
+      "Times the host paused, resumed or killed an instance for a memory limit of its manifest.",
+      "counter",
+      () =>
+        [...this.#limitActions.values()].map((e) => ({
+          labels: { plugin: e.plugin, limit: e.limit, action: e.action },
+          value: e.count,
+        })),
+    );
+    family(
+      "plugin_permission_denials_total",
+      "Calls the host refused because the plugin's manifest does not grant them.",
+      "counter",
+      () => [...this.#denials].map(([plugin, count]) => ({ labels: { plugin }, value: count })),
     );
   }
 }

@@ -15,6 +15,7 @@ import { ChannelClosedError } from "../transport/errors.ts";
 import { connectTransport } from "../transport/factory.ts";
 import type { TransportKind } from "../transport/transport.ts";
 import { drainTimeoutMs, type PluginContext, type PluginDefinition, type PluginSession } from "./plugin.ts";
+import { callHostTraced, serveTraced } from "./_tracing.ts";
 
 /** How long the plugin waits for WELCOME after HELLO. */
 export const welcomeTimeoutMs = 10_000;
@@ -29,14 +30,16 @@ function readLaunchConfig(): Readonly<Record<string, unknown>> {
   return Object.freeze(typeof value === "object" && value !== null && !Array.isArray(value) ? value : {});
 }
 
-function contextFor(peer: RpcPeer, signal: AbortSignal, session: PluginSession): PluginContext {
+function contextFor(peer: RpcPeer, signal: AbortSignal, session: PluginSession, traceparent?: string): PluginContext {
   return {
     signal,
     session,
     get config() {
       return currentConfig;
     },
-    callHost: (name, ...args) => peer.call(name, args),
+    callHost: traceparent === undefined
+      ? (name, ...args) => peer.call(name, args)
+      : (name, ...args) => callHostTraced(name, traceparent, (tp) => peer.call(name, args, { traceparent: tp })),
     emit: (name, data) => peer.emit(name, data),
   };
 }
@@ -44,8 +47,12 @@ function contextFor(peer: RpcPeer, signal: AbortSignal, session: PluginSession):
 function toHandlers(definition: PluginDefinition, session: PluginSession): Record<string, Handler> {
   const handlers: Record<string, Handler> = {};
   for (const [name, fn] of Object.entries(definition.methods)) {
+    // Only a request that carries trace context (the host traces) pays for a span.
     handlers[name] = (args: unknown[], ctx: HandlerContext) =>
-      fn.apply(contextFor(ctx.peer, ctx.signal, session), args);
+      ctx.traceparent === undefined
+        ? fn.apply(contextFor(ctx.peer, ctx.signal, session), args)
+        : serveTraced(definition.name, name, ctx.traceparent, (tp) =>
+          fn.apply(contextFor(ctx.peer, ctx.signal, session, tp), args));
   }
   return handlers;
 }

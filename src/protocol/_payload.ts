@@ -35,8 +35,8 @@ export const streamCreditItemsMax = 0x7fff_ffff;
 export const protocolVersionMax = 0xffff;
 /** Largest heartbeat interval a WELCOME may announce, in milliseconds (one day). */
 export const heartbeatIntervalMsMax = 86_400_000;
-/** Longest optional trace context (the 4th REQUEST element, a W3C traceparent), in UTF-16 code units. */
-export const traceparentCharsMax = 256;
+/** Length of a W3C traceparent (version 00): `00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`. */
+export const traceparentChars = 55;
 /** Largest deadline a REQUEST may carry, in milliseconds (the largest timer delay JavaScript runtimes honour). */
 export const deadlineMsMax = 0x7fff_ffff;
 
@@ -48,8 +48,8 @@ export interface RequestPayload {
   args: unknown[];
   /** How long the caller waits, in ms; null: no deadline. */
   deadlineMs: number | null;
-  /** The caller's trace context (W3C traceparent), not checked further here; null when absent. */
-  traceparent: string | null;
+  /** The caller's W3C trace context, when it traces (an optional fourth element). */
+  traceparent?: string;
 }
 
 /** A STREAM_OPEN payload: `[method, args, hasInput]`. */
@@ -143,10 +143,10 @@ export function validateValue(kind: string, value: unknown): unknown {
 }
 
 function checkCall(kind: string, value: unknown): { method: string; args: unknown[] } {
-  const request = kind === "REQUEST";
-  if (!Array.isArray(value) || !(value.length === 3 || (request && value.length === 4))) {
+  // A REQUEST may carry a fourth element, the caller's trace context.
+  if (!Array.isArray(value) || (value.length !== 3 && !(kind === "REQUEST" && value.length === 4))) {
     throw new BadRequestError(
-      `${kind} payload must be [method, args, ${request ? "deadline, traceparent?" : "hasInput"}], got ${
+      `${kind} payload must be [method, args, ${kind === "REQUEST" ? "deadline, traceparent?" : "hasInput"}], got ${
         describe(value)
       }`,
     );
@@ -170,25 +170,30 @@ function checkCall(kind: string, value: unknown): { method: string; args: unknow
   return { method, args };
 }
 
+const traceparentPattern = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+
 /**
  * REQUEST: `[method: str, args: array, deadlineMs: uint | nil, traceparent?: str | nil]`.
  * Throws {@link BadRequestError}.
  */
 export function validateRequest(value: unknown): RequestPayload {
+  const request = validateCall(value);
+  const traceparent = (value as unknown[])[3];
+  if (traceparent === undefined || traceparent === null) return request;
+  if (typeof traceparent !== "string" || !traceparentPattern.test(traceparent)) {
+    throw new BadRequestError(
+      `REQUEST ${request.method}: traceparent must be nil or a W3C traceparent (${traceparentChars} characters, ` +
+        `00-<trace id>-<span id>-<flags> in lowercase hex), got ${describe(traceparent)}`,
+    );
+  }
+  request.traceparent = traceparent;
+  return request;
+}
+
+/** REQUEST without its optional trace context. */
+function validateCall(value: unknown): RequestPayload {
   const { method, args } = checkCall("REQUEST", value);
   const deadlineMs = (value as unknown[])[2];
-  const trace = (value as unknown[])[3];
-  let traceparent: string | null = null;
-  if (trace !== null && trace !== undefined) {
-    if (typeof trace !== "string" || trace.length > traceparentCharsMax) {
-      throw new BadRequestError(
-        `REQUEST ${method}: traceparent must be nil or a string of at most ${traceparentCharsMax} characters, got ${
-          describe(trace)
-        }`,
-      );
-    }
-    traceparent = trace;
-  }
   if (deadlineMs !== null && deadlineMs !== undefined) {
     if (
       typeof deadlineMs !== "number" || !Number.isInteger(deadlineMs) || deadlineMs < 0 || deadlineMs > deadlineMsMax
@@ -199,9 +204,9 @@ export function validateRequest(value: unknown): RequestPayload {
         }`,
       );
     }
-    return { method, args, deadlineMs, traceparent };
+    return { method, args, deadlineMs };
   }
-  return { method, args, deadlineMs: null, traceparent };
+  return { method, args, deadlineMs: null };
 }
 
 /** STREAM_OPEN: `[method: str, args: array, hasInput: bool]`. Throws {@link BadRequestError}. */

@@ -38,6 +38,8 @@ export interface CallOptions {
   signal?: AbortSignal;
   /** Milliseconds the call may take; both sides give up after it. */
   deadlineMs?: number;
+  /** The caller's W3C trace context, sent with the request (set by a tracing layer, not per call by hand). */
+  traceparent?: string;
 }
 
 /** What a handler gets besides its arguments. */
@@ -46,6 +48,8 @@ export interface HandlerContext {
   readonly signal: AbortSignal;
   /** The endpoint, to call back into the other side or emit events. */
   readonly peer: RpcPeer;
+  /** The caller's W3C trace context, if its request carried one. */
+  readonly traceparent?: string;
 }
 
 /** A request handler: positional arguments in, a MessagePack-able value out. */
@@ -81,6 +85,8 @@ export interface RpcPeerOptions {
    * e.g. a host waits for the plugin's exit status to report a crash.
    */
   explainLoss?: (error: Error) => Promise<Error>;
+  /** Called with the round trip of each of this side's PINGs, in ms, when its PONG arrives. */
+  onHeartbeat?: (rttMs: number) => void;
 }
 
 /** Default {@link RpcPeerOptions.heartbeatIntervalMs}. */
@@ -186,6 +192,7 @@ export class RpcPeer {
   /** The PING interval this endpoint uses, in ms (0: no heartbeat). */
   readonly heartbeatIntervalMs: number;
   readonly #onListenerError: (error: unknown, event: string) => void;
+  readonly #onHeartbeat: ((rttMs: number) => void) | undefined;
 
   constructor(transport: Transport, options: RpcPeerOptions) {
     this.#transport = transport;
@@ -199,8 +206,10 @@ export class RpcPeer {
     this.heartbeatIntervalMs = interval;
     this.protocolVersion = options.protocolVersion ?? 0;
     this.#onListenerError = options.onListenerError ?? reportListenerError;
+    this.#onHeartbeat = options.onHeartbeat;
     if (interval > 0) {
-      this.#heartbeat = setInterval(() => this.#send(FrameKind.ping, 0, Date.now()), interval);
+      // The sender's monotonic clock in ms: the PONG brings it back for the round trip.
+      this.#heartbeat = setInterval(() => this.#send(FrameKind.ping, 0, performance.now()), interval);
       this.#heartbeat.unref();
     }
   }
@@ -240,7 +249,10 @@ export class RpcPeer {
     return new Promise((resolve, reject) => {
       const cleanup = this.#armCall(id, method, options, reject);
       this.#calls.set(id, { resolve, reject, cleanup });
-      this.#send(FrameKind.request, id, [method, args, options.deadlineMs ?? null], flagOpener).catch((error) => {
+      const request = options.traceparent === undefined
+        ? [method, args, options.deadlineMs ?? null]
+        : [method, args, options.deadlineMs ?? null, options.traceparent];
+      this.#send(FrameKind.request, id, request, flagOpener).catch((error) => {
         // Only this call fails (an argument too large to send, say); the connection stays up.
         if (!this.#calls.delete(id)) return;
         cleanup();
@@ -444,9 +456,11 @@ export class RpcPeer {
       case FrameKind.ping:
         this.#send(FrameKind.pong, 0, validatePing(decodePayload(bytes)));
         return;
-      case FrameKind.pong:
-        validatePing(decodePayload(bytes), "PONG");
+      case FrameKind.pong: {
+        const sent = validatePing(decodePayload(bytes), "PONG");
+        if (this.#onHeartbeat && sent !== null) this.#onHeartbeat(performance.now() - sent);
         return;
+      }
       case FrameKind.goodbye:
         validateEmpty(decodePayload(bytes), "GOODBYE");
         this.remoteDraining = true;
@@ -463,9 +477,9 @@ export class RpcPeer {
   }
 
   #onRequest(id: number, bytes: Uint8Array): void {
-    let method: string, args: unknown[], deadlineMs: number | null;
+    let method: string, args: unknown[], deadlineMs: number | null, traceparent: string | undefined;
     try {
-      ({ method, args, deadlineMs } = validateRequest(decodePayload(bytes)));
+      ({ method, args, deadlineMs, traceparent } = validateRequest(decodePayload(bytes)));
     } catch (error) {
       this.#send(FrameKind.error, id, { code: "bad_request", message: (error as Error).message, stack: "" });
       return;
@@ -488,10 +502,10 @@ export class RpcPeer {
       });
       return;
     }
-    this.#serve(id, handler, args, deadlineMs);
+    this.#serve(id, handler, args, deadlineMs, traceparent);
   }
 
-  #serve(id: number, handler: Handler, args: unknown[], deadlineMs: number | null): void {
+  #serve(id: number, handler: Handler, args: unknown[], deadlineMs: number | null, traceparent?: string): void {
     const controller = new AbortController();
     this.#served.set(id, controller);
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -514,7 +528,7 @@ export class RpcPeer {
       });
     };
     try {
-      const result = handler(args, { signal: controller.signal, peer: this });
+      const result = handler(args, { signal: controller.signal, peer: this, traceparent });
       if (isThenable(result)) {
         result.then(
           (value) => finish(FrameKind.response, value),
