@@ -73,6 +73,8 @@ const commands = [
   "lock",
   "sign",
   "audit",
+  "new",
+  "test",
 ];
 
 test("parseCommand refuses unknown flags with the closest known one, and extra arguments", () => {

@@ -21,6 +21,7 @@ import { adminFlags, expandAdminFlag, ServeAdmin } from "./_admin.ts";
 import { ControlError, controlRequest, defaultSocketPath } from "./_control.ts";
 import { runDemo } from "./_demo.ts";
 import { securityCommands, securityFlags, securitySetup, trustCell, trustContext } from "./_integrity.ts";
+import { authorCommands, runNew, runTest } from "./_authors.ts";
 import { Output } from "./_output.ts";
 import { examplePlugins, packageVersion } from "./_paths.ts";
 import { type LogRecord, Serve, ServeLog } from "./_serve.ts";
@@ -152,6 +153,7 @@ trust line: locked / changed / unlocked, who signed it, verified or why not.`,
     details: "Numbers are from this machine, as loaded as it is now; `make bench` measures properly.",
   },
   ...securityCommands,
+  ...authorCommands,
 } satisfies Record<string, CommandSpec>;
 
 type CommandName = keyof typeof commands;
@@ -469,6 +471,10 @@ async function run(out: Output, command: CommandName, argv: string[]): Promise<n
     case "sign":
     case "audit":
       return await securityCommands[command].run(out, positionals, values);
+    case "new":
+      return runNew(out, positionals, values);
+    case "test":
+      return await runTest(out, positionals);
     default:
       return await remote(out, command, positionals, values);
   }
