@@ -36,6 +36,7 @@ export {
   DeadlineExceededError,
   FrameCorruptError,
   HandshakeError,
+  HookError,
   HostClosedError,
   LoadInterruptedError,
   ManifestError,

@@ -18,6 +18,8 @@ export {
   definePlugin,
   drainTimeoutMs,
   exitCodeNotLaunched,
+  type HookChain,
+  type HookHandler,
   isPluginDefinition,
   type PluginClient,
   type PluginContext,

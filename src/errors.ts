@@ -32,6 +32,7 @@ export {
 } from "./protocol/errors.ts";
 export {
   ConfigError,
+  HookError,
   HostClosedError,
   LoadInterruptedError,
   ManifestError,

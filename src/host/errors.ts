@@ -266,3 +266,36 @@ export class ConfigError extends PluginShmError {
     this.source = source;
   }
 }
+
+/**
+ * `host.runHook()` could not run a hook: nobody declared it ("unknown_hook"),
+ * or under the "fail" policy one plugin's handler threw or overran its
+ * deadline ("hook_failed", naming the plugin; the handler's error is the
+ * `cause`).
+ *
+ * @example
+ * ```ts
+ * import { HookError } from "./errors.ts";
+ * const e = new HookError("unknown_hook", "onRequst", undefined, "No plugin declares hook onRequst");
+ * console.assert(e.code === "unknown_hook" && e.hook === "onRequst");
+ * ```
+ */
+export class HookError extends PluginShmError {
+  override name = "HookError";
+  readonly code: "unknown_hook" | "hook_failed";
+  readonly hook: string;
+  /** The plugin whose handler failed, for "hook_failed". */
+  readonly plugin: string | undefined;
+  constructor(
+    code: HookError["code"],
+    hook: string,
+    plugin: string | undefined,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.code = code;
+    this.hook = hook;
+    this.plugin = plugin;
+  }
+}

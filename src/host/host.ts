@@ -26,6 +26,7 @@ import { unloadPlugin } from "./_stop.ts";
 import { adopt, checkStalls, startAll } from "./_supervisor.ts";
 import { resolveConfig } from "./_config.ts";
 import { type ConfigApplied, configurePlugin } from "./_configure.ts";
+import { type HookResult, runHook, type RunHookOptions } from "./_hooks.ts";
 import { resumePlugin, sampleResources } from "./_limits.ts";
 import { type PluginHostOptions, resolveOptions } from "./options.ts";
 import type { Discovered, HostEvents, PluginEvent, PluginInfo, StateEvent } from "./types.ts";
@@ -262,6 +263,16 @@ export class PluginHost {
     const plugin = this.#core.plugins.get(name);
     if (!plugin || plugin.state !== "running") throw this.#core.unavailable(name);
     return await configurePlugin(this.#core, plugin, values);
+  }
+
+  /**
+   * Runs hook `name` through every running plugin that declares it, highest
+   * priority first; each handler may change `context` or stop the chain. A
+   * handler that throws or overruns is skipped (policy "skip", the default)
+   * or fails the run with a HookError (policy "fail"). See _hooks.ts.
+   */
+  runHook<C>(name: string, context: C, options?: RunHookOptions): Promise<HookResult<C>> {
+    return runHook(this.#core, name, context, options);
   }
 
   /** Watches the plugin's directory and reloads on changes (development mode). */

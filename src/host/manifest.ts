@@ -20,6 +20,8 @@ import { type Limits, limitsSchema, type Permissions, permissionsSchema } from "
 import { configSchemaProblem } from "./_config.ts";
 
 const nameRule = /^[a-z][a-z0-9-]{0,62}$/;
+/** A hook's name: `onRequest`, `beforeSave2`. */
+export const hookNameRule: RegExp = /^[A-Za-z][A-Za-z0-9]{0,63}$/;
 
 /** Runtimes a plugin may run under. */
 export const runtimes = ["deno", "bun", "node"] as const;
@@ -76,6 +78,10 @@ const baseFields = {
   description: z.string().max(500, "must be at most 500 characters").optional(),
   permissions: permissionsSchema.optional(),
   limits: limitsSchema.optional(),
+  hooks: z.record(
+    z.string().regex(hookNameRule, "a hook name is letters and digits, starting with a letter (max 64)"),
+    z.strictObject({ priority: z.int().min(-1_000_000).max(1_000_000).default(0) }),
+  ).optional(),
   config: z.record(z.string(), z.unknown()).superRefine((schema, ctx) => {
     const problem = configSchemaProblem(schema);
     if (problem) ctx.addIssue({ code: "custom", message: problem });
@@ -104,6 +110,8 @@ export interface Manifest {
   permissions?: Permissions;
   /** Resource limits of the plugin process (manifest v2). */
   limits?: Limits;
+  /** Hooks the plugin handles, each with its priority (higher runs first); see src/host/_hooks.ts. */
+  hooks?: Record<string, { priority: number }>;
   /** JSON Schema (an object schema) of the plugin's settings; see src/host/_config.ts. */
   config?: Record<string, unknown>;
   /** The plugin's directory (absolute). */

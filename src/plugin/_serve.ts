@@ -57,6 +57,22 @@ function toHandlers(definition: PluginDefinition, session: PluginSession): Recor
   return handlers;
 }
 
+/** `$hook:<name>` handlers: run the plugin's handler, answer the (changed) context and whether it stopped the chain. */
+function toHookHandlers(definition: PluginDefinition, session: PluginSession): Record<string, Handler> {
+  const handlers: Record<string, Handler> = {};
+  for (const [name, hook] of Object.entries(definition.hooks ?? {})) {
+    const handler = typeof hook === "function" ? hook : hook.handler;
+    handlers[`${reservedMethods.hookPrefix}${name}`] = async ([context], ctx: HandlerContext) => {
+      let stop = false;
+      const changed = await handler.call(contextFor(ctx.peer, ctx.signal, session), context, {
+        stop: () => void (stop = true),
+      });
+      return { context: changed === undefined ? context : changed, stop };
+    };
+  }
+  return handlers;
+}
+
 function toStreamHandlers(definition: PluginDefinition, session: PluginSession): Record<string, StreamHandler> {
   const handlers: Record<string, StreamHandler> = {};
   for (const [name, fn] of Object.entries(definition.streams ?? {})) {
@@ -144,7 +160,7 @@ export async function serve(definition: PluginDefinition): Promise<never> {
   };
   const peer: RpcPeer = new RpcPeer(transport, {
     remoteName: "host",
-    handlers: { ...toHandlers(definition, session), ...lifecycle },
+    handlers: { ...toHandlers(definition, session), ...toHookHandlers(definition, session), ...lifecycle },
     streamHandlers: toStreamHandlers(definition, session),
     // The host decides the heartbeat: it judges our silence by the interval it sent.
     heartbeatIntervalMs: welcome.heartbeatIntervalMs,

@@ -50,12 +50,30 @@ export type PluginMethods = Record<string, AnyFunction>;
 /** A plugin's stream methods: an input stream plus arguments in, an output stream out. */
 export type PluginStreams = Record<string, (input: AsyncIterable<unknown>, ...args: never[]) => AsyncIterable<unknown>>;
 
+/** What a hook handler gets besides the context: `stop()` ends the chain after this handler. */
+export interface HookChain {
+  stop(): void;
+}
+
+/**
+ * A hook handler: returns the changed context (or changes it in place and
+ * returns nothing); its priority is declared in plugin.json `hooks`.
+ */
+// deno-lint-ignore no-explicit-any
+export type HookHandler = (context: any, chain: HookChain) => unknown;
+
 /** What {@link definePlugin} takes. */
 export interface PluginDefinition<M extends PluginMethods = PluginMethods, S extends PluginStreams = PluginStreams> {
   name: string;
   version: string;
   methods: M & ThisType<PluginContext>;
   streams?: S & ThisType<PluginContext>;
+  /**
+   * Hook handlers by hook name (`onRequest(context, chain) {…}`, or
+   * `{handler}`); each must also be declared with its priority in
+   * plugin.json `hooks`, which is what the host orders by.
+   */
+  hooks?: Record<string, (HookHandler | { handler: HookHandler }) & ThisType<PluginContext>>;
   /** Runs after the handshake, before the first call. */
   onStart?(this: PluginContext): void | Promise<void>;
   /** Runs when the host asks the plugin to stop. */
@@ -110,6 +128,15 @@ export function definePlugin<M extends PluginMethods, S extends PluginStreams = 
   for (const name of [...Object.keys(definition.methods), ...Object.keys(definition.streams ?? {})]) {
     if (name.startsWith("$")) {
       throw new TypeError(`Method "${name}" of plugin "${definition.name}": names starting with "$" are reserved`);
+    }
+  }
+  for (const [name, hook] of Object.entries(definition.hooks ?? {})) {
+    const handler = typeof hook === "function" ? hook : hook?.handler;
+    if (!/^[A-Za-z][A-Za-z0-9]{0,63}$/.test(name) || typeof handler !== "function") {
+      throw new TypeError(
+        `Hook "${name}" of plugin "${definition.name}": a hook is a function (or {handler}) under a name of ` +
+          `letters and digits, starting with a letter`,
+      );
     }
   }
   Object.defineProperty(definition, definitionBrand, { value: true });

@@ -51,6 +51,8 @@ export const reservedMethods = {
   importState: "$importState",
   /** Config change: take the new values (one argument); answer `true` if `onConfig` took them, `false` to be reloaded. */
   config: "$config",
+  /** Hooks: `$hook:<name>` with `[context]` answers `{context, stop}` (see src/host/_hooks.ts). */
+  hookPrefix: "$hook:",
 } as const;
 
 /** The exit code of a plugin entry started without a host's launch variables. */
