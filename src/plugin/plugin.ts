@@ -73,7 +73,9 @@ export interface PluginDefinition<M extends PluginMethods = PluginMethods, S ext
    * `{handler}`); each must also be declared with its priority in
    * plugin.json `hooks`, which is what the host orders by.
    */
-  hooks?: Record<string, (HookHandler | { handler: HookHandler }) & ThisType<PluginContext>>;
+  hooks?:
+    & Record<string, HookHandler | ({ handler: HookHandler } & ThisType<PluginContext>)>
+    & ThisType<PluginContext>;
   /** Runs after the handshake, before the first call. */
   onStart?(this: PluginContext): void | Promise<void>;
   /** Runs when the host asks the plugin to stop. */
