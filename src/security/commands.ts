@@ -28,6 +28,7 @@ import {
   writeLock,
 } from "./lock.ts";
 import {
+  claimedSigner,
   type CompiledTrust,
   describeSigner,
   SignatureError,
@@ -152,6 +153,8 @@ export interface TrustColumn {
   lock: "locked" | "changed" | "unlocked" | "no lock";
   /** Who signed, if the signature verified. */
   signedBy?: string;
+  /** Who the bundle says signed it, when that was not verified (no policy, or a check failed). */
+  claimedBy?: string;
   /** "verified", or why not (the SignatureError's code), or "unsigned", or "no policy". */
   signature: string;
   /** One short cell: `locked, signed by key sha256:ab…, verified`. */
@@ -183,6 +186,8 @@ export function trustColumn(
       signature = error.code;
     }
   }
-  const text = [lock, signedBy ? `signed by ${signedBy}` : undefined, signature].filter(Boolean).join(", ");
-  return { lock, signedBy, signature, text };
+  const claimedBy = signedBy ? undefined : claimedSigner(manifest.dir);
+  const by = signedBy ? `signed by ${signedBy}` : claimedBy ? `signed by ${claimedBy} (not verified)` : undefined;
+  const text = [lock, by, signature].filter(Boolean).join(", ");
+  return { lock, signedBy, claimedBy, signature, text };
 }

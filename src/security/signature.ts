@@ -18,7 +18,15 @@
  * @module
  */
 
-import { createHash, createPrivateKey, createPublicKey, type KeyObject, scryptSync, sign } from "node:crypto";
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  type KeyObject,
+  scryptSync,
+  sign,
+  X509Certificate,
+} from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve as resolvePath } from "node:path";
 import { xsalsa20poly1305 } from "@noble/ciphers/salsa.js";
@@ -624,6 +632,35 @@ export function verifyPluginSignature(dir: string, digest: string, trust: Compil
     );
   }
   return verifyBundle(text, file, digest, trust);
+}
+
+/**
+ * Who `<dir>/plugin.sigstore.json` says signed it, checking nothing: the key
+ * hint (as `key sha256:…`, the form {@link describeSigner} uses) or the leaf
+ * certificate's subject. For `ls`, next to the reason verification failed.
+ * Undefined when there is no readable bundle.
+ */
+export function claimedSigner(dir: string): string | undefined {
+  let bundle;
+  try {
+    bundle = parseBundle(readFileSync(join(dir, bundleFileName), "utf8"), join(dir, bundleFileName));
+  } catch {
+    return undefined;
+  }
+  const material = bundle.verificationMaterial.content;
+  if (material.$case === "publicKey") {
+    const hint = material.publicKey.hint;
+    return hint ? `key sha256:${Buffer.from(hint, "base64").toString("hex").slice(0, 12)}…` : "a key without a hint";
+  }
+  const raw = material.$case === "certificate"
+    ? material.certificate.rawBytes
+    : material.x509CertificateChain.certificates[0]?.rawBytes;
+  try {
+    const san = raw ? new X509Certificate(Buffer.from(raw)).subjectAltName : undefined;
+    return san?.replace(/^(URI|email):/, "") || "a certificate without a subject";
+  } catch {
+    return "an unreadable certificate";
+  }
 }
 
 /** The key hint cosign writes into bundles: base64 SHA-256 of the public key's SubjectPublicKeyInfo. */

@@ -281,6 +281,23 @@ test("signatures: require refuses an unsigned plugin before it runs; warn runs i
     const after = trustColumn(manifest, { trust: compileTrust({ keys: [pubPem] }) });
     assert.equal(after.signature, "verified");
     assert.match(after.text, /^no lock, signed by key sha256:[0-9a-f]{12}…, verified$/);
+    // Signed, but by a key the policy does not trust: who the bundle claims, and the check that failed.
+    const stranger = generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey;
+    const otherKey = compileTrust({ keys: [stranger.export({ type: "spki", format: "pem" }) as string] });
+    const untrusted = trustColumn(manifest, { trust: otherKey });
+    assert.equal(untrusted.signature, "untrusted_key");
+    assert.equal(untrusted.claimedBy, after.text.match(/signed by (key sha256:[0-9a-f]{12}…)/)?.[1]);
+    assert.match(untrusted.text, /^no lock, signed by key sha256:[0-9a-f]{12}… \(not verified\), untrusted_key$/);
+    assert.match(
+      trustColumn(manifest, { lock: { version: 1, plugins: {} } }).text,
+      /^unlocked, signed by key .* \(not verified\), no policy$/,
+    );
+    // A keyless bundle: the certificate's subject is what it claims.
+    writeFileSync(join(dir, bundleFileName), read("keyless_bundle.json"));
+    const identity = JSON.parse(read("keyless_identity.json"));
+    const keyless = trustColumn(manifest, { trust: otherKey });
+    assert.equal(keyless.claimedBy, identity.subject);
+    assert.match(keyless.text, / \(not verified\), /);
   } finally {
     done();
   }
