@@ -135,6 +135,43 @@ test(
   { timeoutMs: 120_000 },
 );
 
+test(
+  "serve --audit-required: once the audit log cannot be written (a full disk: /dev/full), new loads are refused and the running plugin keeps serving",
+  async () => {
+    const work = mkdtempSync(join(tmpdir(), "pshm-integrity-cli-"));
+    const tmp = join(work, "tmp");
+    mkdirSync(tmp);
+    const plugins = join(work, "plugins");
+    writePlugin(join(plugins, "good"), "good");
+    const socket = join(work, "control.sock");
+    const argv = cliCommand();
+    const serve = spawn(
+      argv[0],
+      [...argv.slice(1), "serve", plugins, "--socket", socket, "--audit", "/dev/full", "--audit-required"],
+      { cwd: root, env: { ...process.env as Record<string, string>, NO_COLOR: "1", TMPDIR: tmp }, stdio: "pipe" },
+    );
+    let err = "";
+    serve.stderr!.on("data", (d) => (err += d));
+    const exited = new Promise<void>((resolve) => serve.on("close", () => resolve()));
+    try {
+      await until("the audit failure", () => /serving 1 plugin/.test(err) && /AUDIT LOG FAILURE/.test(err));
+      assert.match(err, /\/dev\/full cannot be written .*new plugin loads are refused until then/);
+      const reload = await run(["reload", "good", "--socket", socket]);
+      assert.equal(reload.code, 1, reload.stdout + reload.stderr);
+      assert.match(reload.stderr, /\/dev\/full cannot be written/);
+      const status = await run(["status", "--socket", socket]);
+      assert.match(status.stdout, /^good\s+running/m, status.stdout);
+      serve.kill("SIGTERM");
+      await exited;
+    } finally {
+      serve.kill("SIGKILL");
+      await exited;
+      rmSync(work, { recursive: true, force: true });
+    }
+  },
+  { timeoutMs: 120_000 },
+);
+
 test("an edited audit record is found by audit verify, naming it, and a cut tail by --checkpoint", async () => {
   const work = mkdtempSync(join(tmpdir(), "pshm-integrity-cli-"));
   try {
@@ -232,6 +269,7 @@ test(
           code: 1,
           error: /IntegrityError: .*nowhere is not a directory; pass plugin directories/,
         },
+        { args: [...call, "--audit-required"], code: 2, error: /--audit-required needs --audit <file>/ },
         {
           args: ["lock", join(work, "empty")],
           code: 1,

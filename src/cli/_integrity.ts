@@ -59,6 +59,10 @@ export const securityFlags: Record<string, FlagSpec> = {
     value: "file",
     description: "append a hash-chained record of every check and lifecycle event",
   },
+  "audit-required": {
+    type: "boolean",
+    description: "refuse new loads while the --audit log cannot be written (full disk, unwritable file)",
+  },
   sandbox: {
     type: "string",
     value: "mode",
@@ -91,7 +95,12 @@ export function securitySetup(values: Record<string, unknown>, dirs: string[]): 
   if (integrity !== "off" && !existsSync(lockFile)) {
     throw new UsageError(`--integrity ${integrity}: ${lockFile} does not exist; write it with "cli.ts lock <dir>"`);
   }
-  const audit = values.audit !== undefined ? AuditLog.open(resolve(values.audit as string)) : undefined;
+  if (values["audit-required"] && values.audit === undefined) {
+    throw new UsageError("--audit-required needs --audit <file>: the log that must stay writable");
+  }
+  const audit = values.audit !== undefined
+    ? AuditLog.open(resolve(values.audit as string), { stopLoadsOnFailure: Boolean(values["audit-required"]) })
+    : undefined;
   const options: Partial<PluginHostOptions> = {};
   if (values.sandbox !== undefined) options.sandbox = values.sandbox as SandboxMode;
   let verifier: IntegrityVerifier | undefined;

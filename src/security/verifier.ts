@@ -178,8 +178,12 @@ export function createVerifier(options: VerifierOptions = {}): IntegrityVerifier
   };
 
   const verify = (manifest: Manifest): VerifyResult => {
+    try {
+      options.audit?.assertWritable();
+    } catch (error) {
+      refuse(manifest, error as Error);
+    }
     if (integrity === "off" && signatures === "off") return {};
-    options.audit?.assertWritable();
     const warnings: string[] = [];
     const entry = lock?.plugins[manifest.name];
     if (!entry && integrity !== "off") {
