@@ -19,7 +19,7 @@ LAUNCHER_SOURCES := build.zig $(wildcard zig/launcher/*.zig)
 NATIVE := native/manifest.json
 
 .PHONY: cosign setup build dist package test test-publish test-zig test-cross test-deno test-bun test-node test-ops ops-tools lint bench bench-sandbox bench-shmipc bench-integrity demo clean
-.PHONY: fuzz
+.PHONY: fuzz doc-lint
 
 setup: node_modules/.installed $(ZIG)
 
@@ -85,7 +85,14 @@ test-cross: setup
 	$(ZIG) build cross -Doptimize=ReleaseSafe
 	@ls zig-out/cross/*/
 
-lint: setup dist
+# Every public entry point documented (deno doc --lint: JSDoc on each export, no private types in public ones).
+# Entries not listed here do not pass yet (see the contracts report); add them as they do.
+DOC_LINT_ENTRIES := plugin.ts
+
+doc-lint: setup
+	$(DENO) doc --lint $(DOC_LINT_ENTRIES)
+
+lint: setup dist doc-lint
 	$(DENO) fmt --check
 	$(DENO) lint
 	$(DENO) check mod.ts plugin.ts cli.ts admin.ts observe.ts security.ts testing.ts src tests bench examples

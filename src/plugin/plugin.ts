@@ -15,7 +15,18 @@ import { exitCodeNotLaunched, launchEnv } from "../protocol/launch.ts";
  * Environment variables the host sets for a plugin it launches: an alias of
  * the protocol's {@link launchEnv}, kept for plugins that read them.
  */
-export const pluginEnv: typeof launchEnv = launchEnv;
+export const pluginEnv: {
+  /** "shm", "unix" or "tcp". */
+  readonly transport: "PLUGIN_SHM_TRANSPORT";
+  /** The segment name, socket path or host:port to connect to. */
+  readonly address: "PLUGIN_SHM_ADDRESS";
+  /** The shm segment's one-time attach token (empty for sockets). */
+  readonly secret: "PLUGIN_SHM_SECRET";
+  /** The handshake token that proves the plugin was launched by this host. */
+  readonly token: "PLUGIN_SHM_TOKEN";
+  /** The plugin's name from its manifest. */
+  readonly name: "PLUGIN_SHM_NAME";
+} = launchEnv;
 
 /** What a method sees as `this`. */
 export interface PluginContext {
@@ -37,15 +48,15 @@ export interface PluginContext {
 
 /** What the handshake settled: the protocol version and the heartbeat interval the host asked for. */
 export interface PluginSession {
+  /** The protocol version both sides agreed on (docs/protocol.md, section 4). */
   readonly protocolVersion: number;
+  /** How often this plugin sends PING, in milliseconds, as the host's WELCOME set it (0: never). */
   readonly heartbeatIntervalMs: number;
 }
 
-// deno-lint-ignore no-explicit-any
-type AnyFunction = (...args: any[]) => unknown;
-
 /** A plugin's methods: any functions of MessagePack-able arguments and results. */
-export type PluginMethods = Record<string, AnyFunction>;
+// deno-lint-ignore no-explicit-any
+export type PluginMethods = Record<string, (...args: any[]) => unknown>;
 
 /** A plugin's stream methods: an input stream plus arguments in, an output stream out. */
 export type PluginStreams = Record<string, (input: AsyncIterable<unknown>, ...args: never[]) => AsyncIterable<unknown>>;
@@ -64,9 +75,13 @@ export type HookHandler = (context: any, chain: HookChain) => unknown;
 
 /** What {@link definePlugin} takes. */
 export interface PluginDefinition<M extends PluginMethods = PluginMethods, S extends PluginStreams = PluginStreams> {
+  /** The plugin's name, sent to the host in the handshake (HELLO); use the manifest's `name`. */
   name: string;
+  /** The plugin's own version (semver), reported in the handshake. */
   version: string;
+  /** The methods the host may call; `this` is the call's {@link PluginContext}. */
   methods: M & ThisType<PluginContext>;
+  /** Stream methods: each gets the caller's input stream and arguments and returns an output stream. Default: none. */
   streams?: S & ThisType<PluginContext>;
   /**
    * Hook handlers by hook name (`onRequest(context, chain) {…}`, or
