@@ -42,10 +42,13 @@ export type AdminErrorCode = keyof typeof adminErrorStatus;
  * ```
  */
 export class AdminError extends Error {
+  /** The class name, "AdminError", as stack traces and `error.name` show it. */
   override name = "AdminError";
+  /** Which failure this is (a AdminErrorCode): the stable identifier to check instead of the message. */
   readonly code: AdminErrorCode;
   /** The HTTP status this error is answered with. */
   readonly status: number;
+  /** Creates a AdminError; plugin-shm throws these itself, and tests or adapters may construct one too. */
   constructor(code: AdminErrorCode, message: string, options?: ErrorOptions) {
     super(message, options);
     this.code = code;

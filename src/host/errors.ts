@@ -10,7 +10,9 @@ import { PluginShmError } from "../plugin_shm_error.ts";
 
 /** One thing wrong with a manifest: the field's path ("" for the whole file) and what to do. */
 export interface ManifestProblem {
+  /** Path of the field, dotted ("permissions.read"), or "" when the problem is the whole file. */
   field: string;
+  /** What is wrong and what to write instead. */
   message: string;
 }
 
@@ -26,7 +28,9 @@ export interface ManifestProblem {
  * ```
  */
 export class ManifestError extends PluginShmError {
+  /** The class name, "ManifestError", as stack traces and `error.name` show it. */
   override name = "ManifestError";
+  /** Always `"manifest"`: the stable identifier to check instead of the message. */
   readonly code = "manifest";
   /** The manifest file. */
   readonly file: string;
@@ -34,6 +38,7 @@ export class ManifestError extends PluginShmError {
   readonly field: string;
   /** Every problem found, in order; at least one. */
   readonly problems: ManifestProblem[];
+  /** Creates a ManifestError; plugin-shm throws these itself, and tests or adapters may construct one too. */
   constructor(file: string, field: string, problem: string, problems?: ManifestProblem[]) {
     const all = problems?.length ? problems : [{ field, message: problem }];
     const describe = (p: ManifestProblem) => `${p.field ? `field "${p.field}" ` : ""}${p.message}`;
@@ -60,12 +65,19 @@ export class ManifestError extends PluginShmError {
  * ```
  */
 export class PluginCrashedError extends PluginShmError {
+  /** The class name, "PluginCrashedError", as stack traces and `error.name` show it. */
   override name = "PluginCrashedError";
+  /** Always `"plugin_crashed"`: the stable identifier to check instead of the message. */
   readonly code = "plugin_crashed";
+  /** The plugin's name, from its manifest. */
   readonly plugin: string;
+  /** The process's exit code, or null when a signal ended it. */
   readonly exitCode: number | null;
+  /** The signal that ended the process ("SIGKILL", …), or null when it exited by itself. */
   readonly signal: string | null;
+  /** The plugin's last lines on stderr, oldest first: usually why it died. */
   readonly stderrTail: string[];
+  /** Creates a PluginCrashedError; plugin-shm throws these itself, and tests or adapters may construct one too. */
   constructor(plugin: string, exitCode: number | null, signal: string | null, stderrTail: string[]) {
     const how = signal ? `was killed by ${signal}` : `exited with code ${exitCode}`;
     const tail = stderrTail.length
@@ -89,7 +101,9 @@ export class PluginCrashedError extends PluginShmError {
  * ```
  */
 export class PluginNotFoundError extends PluginShmError {
+  /** The class name, "PluginNotFoundError", as stack traces and `error.name` show it. */
   override name = "PluginNotFoundError";
+  /** Always `"plugin_not_found"`: the stable identifier to check instead of the message. */
   readonly code = "plugin_not_found";
 }
 
@@ -104,9 +118,13 @@ export class PluginNotFoundError extends PluginShmError {
  * ```
  */
 export class PluginStalledError extends PluginShmError {
+  /** The class name, "PluginStalledError", as stack traces and `error.name` show it. */
   override name = "PluginStalledError";
+  /** Always `"plugin_stalled"`: the stable identifier to check instead of the message. */
   readonly code = "plugin_stalled";
+  /** The plugin's name, from its manifest. */
   readonly plugin: string;
+  /** Creates a PluginStalledError; plugin-shm throws these itself, and tests or adapters may construct one too. */
   constructor(plugin: string, silentMs: number) {
     super(
       `Plugin "${plugin}" sent nothing for ${Math.round(silentMs)} ms (not even a heartbeat) and was killed; ` +
@@ -126,7 +144,9 @@ export class PluginStalledError extends PluginShmError {
  * ```
  */
 export class ReloadError extends PluginShmError {
+  /** The class name, "ReloadError", as stack traces and `error.name` show it. */
   override name = "ReloadError";
+  /** Always `"reload_failed"`: the stable identifier to check instead of the message. */
   readonly code = "reload_failed";
 }
 
@@ -141,7 +161,9 @@ export class ReloadError extends PluginShmError {
  * ```
  */
 export class HostClosedError extends PluginShmError {
+  /** The class name, "HostClosedError", as stack traces and `error.name` show it. */
   override name = "HostClosedError";
+  /** Always `"host_closed"`: the stable identifier to check instead of the message. */
   readonly code = "host_closed";
 }
 
@@ -156,7 +178,9 @@ export class HostClosedError extends PluginShmError {
  * ```
  */
 export class LoadInterruptedError extends PluginShmError {
+  /** The class name, "LoadInterruptedError", as stack traces and `error.name` show it. */
   override name = "LoadInterruptedError";
+  /** Always `"load_interrupted"`: the stable identifier to check instead of the message. */
   readonly code = "load_interrupted";
 }
 
@@ -172,7 +196,9 @@ export class LoadInterruptedError extends PluginShmError {
  * ```
  */
 export class PermissionDeniedError extends PluginShmError {
+  /** The class name, "PermissionDeniedError", as stack traces and `error.name` show it. */
   override name = "PermissionDeniedError";
+  /** Always `"permission_denied"`: the stable identifier to check instead of the message. */
   readonly code = "permission_denied";
 }
 
@@ -188,12 +214,19 @@ export class PermissionDeniedError extends PluginShmError {
  * ```
  */
 export class PluginLimitError extends PluginShmError {
+  /** The class name, "PluginLimitError", as stack traces and `error.name` show it. */
   override name = "PluginLimitError";
+  /** Always `"limit_exceeded"`: the stable identifier to check instead of the message. */
   readonly code = "limit_exceeded";
+  /** The plugin's name, from its manifest. */
   readonly plugin: string;
+  /** Which `limits` key of plugin.json was exceeded. */
   readonly limit: "memoryMiB";
+  /** What the plugin's process tree used when it was killed, in bytes. */
   readonly usedBytes: number;
+  /** The limit it exceeded, in bytes. */
   readonly limitBytes: number;
+  /** Creates a PluginLimitError; plugin-shm throws these itself, and tests or adapters may construct one too. */
   constructor(plugin: string, limit: "memoryMiB", usedBytes: number, limitBytes: number) {
     const mib = (bytes: number) => `${Math.round(bytes / 2 ** 20)} MiB`;
     super(
@@ -222,13 +255,16 @@ export class PluginLimitError extends PluginShmError {
  * ```
  */
 export class SandboxError extends PluginShmError {
+  /** The class name, "SandboxError", as stack traces and `error.name` show it. */
   override name = "SandboxError";
+  /** Which sandbox failure this is: the stable identifier to check instead of the message. */
   readonly code:
     | "launcher_missing"
     | "runtime_missing"
     | "unexpected_plan"
     | "kernel_unsupported"
     | "platform_unsupported";
+  /** Creates a SandboxError; plugin-shm throws these itself, and tests or adapters may construct one too. */
   constructor(code: SandboxError["code"], message: string) {
     super(message);
     this.code = code;

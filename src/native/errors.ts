@@ -27,9 +27,11 @@ export type NativeStatus = (typeof nativeStatusCodes)[keyof typeof nativeStatusC
  * ```
  */
 export class SegmentError extends PluginShmError {
+  /** The class name, "SegmentError", as stack traces and `error.name` show it. */
   override name = "SegmentError";
   /** The native status name. */
   readonly code: NativeStatus;
+  /** Creates a SegmentError; plugin-shm throws these itself, and tests or adapters may construct one too. */
   constructor(code: NativeStatus, message: string) {
     super(message);
     this.code = code;
@@ -46,6 +48,7 @@ export class SegmentError extends PluginShmError {
  * ```
  */
 export class NativeLibraryError extends PluginShmError {
+  /** The class name, "NativeLibraryError", as stack traces and `error.name` show it. */
   override name = "NativeLibraryError";
   /** Always "native_library". */
   readonly code = "native_library";

@@ -22,8 +22,11 @@ export type HandshakeFailure = "bad_token" | "version_mismatch" | "timeout" | "e
  * ```
  */
 export class HandshakeError extends PluginShmError {
+  /** The class name, "HandshakeError", as stack traces and `error.name` show it. */
   override name = "HandshakeError";
+  /** Which failure this is (a HandshakeFailure): the stable identifier to check instead of the message. */
   readonly code: HandshakeFailure;
+  /** Creates a HandshakeError; plugin-shm throws these itself, and tests or adapters may construct one too. */
   constructor(code: HandshakeFailure, message: string, options?: ErrorOptions) {
     super(message, options);
     this.code = code;
@@ -41,7 +44,9 @@ export class HandshakeError extends PluginShmError {
  * ```
  */
 export class ProtocolError extends PluginShmError {
+  /** The class name, "ProtocolError", as stack traces and `error.name` show it. */
   override name = "ProtocolError";
+  /** Always `"protocol"`: the stable identifier to check instead of the message. */
   readonly code = "protocol";
 }
 
@@ -57,6 +62,7 @@ export class ProtocolError extends PluginShmError {
  * ```
  */
 export class RemoteError extends PluginShmError {
+  /** The class name, "RemoteError", as stack traces and `error.name` show it. */
   override name = "RemoteError";
   /** The remote error's code ("method_not_found", "bad_request", or the handler's own). */
   readonly code: string;
@@ -64,6 +70,7 @@ export class RemoteError extends PluginShmError {
   readonly peer: string;
   /** The stack trace in the remote process. */
   readonly remoteStack: string;
+  /** Creates a RemoteError; plugin-shm throws these itself, and tests or adapters may construct one too. */
   constructor(peer: string, code: string, message: string, remoteStack: string) {
     super(`${peer}: ${message}`);
     this.peer = peer;
@@ -82,7 +89,9 @@ export class RemoteError extends PluginShmError {
  * ```
  */
 export class DeadlineExceededError extends PluginShmError {
+  /** The class name, "DeadlineExceededError", as stack traces and `error.name` show it. */
   override name = "DeadlineExceededError";
+  /** Always `"deadline_exceeded"`: the stable identifier to check instead of the message. */
   readonly code = "deadline_exceeded";
 }
 
@@ -96,6 +105,8 @@ export class DeadlineExceededError extends PluginShmError {
  * ```
  */
 export class CancelledError extends PluginShmError {
+  /** The class name, "CancelledError", as stack traces and `error.name` show it. */
   override name = "CancelledError";
+  /** Always `"cancelled"`: the stable identifier to check instead of the message. */
   readonly code = "cancelled";
 }

@@ -23,9 +23,11 @@ export type CloseReason = "local" | "peer-closed" | "peer-died" | "corrupt";
  * ```
  */
 export class ChannelClosedError extends PluginShmError {
+  /** The class name, "ChannelClosedError", as stack traces and `error.name` show it. */
   override name = "ChannelClosedError";
   /** Why it closed. */
   readonly code: CloseReason;
+  /** Creates a ChannelClosedError; plugin-shm throws these itself, and tests or adapters may construct one too. */
   constructor(code: CloseReason, message: string) {
     super(message);
     this.code = code;
@@ -42,9 +44,11 @@ export class ChannelClosedError extends PluginShmError {
  * ```
  */
 export class MessageTooLargeError extends PluginShmError {
+  /** The class name, "MessageTooLargeError", as stack traces and `error.name` show it. */
   override name = "MessageTooLargeError";
   /** Always "message_too_large". */
   readonly code = "message_too_large";
+  /** Creates a MessageTooLargeError; plugin-shm throws these itself, and tests or adapters may construct one too. */
   constructor(bytes: number, bytesMax: number) {
     super(
       `Message of ${bytes} bytes exceeds messageBytesMax (${bytesMax} bytes); ` +
@@ -64,7 +68,9 @@ export class MessageTooLargeError extends PluginShmError {
  * ```
  */
 export class FrameCorruptError extends PluginShmError {
+  /** The class name, "FrameCorruptError", as stack traces and `error.name` show it. */
   override name = "FrameCorruptError";
+  /** Always `"frame_corrupt"`: the stable identifier to check instead of the message. */
   readonly code = "frame_corrupt";
 }
 
@@ -78,6 +84,8 @@ export class FrameCorruptError extends PluginShmError {
  * ```
  */
 export class ConnectError extends PluginShmError {
+  /** The class name, "ConnectError", as stack traces and `error.name` show it. */
   override name = "ConnectError";
+  /** Always `"connect_failed"`: the stable identifier to check instead of the message. */
   readonly code = "connect_failed";
 }
