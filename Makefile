@@ -90,7 +90,7 @@ test-cross: setup
 DOC_LINT_ENTRIES := plugin.ts
 
 doc-lint: setup
-	$(DENO) doc --lint $(DOC_LINT_ENTRIES)
+	bash scripts/doc_lint.sh $(DENO) $(DOC_LINT_ENTRIES)
 
 lint: setup dist doc-lint
 	$(DENO) fmt --check

@@ -51,15 +51,23 @@ export type Action = "reload" | "restart" | "stop" | "start";
 
 /** What is recorded for every operator action. */
 export interface ActionRecord {
+  /** What the operator asked for. */
   action: Action;
+  /** The plugin it was for. */
   plugin: string;
   /** ms since the epoch. */
   at: number;
+  /** Whether the action succeeded. */
   outcome: "ok" | "error";
+  /** How long it took, in milliseconds. */
   durationMs: number;
+  /** The reason the operator gave, if any. */
   reason?: string;
+  /** The error's code when it failed. */
   code?: string;
+  /** The error's message when it failed. */
   message?: string;
+  /** The plugin's lifecycle state after the action. */
   state?: string;
 }
 

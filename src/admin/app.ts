@@ -35,13 +35,21 @@ import {
 
 /** What the admin app needs from a host: its public API. */
 export interface AdminHost {
+  /** The plugins loaded now (PluginHost.list()). */
   list(): PluginInfo[];
+  /** The plugins found in the plugin directories (PluginHost.discover()). */
   discover(): Discovered[];
+  /** Loads a plugin by name or directory (PluginHost.load()). */
   load(nameOrDir: string): Promise<PluginInfo>;
+  /** Stops and forgets a plugin (PluginHost.unload()). */
   unload(name: string): Promise<void>;
+  /** Hot-reloads a plugin (PluginHost.reload()). */
   reload(name: string): Promise<PluginInfo>;
+  /** Restarts a plugin's process (PluginHost.restart()). */
   restart(name: string): Promise<PluginInfo>;
+  /** Subscribes to lifecycle events; returns the unsubscribe function. */
   onState(listener: (event: StateEvent) => void): () => void;
+  /** Subscribes to events plugins emit; returns the unsubscribe function. */
   onEvent(listener: (event: { plugin: string; name: string; data: unknown }) => void): () => void;
 }
 

@@ -10,7 +10,9 @@ import { AdminError } from "./errors.ts";
 
 /** TLS certificate and key, PEM. */
 export interface TlsOptions {
+  /** The certificate chain, PEM. */
   cert: string;
+  /** The private key, PEM. */
   key: string;
 }
 
@@ -28,6 +30,7 @@ export interface ServeAdminOptions {
 export interface AdminServer {
   /** Where it listens, e.g. `http://127.0.0.1:43123/`. */
   readonly url: string;
+  /** The port it listens on (the one picked when `port` was 0). */
   readonly port: number;
   /** Stops listening and closes open connections. */
   close(): Promise<void>;
@@ -35,6 +38,7 @@ export interface AdminServer {
 
 /** Anything with a fetch handler, such as a Hono app. */
 export interface FetchApp {
+  /** Answers one HTTP request. */
   fetch(request: Request): Response | Promise<Response>;
 }
 

@@ -19,7 +19,9 @@ export const adminTokenCharsMin = 16;
 
 /** Where the token came from. */
 export interface AdminToken {
+  /** The bearer token. */
   token: string;
+  /** Where it came from: the environment variable, the token file, or generated now (and written to the file). */
   source: "env" | "file" | "generated";
   /** The token file, unless the token came from the environment. */
   file?: string;

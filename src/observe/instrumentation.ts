@@ -12,6 +12,8 @@
  * Both run on the call path, so implementations must do as little as possible.
  */
 export interface CallInstrumentation {
+  /** Called when a call is routed to `plugin`; what it returns is handed to `end` (a start time, say). */
   begin(plugin: string, method: string): unknown;
+  /** Called once when that call settles: `state` is what `begin` returned, `error` is set when the call failed. */
   end(plugin: string, method: string, state: unknown, error?: unknown): void;
 }

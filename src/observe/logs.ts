@@ -34,9 +34,13 @@ export interface LogLine {
   seq: number;
   /** Arrival time, milliseconds since the epoch. */
   at: number;
+  /** The plugin's name, or {@link hostSource} for the host's own records. */
   plugin: string;
+  /** Where the line came from: the plugin's stdout or stderr, or the host's own logging. */
   stream: "stdout" | "stderr" | "host";
+  /** The line's severity, parsed from the line or the stream (stderr defaults to "warn"). */
   level: LogLevel;
+  /** The text, without its trailing newline. */
   line: string;
 }
 
@@ -56,10 +60,15 @@ export interface LogQuery {
 
 /** What a plugin's buffer holds and has dropped. */
 export interface LogStats {
+  /** Lines kept now. */
   lines: number;
+  /** Bytes kept now (UTF-8). */
   bytes: number;
+  /** Lines received since the store started, kept or not. */
   linesTotal: number;
+  /** Bytes received since the store started, kept or not. */
   bytesTotal: number;
+  /** Lines dropped because the plugin's buffer was full (oldest first). */
   dropped: number;
 }
 
@@ -192,6 +201,7 @@ export class LogStore {
   readonly #bytesMax: number;
   #seq = 0;
 
+  /** Creates an empty store; its limits apply per plugin. */
   constructor(options: LogStoreOptions = {}) {
     this.#linesMax = Math.max(1, options.linesPerPluginMax ?? linesPerPluginMaxDefault);
     this.#bytesMax = Math.max(1024, options.bytesPerPluginMax ?? bytesPerPluginMaxDefault);
@@ -246,7 +256,7 @@ export class LogStore {
    * `filter.level` or above, if given); returns an unsubscribe function. A
    * listener that throws is ignored, not unsubscribed.
    */
-  subscribe(listener: Listener, filter: { plugin?: string; level?: LogLevel } = {}): () => void {
+  subscribe(listener: (line: LogLine) => void, filter: { plugin?: string; level?: LogLevel } = {}): () => void {
     const entry = { listener, plugin: filter.plugin, level: filter.level ? logLevels.indexOf(filter.level) : 0 };
     this.#listeners.add(entry);
     return () => this.#listeners.delete(entry);
@@ -314,6 +324,7 @@ function levelIndex(name: string): number {
 
 /** What {@link logHostEvents} subscribes to. */
 export interface LoggedHost {
+  /** Subscribes to lifecycle events (PluginHost.onState); returns the unsubscribe function. */
   onState(listener: (event: StateEvent) => void): () => void;
 }
 

@@ -21,7 +21,9 @@ import type { CallInstrumentation } from "./instrumentation.ts";
 
 /** What the metrics need from a host: its plugins and its lifecycle events. */
 export interface ObservedHost {
+  /** The plugins loaded now (PluginHost.list()). */
   list(): PluginInfo[];
+  /** Subscribes to lifecycle events (PluginHost.onState); returns the unsubscribe function. */
   onState(listener: (event: StateEvent) => void): () => void;
   /**
    * The host's event bus. When present, process figures come from its
@@ -141,8 +143,11 @@ interface Sample {
 
 /** Memory and CPU of one plugin process, read from /proc. */
 export interface ProcessSample {
+  /** The process id. */
   pid: number;
+  /** Resident memory, in bytes. */
   rssBytes: number;
+  /** User plus system CPU time used so far, in seconds. */
   cpuSeconds: number;
 }
 
@@ -150,11 +155,15 @@ export interface ProcessSample {
 export interface SeriesPoint {
   /** Milliseconds since the epoch. */
   at: number;
+  /** Calls completed per second over the interval. */
   callsPerSecond: number;
+  /** Calls that failed per second over the interval. */
   errorsPerSecond: number;
   /** Null when no call completed in the interval. */
   p50Seconds: number | null;
+  /** 99th percentile call latency over the interval, in seconds; null when no call completed. */
   p99Seconds: number | null;
+  /** Resident memory of all the plugin's processes, in bytes. */
   rssBytes: number;
   /** CPU seconds used per second of wall time, over all instances (1 = one core). */
   cpuCores: number;
@@ -162,35 +171,59 @@ export interface SeriesPoint {
 
 /** Per-method figures in a snapshot. */
 export interface MethodSnapshot {
+  /** The plugin's name. */
   plugin: string;
+  /** The method's name (or the overflow label once a plugin has too many methods). */
   method: string;
+  /** Calls completed since the metrics started. */
   calls: number;
+  /** Of those, calls that failed. */
   errors: number;
+  /** Failed calls by error code (capped; the rest under the overflow label). */
   errorsByCode: Record<string, number>;
+  /** Calls the caller cancelled. */
   cancellations: number;
+  /** Calls that exceeded their deadline. */
   deadlineMisses: number;
+  /** Calls in flight now. */
   inFlight: number;
+  /** Total time of completed calls, in seconds. */
   sumSeconds: number;
+  /** Median call latency, in seconds; null before the first call completed. */
   p50Seconds: number | null;
+  /** 99th percentile call latency, in seconds; null before the first call completed. */
   p99Seconds: number | null;
 }
 
 /** Per-plugin figures in a snapshot: totals and the last minute. */
 export interface PluginSummary {
+  /** The plugin's name. */
   plugin: string;
+  /** Calls completed since the metrics started, all methods. */
   calls: number;
+  /** Of those, calls that failed. */
   errors: number;
+  /** Calls in flight now. */
   inFlight: number;
+  /** Restarts by supervision since the metrics started. */
   restarts: number;
+  /** Times a plugin process ended unexpectedly. */
   crashes: number;
+  /** Hot reloads that succeeded. */
   reloads: number;
+  /** Hot reloads that failed (the old instance kept serving). */
   reloadFailures: number;
   /** Over the last {@link summaryWindowMs} of samples; null before two samples exist. */
   callsPerSecond: number | null;
+  /** Median call latency over the summary window, in seconds; null without calls. */
   p50Seconds: number | null;
+  /** 99th percentile call latency over the summary window, in seconds; null without calls. */
   p99Seconds: number | null;
+  /** Resident memory of all the plugin's processes, in bytes. */
   rssBytes: number;
+  /** CPU time all the plugin's processes used so far, in seconds. */
   cpuSeconds: number;
+  /** Each process of the plugin as last sampled. */
   processes: ProcessSample[];
 }
 
@@ -253,6 +286,7 @@ export class PluginMetrics {
   /** Permission denials by plugin. */
   readonly #denials = new Map<string, number>();
 
+  /** Creates the metrics in a fresh {@link registry} and samples every `sampleIntervalMs` (the timer never keeps the process alive). */
   constructor(options: PluginMetricsOptions = {}) {
     this.#historyPoints = Math.max(2, options.historyPoints ?? historyPointsDefault);
     this.registry = new Registry();
@@ -316,6 +350,7 @@ export class PluginMetrics {
     for (const unsubscribe of this.#unsubscribe.splice(0)) unsubscribe();
   }
 
+  /** Same as {@link close}: for `using metrics = new PluginMetrics()`. */
   [Symbol.dispose](): void {
     this.close();
   }

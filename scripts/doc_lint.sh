@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# deno doc --lint over the public entry points given as arguments, linted together (a type exported by one entry
+# is public for all). Fails on every problem except a public member typed with a third-party npm class, which
+# deno doc calls "private" because it is not ours to export: re-exporting it would drag the package's own
+# undocumented internals into the lint. Those are listed here, by exact message, so any new one still fails.
+set -uo pipefail
+deno="$1"
+shift
+allowed=(
+  "public type 'createAdminApp' references private type 'Hono'"
+  "public type 'PluginMetrics.prototype.registry' references private type 'Registry'"
+  "public type 'LogStore.prototype.sink' references private type 'Sink'"
+)
+output=$(NO_COLOR=1 "$deno" doc --lint "$@" 2>&1)
+status=$?
+[ "$status" -eq 0 ] && { echo "doc-lint: $* clean"; exit 0; }
+problems=$(printf '%s\n' "$output" | grep -E '^error\[' | grep -v '^error: Found')
+remaining=$(printf '%s\n' "$problems" | grep -vF -f <(printf '%s\n' "${allowed[@]}"))
+if [ -n "$problems" ] && [ -z "$remaining" ]; then
+  echo "doc-lint: $* clean except $(printf '%s\n' "$problems" | wc -l) allowed third-party type reference(s)"
+  exit 0
+fi
+printf '%s\n' "$output"
+exit 1
