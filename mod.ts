@@ -26,7 +26,7 @@ export {
   type ShmChannelOptions,
   spinMicrosDefault,
 } from "./src/transport/shm_channel.ts";
-export { getNative, libraryEnv, Native } from "./src/native/native.ts";
+export { type CreatedSegment, getNative, libraryEnv, Native, type RuntimeName } from "./src/native/native.ts";
 export {
   CancelledError,
   ChannelClosedError,
@@ -99,14 +99,24 @@ export type {
 } from "./src/host/types.ts";
 export { defaultLaunchPlan, inheritedEnv, launchEntry, launchEntryFor, pathMinimal } from "./src/host/launch_plan.ts";
 export { exitCodeNotLaunched, launchEnv, reservedMethods } from "./src/protocol/launch.ts";
-export { loadManifest, type Manifest, manifestFile } from "./src/host/manifest.ts";
+export {
+  loadManifest,
+  type Manifest,
+  manifestFile,
+  type ManifestSchemaOptions,
+  type PluginRuntime,
+  runtimes,
+} from "./src/host/manifest.ts";
+export type { Limits, Permissions } from "./src/host/permissions_schema.ts";
 export type { Narrow, SandboxMode, SandboxNarrowing } from "./src/host/sandbox.ts";
 export type { LogEntry } from "./src/host/process.ts";
 export {
   type CallOptions,
+  type Handler,
   type HandlerContext,
   type PluginClient,
   RpcPeer,
   type RpcPeerOptions,
+  type StreamHandler,
 } from "./src/protocol/rpc.ts";
 export { negotiateVersion, protocolVersions, type VersionRange } from "./src/protocol/handshake.ts";

@@ -2,7 +2,8 @@
 # deno doc --lint over the public entry points given as arguments, linted together (a type exported by one entry
 # is public for all). Fails on every problem except a public member typed with a third-party npm class, which
 # deno doc calls "private" because it is not ours to export: re-exporting it would drag the package's own
-# undocumented internals into the lint. Those are listed here, by exact message, so any new one still fails.
+# undocumented internals into the lint. Also the table generated from zig/status.zig (zig build gen), whose
+# literal type nativeStatusCodes reuses. Those are listed here, by exact message, so any new one still fails.
 set -uo pipefail
 deno="$1"
 shift
@@ -10,6 +11,8 @@ allowed=(
   "public type 'createAdminApp' references private type 'Hono'"
   "public type 'PluginMetrics.prototype.registry' references private type 'Registry'"
   "public type 'LogStore.prototype.sink' references private type 'Sink'"
+  "public type 'ManifestSchemaOptions[\"extraFields\"]' references private type 'ZodType'"
+  "public type 'nativeStatusCodes' references private type 'statusNames'"
 )
 output=$(NO_COLOR=1 "$deno" doc --lint "$@" 2>&1)
 status=$?

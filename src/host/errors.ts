@@ -285,13 +285,17 @@ export class SandboxError extends PluginShmError {
  * ```
  */
 export class ConfigError extends PluginShmError {
+  /** The class name, "ConfigError", as stack traces and `error.name` show it. */
   override name = "ConfigError";
+  /** Always `"invalid_config"`: the stable identifier to check instead of the message. */
   readonly code = "invalid_config";
+  /** The plugin's name, from its manifest. */
   readonly plugin: string;
   /** The first offending field's path ("" for the whole config). */
   readonly field: string;
   /** The config file, or "host option config" when the values came from the host's options. */
   readonly source: string;
+  /** Creates a ConfigError; plugin-shm throws these itself, and tests or adapters may construct one too. */
   constructor(plugin: string, field: string, source: string, problem: string) {
     super(
       `Config of plugin "${plugin}" from ${source}: ${field ? `field "${field}" ` : ""}${problem}; ` +

@@ -25,7 +25,7 @@ import { reloadPlugin } from "./_reload.ts";
 import { unloadPlugin } from "./_stop.ts";
 import { adopt, checkStalls, startAll } from "./_supervisor.ts";
 import { resolveConfig } from "./_config.ts";
-import { type ConfigApplied, configurePlugin } from "./_configure.ts";
+import { configurePlugin } from "./_configure.ts";
 import { type HookResult, runHook, type RunHookOptions } from "./_hooks.ts";
 import { resumePlugin, sampleResources } from "./_limits.ts";
 import { type PluginHostOptions, resolveOptions } from "./options.ts";
@@ -55,6 +55,7 @@ export class PluginHost {
   readonly #watchdog: ReturnType<typeof setInterval>;
   readonly #sampler: ReturnType<typeof setInterval>;
 
+  /** Creates a host; nothing is loaded or started until {@link load}. Options and their defaults: {@link PluginHostOptions}. */
   constructor(options: PluginHostOptions = {}) {
     this.#core = new HostCore(resolveOptions(options));
     sweepDeadSegments();
@@ -259,7 +260,7 @@ export class PluginHost {
    * without a restart ("applied"), or, if the plugin has none, the plugin is
    * reloaded with the new values ("reloaded").
    */
-  async configure(name: string, values: Record<string, unknown>): Promise<ConfigApplied> {
+  async configure(name: string, values: Record<string, unknown>): Promise<"applied" | "reloaded"> {
     const plugin = this.#core.plugins.get(name);
     if (!plugin || plugin.state !== "running") throw this.#core.unavailable(name);
     return await configurePlugin(this.#core, plugin, values);
@@ -309,6 +310,7 @@ export class PluginHost {
     await Promise.all([...this.#core.plugins.values()].map((plugin) => unloadPlugin(this.#core, plugin)));
   }
 
+  /** Same as {@link close}: for `await using host = new PluginHost()`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

@@ -90,17 +90,23 @@ const baseFields = {
 
 /** Extra top-level manifest fields (e.g. the sandbox's `permissions` and `limits`). */
 export interface ManifestSchemaOptions {
+  /** Zod schemas of further top-level fields, by name, validated with the rest. Default: none. */
   extraFields?: Record<string, z.ZodType>;
 }
 
 /** A validated manifest plus where it came from. */
 export interface Manifest {
+  /** The plugin's name: lowercase letters, digits and dashes, starting with a letter (at most 63); unique per host. */
   name: string;
+  /** The plugin's version (semver). */
   version: string;
+  /** Which runtime starts the plugin: "deno", "bun" or "node". */
   runtime: PluginRuntime;
+  /** The module the runtime runs, as plugin.json names it (relative to the plugin directory; `entryPath` is absolute). */
   entry: string;
   /** Protocol versions the plugin speaks, [oldest, newest]. */
   protocol: [number, number];
+  /** One line for listings; optional. */
   description?: string;
   /**
    * What the plugin may touch (manifest v2). Absent: nothing beyond its own

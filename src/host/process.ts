@@ -10,7 +10,9 @@ import type { LaunchPlan } from "./types.ts";
 
 /** A line a plugin wrote, as the host's logger receives it. */
 export interface LogEntry {
+  /** The plugin's name. */
   plugin: string;
+  /** The stream the plugin wrote the line to. */
   stream: "stdout" | "stderr";
   /** The line as written. */
   line: string;

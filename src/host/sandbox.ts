@@ -39,7 +39,9 @@ export type SandboxMode = "required" | "best-effort" | "off";
 
 /** What the host narrows for one plugin: each grant kind given keeps only the listed entries. */
 export interface SandboxNarrowing {
+  /** Grants to keep: for each kind given, only the manifest's entries also listed here remain. */
   permissions?: Permissions;
+  /** Limits to apply instead of the manifest's, where lower. */
   limits?: Limits;
 }
 

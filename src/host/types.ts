@@ -44,19 +44,25 @@ export type LifecycleKind =
 
 /** One lifecycle transition. */
 export interface StateEvent {
+  /** The plugin's name. */
   plugin: string;
   /** The instance concerned, or 0 for the plugin as a whole. */
   instance: number;
+  /** What happened. */
   state: LifecycleKind;
   /** Milliseconds since the epoch. */
   at: number;
+  /** Why, in words (an exit code, "asked", a file that changed, …). */
   reason: string;
 }
 
 /** An event a plugin emitted with `this.emit(name, data)`. */
 export interface PluginEvent {
+  /** The plugin that emitted it. */
   plugin: string;
+  /** The event's name. */
   name: string;
+  /** The event's data, as the plugin sent it (MessagePack-decoded). */
   data: unknown;
 }
 
@@ -64,21 +70,29 @@ export interface PluginEvent {
 export interface ListenerErrorEvent {
   /** The event type the listener was subscribed to. */
   type: keyof HostEvents;
+  /** What the listener threw. */
   error: unknown;
 }
 
 /** Something a plugin was not allowed to do (reported by the sandbox or the host). */
 export interface PermissionDeniedEvent {
+  /** The plugin's name. */
   plugin: string;
+  /** The grant it lacked ("hostFunctions", "read", …). */
   permission: string;
+  /** What it tried, with the grant to add to allow it. */
   detail: string;
+  /** Milliseconds since the epoch. */
   at: number;
 }
 
 /** One reading of an instance's resources (RSS and CPU time of its whole process tree, from /proc). */
 export interface ResourceEvent {
+  /** The plugin's name. */
   plugin: string;
+  /** The instance measured (ids are unique within this host process, from 1). */
   instance: number;
+  /** The instance's process id. */
   pid: number;
   /** Resident memory of the instance's process and all its descendants, bytes. */
   rssBytes: number;
@@ -88,6 +102,7 @@ export interface ResourceEvent {
   processes: number;
   /** True while the instance is paused for its soft memory limit. */
   paused: boolean;
+  /** Milliseconds since the epoch. */
   at: number;
 }
 
@@ -101,63 +116,94 @@ export interface HeartbeatEvent {
 
 /** An instance crossed a memory limit of its manifest, and what the host did about it. */
 export interface LimitEvent {
+  /** The plugin's name. */
   plugin: string;
+  /** The instance concerned (ids are unique within this host process, from 1). */
   instance: number;
+  /** The instance's process id. */
   pid: number;
   /** `memorySoftMiB` or `memoryMiB`. */
   limit: "memorySoftMiB" | "memoryMiB";
   /** paused (SIGSTOP, above the soft limit), resumed (below it again, or asked), killed (above the hard limit). */
   action: "paused" | "resumed" | "killed";
+  /** Resident memory of the instance's process tree when it crossed, in bytes. */
   rssBytes: number;
+  /** The limit it crossed, in bytes. */
   limitBytes: number;
   /** Why it resumed: usage fell, or host.resume() asked. */
   reason?: "usage-fell" | "asked";
+  /** Milliseconds since the epoch. */
   at: number;
 }
 
 /** A verifier refused a plugin before it was started. */
 export interface RefusedEvent {
+  /** The plugin's name. */
   plugin: string;
+  /** Its directory. */
   dir: string;
+  /** What the verifier threw (an IntegrityError, a SignatureError, …). */
   error: unknown;
+  /** Milliseconds since the epoch. */
   at: number;
 }
 
 /** Every event type of {@link PluginHost.on} with its payload. */
 export interface HostEvents {
+  /** Every lifecycle transition of every plugin. */
   state: StateEvent;
+  /** Every event a plugin emits. */
   "plugin-event": PluginEvent;
+  /** Every line a plugin writes to stdout or stderr. */
   log: LogEntry;
+  /** A listener of another event type threw. */
   "listener-error": ListenerErrorEvent;
+  /** A plugin was refused something it was not granted. */
   "permission-denied": PermissionDeniedEvent;
+  /** A verifier refused a plugin before it started. */
   refused: RefusedEvent;
+  /** A resource reading of an instance, every resourceSampleMs. */
   resource: ResourceEvent;
+  /** An instance crossed a memory limit. */
   limit: LimitEvent;
   heartbeat: HeartbeatEvent;
 }
 
 /** A plugin's current picture, from {@link PluginHost.list}. */
 export interface PluginInfo {
+  /** The plugin's name, from its manifest. */
   name: string;
+  /** The plugin's version, from its manifest. */
   version: string;
+  /** The runtime it runs under. */
   runtime: Manifest["runtime"];
+  /** Its lifecycle state now. */
   state: PluginState;
   /** Pid of the first serving instance. */
   pid: number | undefined;
+  /** Pids of all its serving instances. */
   pids: number[];
+  /** The transport its instances use. */
   transport: TransportKind;
+  /** The method names its HELLO announced. */
   methods: string[];
+  /** Its directory. */
   dir: string;
+  /** Crashes since it was loaded. */
   crashes: number;
   /** The protocol version the first serving instance negotiated, or undefined. */
   protocolVersion?: number;
+  /** Its recent lifecycle transitions, oldest first. */
   history: StateEvent[];
 }
 
 /** One directory the host looked at, with its manifest or what is wrong with it. */
 export interface Discovered {
+  /** The directory looked at. */
   dir: string;
+  /** Its manifest, when plugin.json is valid. */
   manifest?: Manifest;
+  /** What is wrong with plugin.json, when it is not. */
   error?: ManifestError;
 }
 
@@ -175,20 +221,25 @@ export interface VerifyResult {
  * thrown error (e.g. an IntegrityError), which `load()` rethrows.
  */
 export interface PluginVerifier {
+  /** Checks the plugin before it is started; throws to refuse, returns to allow. */
   verify(manifest: Manifest): Promise<VerifyResult> | VerifyResult;
 }
 
 /** How to start one plugin process. */
 export interface LaunchPlan {
+  /** The program to run (the runtime binary, or the sandbox launcher). */
   command: string;
+  /** Its arguments. */
   args: string[];
   /** The whole environment of the plugin: nothing of the host's is inherited. */
   env: Record<string, string>;
+  /** The working directory (the plugin's directory, or its verified copy). */
   cwd: string;
 }
 
 /** Turns a manifest's grants into a launch plan, starting from the host's default plan. */
 export interface LaunchPlanner {
+  /** Returns the plan to use for `manifest`, given the host's default `base` (which it may change or replace). */
   plan(manifest: Manifest, base: LaunchPlan): LaunchPlan;
   /**
    * True when this planner applies the OS sandbox itself (sandboxPlanner): the host's own sandbox
@@ -202,7 +253,9 @@ export interface LaunchPlanner {
  * Unset, the call path does no extra work.
  */
 export interface CallInstrumentation {
+  /** Called when the host routes a call; what it returns is handed to `end`. */
   begin(plugin: string, method: string): unknown;
+  /** Called once when that call settles: `state` is what `begin` returned, `error` is set when it failed. */
   end(plugin: string, method: string, state: unknown, error?: unknown): void;
 }
 

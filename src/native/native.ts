@@ -72,8 +72,11 @@ function statusName(rc: number): NativeStatus {
 
 /** A freshly created segment, side 0. */
 export interface CreatedSegment {
+  /** The library's handle for the segment, for the other Native methods. */
   readonly handle: number;
+  /** The segment's name in /dev/shm, to pass to the peer. */
   readonly name: string;
+  /** The one-time attach token, to pass to the peer (only it may attach, once). */
   readonly token: Uint8Array;
 }
 
@@ -91,7 +94,9 @@ const attachAdvice: Partial<Record<NativeStatus, string>> = {
 
 /** The opened library. One per process; see {@link getNative}. */
 export class Native {
+  /** The JavaScript runtime whose FFI opened the library. */
   readonly runtime: RuntimeName;
+  /** The library file that was opened. */
   readonly path: string;
   readonly #adapter: RuntimeAdapter;
   readonly #lib: RawSymbols;
@@ -106,6 +111,7 @@ export class Native {
   readonly #contextOf = new Map<number, number>();
   #nextContext = 1;
 
+  /** Opens the library at `path` through `adapter`; use {@link getNative} instead, which does this once per process. */
   constructor(adapter: RuntimeAdapter, path: string) {
     this.#adapter = adapter;
     this.runtime = adapter.runtime;
@@ -169,6 +175,7 @@ export class Native {
     return this.#adapter.toArrayBuffer(pointer, this.#call("pshm_size", handle));
   }
 
+  /** Which side of its segment `handle` is: 0 for the creator, 1 for the attacher. */
   side(handle: number): number {
     return this.#check(this.#call("pshm_side", handle), "side");
   }
@@ -193,6 +200,7 @@ export class Native {
     if (this.#wakeHandlers.delete(context)) keepAlive.release();
   }
 
+  /** Removes the segment's name from /dev/shm (the mapping stays until both sides close). */
   unlink(handle: number): void {
     this.#check(this.#call("pshm_unlink", handle), "unlink");
   }
@@ -202,6 +210,7 @@ export class Native {
     this.#call("pshm_wake", handle, side);
   }
 
+  /** True while process `pid` exists (a zombie counts as gone). */
   processAlive(pid: number): boolean {
     return this.#call("pshm_process_alive", pid) === 1;
   }
@@ -230,6 +239,7 @@ export class Native {
     return this.#call("pshm_sweep");
   }
 
+  /** This process's id, as the library sees it. */
   pid(): number {
     return this.#call("pshm_pid");
   }

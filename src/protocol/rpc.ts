@@ -66,8 +66,11 @@ export type StreamHandler = (
 export interface RpcPeerOptions {
   /** The other side's name, for error messages ("host" or the plugin's name). */
   remoteName: string;
+  /** Methods the other side may call, by name. Default: none (every call gets `method_not_found`). */
   handlers?: Record<string, Handler>;
+  /** Stream methods the other side may open, by name. Default: none. */
   streamHandlers?: Record<string, StreamHandler>;
+  /** Receives every EVENT frame the other side sends. Default: events are dropped. */
   onEvent?: (name: string, data: unknown) => void;
   /** PING interval; 0 disables. Default 1000. */
   heartbeatIntervalMs?: number;
@@ -167,6 +170,7 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
  * ```
  */
 export class RpcPeer {
+  /** The other side's name, for error messages ("host" or the plugin's name). */
   readonly remoteName: string;
   readonly #transport: Transport;
   readonly #handlers: Record<string, Handler>;
@@ -194,6 +198,7 @@ export class RpcPeer {
   readonly #onListenerError: (error: unknown, event: string) => void;
   readonly #onHeartbeat: ((rttMs: number) => void) | undefined;
 
+  /** Wraps `transport`; call {@link run} to start reading frames. */
   constructor(transport: Transport, options: RpcPeerOptions) {
     this.#transport = transport;
     this.remoteName = options.remoteName;

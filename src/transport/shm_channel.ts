@@ -312,6 +312,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     this.#shutdown(new ChannelClosedError("local", `Channel "${this.name}" was closed by this side`));
   }
 
+  /** Same as {@link close}: for `using channel = ShmChannel.create()`. */
   [Symbol.dispose](): void {
     this.close();
   }

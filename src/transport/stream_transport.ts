@@ -131,6 +131,7 @@ export class StreamTransport implements Transport, AsyncIterable<Uint8Array>, Di
   /** Why this side is finished; every call fails with it. */
   #closed: ChannelClosedError | undefined;
 
+  /** Wraps a connected socket; {@link connectTransport} and {@link listenTransport} make these for you. */
   constructor(socket: Socket, options: StreamTransportOptions) {
     if (options.kind !== "unix" && options.kind !== "tcp") {
       throw new TypeError(`kind must be "unix" or "tcp", got ${JSON.stringify(options.kind)}`);
@@ -207,6 +208,7 @@ export class StreamTransport implements Transport, AsyncIterable<Uint8Array>, Di
     socket.once("close", () => clearTimeout(linger));
   }
 
+  /** Same as {@link close}: for `using transport = ...`. */
   [Symbol.dispose](): void {
     this.close();
   }

@@ -33,6 +33,7 @@ export type TransportKind = "shm" | "unix" | "tcp";
 
 /** The host side's listener for one plugin connection. */
 export interface TransportListener {
+  /** Which transport this listener serves. */
   readonly kind: TransportKind;
   /** What the plugin needs to connect: a segment name, a socket path, or host:port. */
   readonly address: string;
