@@ -152,7 +152,7 @@ bench: build dist
 	$(MAKE) bench-shmipc
 
 # shmipc-go (cloudwego, pinned in bench/shmipc/go.mod) beside our channel and a unix socket, same sizes,
-# same run, one table (bench/side_by_side.ts). Go from the module proxy; the build is cached in .tools.
+# same run, one table (bench/side_by_side.ts) and SVG charts in bench/ (bench/charts.ts). Go from the module proxy; the build is cached in .tools.
 SHMIPC_BENCH := .tools/bench-shmipc
 $(SHMIPC_BENCH): bench/shmipc/main.go bench/shmipc/go.mod bench/shmipc/go.sum
 	cd bench/shmipc && GOFLAGS=-buildvcs=false go build -o $(abspath $@) .
@@ -163,6 +163,7 @@ bench-shmipc: build $(SHMIPC_BENCH)
 	$(BUN) bench/channel_bench.ts --json --only=rtt,throughput --transports=shm,unix $(BENCH_ARGS) > .scratch/side_bun.jsonl
 	$(SHMIPC_BENCH) --json $(BENCH_ARGS) > .scratch/side_go.jsonl
 	$(DENO) run -A bench/side_by_side.ts .scratch/side_deno.jsonl .scratch/side_bun.jsonl .scratch/side_go.jsonl
+	$(DENO) run -A bench/charts.ts .scratch/side_deno.jsonl .scratch/side_bun.jsonl .scratch/side_go.jsonl
 
 # The product's story on this machine in under a minute, then serving until Ctrl-C.
 # What the OS sandbox costs, sandboxed vs not in the same run: echo p50, cold start, memory-limit detection.

@@ -1,0 +1,154 @@
+/**
+ * Charts from benchmark JSON lines (bench/channel_bench.ts --json, bench/shmipc
+ * --json), as plain SVG with no dependencies, into bench/:
+ *
+ * - latency_by_size.svg: round-trip p50 by message size, one line per transport (log-log);
+ * - rtt_tails.svg: round-trip p50, p99 and p99.9 at 64 B per transport (the distribution's shape);
+ * - throughput_by_size.svg: one-way messages per second by message size (log-log).
+ *
+ *     deno run -A bench/charts.ts a.jsonl b.jsonl …   (make bench-shmipc runs it)
+ *
+ * @module
+ */
+
+import { readFileSync, writeFileSync } from "node:fs";
+import process from "node:process";
+
+interface Row {
+  bench: string;
+  runtime: string;
+  transport: string;
+  size: number;
+  p50_us: number | null;
+  p99_us: number | null;
+  p999_us: number | null;
+  msgs_per_s: number | null;
+}
+
+const rows: Row[] = process.argv.slice(2).flatMap((file) =>
+  readFileSync(file, "utf8").split("\n").filter((line) => line.startsWith("{")).map((line) => JSON.parse(line) as Row)
+);
+const wanted = new Set(["shm", "unix", "shmipc"]);
+const series = [...new Set(rows.filter((r) => wanted.has(r.transport)).map((r) => `${r.runtime} ${r.transport}`))];
+const colours = ["#1f77b4", "#aec7e8", "#d62728", "#ff9896", "#2ca02c", "#98df8a", "#9467bd", "#c5b0d5"];
+const colourOf = (name: string) => colours[series.indexOf(name) % colours.length];
+
+/** Chart geometry, pixels. */
+const width = 720, height = 420, left = 70, right = 170, top = 40, bottom = 50;
+const plotW = width - left - right, plotH = height - top - bottom;
+
+const escape = (text: string) => text.replace(/[<>&]/g, (c) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;" })[c]!);
+const sizeLabel = (size: number) =>
+  size >= 1 << 20 ? `${size >> 20} MiB` : size >= 1024 ? `${size >> 10} KiB` : `${size} B`;
+const numLabel = (v: number) =>
+  v >= 1e6 ? `${+(v / 1e6).toPrecision(2)} M` : v >= 1e3 ? `${+(v / 1e3).toPrecision(2)} k` : `${+v.toPrecision(2)}`;
+
+function frame(title: string, yLabel: string, body: string[]): string {
+  const legend = series.map((name, i) =>
+    `<rect x="${width - right + 15}" y="${top + i * 20}" width="12" height="12" fill="${colourOf(name)}"/>` +
+    `<text x="${width - right + 32}" y="${top + i * 20 + 11}">${escape(name)}</text>`
+  );
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+    `<text x="${width / 2}" y="22" text-anchor="middle" font-size="15">${escape(title)}</text>`,
+    `<text transform="translate(16 ${top + plotH / 2}) rotate(-90)" text-anchor="middle">${escape(yLabel)}</text>`,
+    `<rect x="${left}" y="${top}" width="${plotW}" height="${plotH}" fill="none" stroke="#999"/>`,
+    ...body,
+    ...legend,
+    `</svg>`,
+  ].join("\n");
+}
+
+/** A log-scaled axis over [min, max], decades as grid lines. */
+function logScale(values: number[], from: number, span: number, invert: boolean) {
+  const lo = Math.floor(Math.log10(Math.min(...values))), hi = Math.ceil(Math.log10(Math.max(...values)));
+  const at = (v: number) => {
+    const t = (Math.log10(v) - lo) / Math.max(1, hi - lo);
+    return invert ? from + span - t * span : from + t * span;
+  };
+  const decades = Array.from({ length: hi - lo + 1 }, (_, i) => 10 ** (lo + i));
+  return { at, decades };
+}
+
+function lineChart(file: string, title: string, yLabel: string, bench: string, pick: (r: Row) => number | null): void {
+  const points = rows.filter((r) => r.bench === bench && series.includes(`${r.runtime} ${r.transport}`) && pick(r));
+  if (points.length === 0) return;
+  const sizes = [...new Set(points.map((r) => r.size))].sort((a, b) => a - b);
+  const x = (size: number) => left + (sizes.indexOf(size) / Math.max(1, sizes.length - 1)) * plotW;
+  const y = logScale(points.map((r) => pick(r)!), top, plotH, true);
+  const body = [
+    ...y.decades.map((d) =>
+      `<line x1="${left}" x2="${left + plotW}" y1="${y.at(d)}" y2="${y.at(d)}" stroke="#eee"/>` +
+      `<text x="${left - 6}" y="${y.at(d) + 4}" text-anchor="end">${numLabel(d)}</text>`
+    ),
+    ...sizes.map((s) => `<text x="${x(s)}" y="${top + plotH + 18}" text-anchor="middle">${sizeLabel(s)}</text>`),
+    `<text x="${left + plotW / 2}" y="${height - 10}" text-anchor="middle">message size</text>`,
+  ];
+  for (const name of series) {
+    const own = points.filter((r) => `${r.runtime} ${r.transport}` === name).sort((a, b) => a.size - b.size);
+    if (own.length === 0) continue;
+    const path = own.map((r, i) => `${i ? "L" : "M"}${x(r.size).toFixed(1)},${y.at(pick(r)!).toFixed(1)}`).join("");
+    body.push(`<path d="${path}" fill="none" stroke="${colourOf(name)}" stroke-width="2"/>`);
+    for (const r of own) {
+      body.push(`<circle cx="${x(r.size)}" cy="${y.at(pick(r)!)}" r="3" fill="${colourOf(name)}"/>`);
+    }
+  }
+  writeFileSync(file, frame(title, yLabel, body));
+  console.error(`wrote ${file}`);
+}
+
+function tailsChart(file: string): void {
+  const points = series.map((name) =>
+    rows.find((r) => r.bench === "channel.rtt" && `${r.runtime} ${r.transport}` === name && r.size === 64)
+  ).filter((r): r is Row => r !== undefined && r.p50_us !== null);
+  if (points.length === 0) return;
+  const values = points.flatMap((r) => [r.p50_us!, r.p99_us ?? r.p50_us!, r.p999_us ?? r.p50_us!]);
+  const y = logScale(values, top, plotH, true);
+  const group = plotW / points.length;
+  const body = y.decades.map((d) =>
+    `<line x1="${left}" x2="${left + plotW}" y1="${y.at(d)}" y2="${y.at(d)}" stroke="#eee"/>` +
+    `<text x="${left - 6}" y="${y.at(d) + 4}" text-anchor="end">${numLabel(d)}</text>`
+  );
+  points.forEach((r, i) => {
+    const name = `${r.runtime} ${r.transport}`;
+    [r.p50_us, r.p99_us, r.p999_us].forEach((v, j) => {
+      if (v === null) return;
+      const x = left + i * group + group * 0.15 + j * group * 0.24;
+      const base = top + plotH;
+      body.push(
+        `<rect x="${x}" y="${y.at(v)}" width="${group * 0.22}" height="${base - y.at(v)}" fill="${colourOf(name)}" ` +
+          `opacity="${1 - j * 0.3}"><title>${escape(name)} ${["p50", "p99", "p99.9"][j]}: ${
+            v.toFixed(1)
+          } µs</title></rect>`,
+      );
+    });
+    body.push(
+      `<text x="${left + i * group + group / 2}" y="${top + plotH + 18}" text-anchor="middle">${escape(name)}</text>`,
+    );
+  });
+  body.push(
+    `<text x="${left + plotW / 2}" y="${
+      height - 10
+    }" text-anchor="middle">each group: p50, p99, p99.9 (lighter)</text>`,
+  );
+  writeFileSync(file, frame("Round trip at 64 B: median and tails", "µs (log)", body));
+  console.error(`wrote ${file}`);
+}
+
+const dir = new URL(".", import.meta.url).pathname;
+lineChart(
+  `${dir}latency_by_size.svg`,
+  "Round trip p50 by message size",
+  "µs (log)",
+  "channel.rtt",
+  (r) => r.p50_us,
+);
+tailsChart(`${dir}rtt_tails.svg`);
+lineChart(
+  `${dir}throughput_by_size.svg`,
+  "One-way messages per second by size",
+  "messages/s (log)",
+  "channel.throughput",
+  (r) => r.msgs_per_s,
+);
