@@ -18,7 +18,7 @@ LAUNCHER_SOURCES := build.zig $(wildcard zig/launcher/*.zig)
 # Defined before `build:` uses it (make expands prerequisites as it reads them).
 NATIVE := native/manifest.json
 
-.PHONY: cosign setup build dist package test test-publish test-zig test-cross test-deno test-bun test-node test-ops ops-tools lint bench bench-sandbox bench-shmipc bench-integrity demo clean
+.PHONY: cosign setup build dist package test test-publish test-zig test-cross test-deno test-bun test-node test-ops ops-tools lint bench bench-sandbox bench-shmipc bench-integrity bench-scale demo clean
 .PHONY: fuzz doc-lint
 
 setup: node_modules/.installed $(ZIG)
@@ -150,6 +150,7 @@ bench: build dist
 	$(BUN) bench/wake_bench.ts
 	node dist/bench/wake_bench.js
 	$(MAKE) bench-shmipc
+	$(MAKE) bench-scale
 
 # shmipc-go (cloudwego, pinned in bench/shmipc/go.mod) beside our channel and a unix socket, same sizes,
 # same run, one table (bench/side_by_side.ts) and SVG charts in bench/ (bench/charts.ts). Go from the module proxy; the build is cached in .tools.
@@ -164,6 +165,10 @@ bench-shmipc: build $(SHMIPC_BENCH)
 	$(SHMIPC_BENCH) --json $(BENCH_ARGS) > .scratch/side_go.jsonl
 	$(DENO) run -A bench/side_by_side.ts .scratch/side_deno.jsonl .scratch/side_bun.jsonl .scratch/side_go.jsonl
 	$(DENO) run -A bench/charts.ts .scratch/side_deno.jsonl .scratch/side_bun.jsonl .scratch/side_go.jsonl
+
+# 64 plugin processes under one host: aggregate calls/s with all calling, CPU with all idle.
+bench-scale: build
+	$(DENO) run -A bench/scale_bench.ts $(BENCH_ARGS)
 
 # The product's story on this machine in under a minute, then serving until Ctrl-C.
 # What the OS sandbox costs, sandboxed vs not in the same run: echo p50, cold start, memory-limit detection.
