@@ -34,6 +34,7 @@ export {
   ConfigError,
   ConnectError,
   DeadlineExceededError,
+  DependencyError,
   FrameCorruptError,
   HandshakeError,
   type HandshakeFailure,

@@ -32,6 +32,7 @@ export {
 } from "./protocol/errors.ts";
 export {
   ConfigError,
+  DependencyError,
   HookError,
   HostClosedError,
   LoadInterruptedError,

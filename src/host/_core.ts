@@ -15,7 +15,8 @@ import { HostClosedError, LoadInterruptedError, PermissionDeniedError, PluginNot
 import { EventBus } from "./_events.ts";
 import { type Instance, startInstance } from "./_instance.ts";
 import { defaultLaunchPlan } from "./launch_plan.ts";
-import { launchEnv as launchEnvNames } from "../protocol/launch.ts";
+import { launchEnv as launchEnvNames, reservedMethods } from "../protocol/launch.ts";
+import { pluginCallHandler } from "./_deps.ts";
 import { type Manifest, manifestFile } from "./manifest.ts";
 import type { ResolvedOptions } from "./options.ts";
 import type { LogEntry } from "./process.ts";
@@ -252,6 +253,8 @@ export class HostCore {
         );
       };
     }
+    const plugins = effectiveGrants(manifest, this.options.narrow).permissions.plugins ?? [];
+    handlers[reservedMethods.pluginCall] = pluginCallHandler(this, manifest.name, plugins);
     return handlers;
   }
 }

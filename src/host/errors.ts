@@ -339,3 +339,28 @@ export class HookError extends PluginShmError {
     this.plugin = plugin;
   }
 }
+
+/**
+ * Plugin dependencies cannot be satisfied: a cycle, a missing plugin, a
+ * version outside the range a dependent needs, a dependency that failed to
+ * load, or an unload of a plugin that running plugins still need. The
+ * message names the chain (`web → auth → kv`).
+ *
+ * @example
+ * ```ts
+ * import { DependencyError } from "./errors.ts";
+ * const e = new DependencyError("cycle", ["a", "b", "a"], "Dependency cycle a → b → a");
+ * console.assert(e.code === "cycle" && e.chain.length === 3);
+ * ```
+ */
+export class DependencyError extends PluginShmError {
+  override name = "DependencyError";
+  readonly code: "cycle" | "missing" | "conflict" | "failed" | "in_use";
+  /** The plugins involved, from the one being loaded (or unloaded) to the problem. */
+  readonly chain: string[];
+  constructor(code: DependencyError["code"], chain: string[], message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.code = code;
+    this.chain = chain;
+  }
+}

@@ -27,6 +27,9 @@ import { adopt, checkStalls, startAll } from "./_supervisor.ts";
 import { resolveConfig } from "./_config.ts";
 import { configurePlugin } from "./_configure.ts";
 import { type HookResult, runHook, type RunHookOptions } from "./_hooks.ts";
+import { checkUnload, dependencyOrder } from "./_deps.ts";
+import { DependencyError } from "./errors.ts";
+import type { Manifest } from "./manifest.ts";
 import { resumePlugin, sampleResources } from "./_limits.ts";
 import { type PluginHostOptions, resolveOptions } from "./options.ts";
 import type { Discovered, HostEvents, PluginEvent, PluginInfo, StateEvent } from "./types.ts";
@@ -97,10 +100,11 @@ export class PluginHost {
   load(nameOrDir: string): Promise<PluginInfo> {
     const core = this.#core;
     if (core.closed) return Promise.reject(new HostClosedError("This PluginHost is closed; make a new one"));
-    let manifest, config;
+    let manifest, config, needs: Manifest[];
     try {
       manifest = resolveManifest(nameOrDir, core.options.dirs, core.plugins.get(nameOrDir)?.manifest.dir);
       config = core.plugins.get(manifest.name)?.config ?? resolveConfig(manifest.name, manifest.config, core.options);
+      needs = dependencyOrder(core, manifest);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -123,17 +127,18 @@ export class PluginHost {
       config,
     };
     core.plugins.set(manifest.name, plugin);
-    const loading = this.#start(plugin);
+    const loading = this.#start(plugin, needs);
     plugin.loading = loading;
     const done = () => void (plugin.loading = undefined);
     loading.then(done, done);
     return loading;
   }
 
-  async #start(plugin: PluginEntry): Promise<PluginInfo> {
+  async #start(plugin: PluginEntry, needs: Manifest[]): Promise<PluginInfo> {
     const core = this.#core;
     core.record(plugin, 0, "starting", `loading ${plugin.manifest.file} (${plugin.size} instance(s))`);
     try {
+      await this.#loadDependencies(plugin.manifest, needs);
       const instances = await startAll(core, plugin);
       for (const instance of instances) adopt(core, plugin, instance);
     } catch (error) {
@@ -147,11 +152,27 @@ export class PluginHost {
     return core.info(plugin);
   }
 
+  /** Loads what `manifest` needs, in order; a dependency that fails fails the load, naming the chain. */
+  async #loadDependencies(manifest: Manifest, needs: Manifest[]): Promise<void> {
+    for (const dependency of needs) {
+      try {
+        await this.load(dependency.dir);
+      } catch (error) {
+        throw new DependencyError(
+          "failed",
+          [manifest.name, dependency.name],
+          `${manifest.name} → ${dependency.name}: the dependency did not start: ${(error as Error)?.message ?? error}`,
+          { cause: error },
+        );
+      }
+    }
+  }
+
   /** Brings a failed (or stopped) plugin back, resetting its crash count. */
   async restart(name: string): Promise<PluginInfo> {
     const plugin = this.#core.plugins.get(name);
     if (!plugin) throw new PluginNotFoundError(`Plugin "${name}" was never loaded; use host.load("${name}")`);
-    if (plugin.state !== "failed" && plugin.state !== "stopped") await this.unload(name);
+    if (plugin.state !== "failed" && plugin.state !== "stopped") await this.unload(name, { force: true });
     return await this.load(name);
   }
 
@@ -295,10 +316,12 @@ export class PluginHost {
    * Stops plugin `name`: refuses new calls, lets calls in flight finish, asks
    * each instance to stop, then escalates to SIGTERM and SIGKILL after
    * `stopTimeoutMs` each. A load still starting is stopped too: once this
-   * returns, nothing of the plugin runs.
+   * returns, nothing of the plugin runs. Refused with a DependencyError while
+   * running plugins depend on it, unless `force`.
    */
-  async unload(name: string): Promise<void> {
+  async unload(name: string, options: { force?: boolean } = {}): Promise<void> {
     const plugin = this.#core.plugins.get(name);
+    if (plugin && !options.force) checkUnload(this.#core, name);
     if (plugin) await unloadPlugin(this.#core, plugin);
   }
 

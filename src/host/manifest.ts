@@ -78,6 +78,10 @@ const baseFields = {
   description: z.string().max(500, "must be at most 500 characters").optional(),
   permissions: permissionsSchema.optional(),
   limits: limitsSchema.optional(),
+  dependencies: z.record(
+    z.string().regex(nameRule, "a dependency is a plugin name: lowercase letters, digits and dashes"),
+    versionRangeSchema,
+  ).optional(),
   hooks: z.record(
     z.string().regex(hookNameRule, "a hook name is letters and digits, starting with a letter (max 64)"),
     z.strictObject({ priority: z.int().min(-1_000_000).max(1_000_000).default(0) }),
@@ -116,6 +120,8 @@ export interface Manifest {
   permissions?: Permissions;
   /** Resource limits of the plugin process (manifest v2). */
   limits?: Limits;
+  /** Plugins this one needs loaded first, by name, with npm-style version ranges; see src/host/_deps.ts. */
+  dependencies?: Record<string, string>;
   /** Hooks the plugin handles, each with its priority (higher runs first); see src/host/_hooks.ts. */
   hooks?: Record<string, { priority: number }>;
   /** JSON Schema (an object schema) of the plugin's settings; see src/host/_config.ts. */

@@ -41,6 +41,7 @@ function contextFor(peer: RpcPeer, signal: AbortSignal, session: PluginSession, 
       ? (name, ...args) => peer.call(name, args)
       : (name, ...args) => callHostTraced(name, traceparent, (tp) => peer.call(name, args, { traceparent: tp })),
     emit: (name, data) => peer.emit(name, data),
+    plugins: { call: (plugin, method, ...args) => peer.call(reservedMethods.pluginCall, [plugin, method, args]) },
   };
 }
 

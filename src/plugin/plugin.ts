@@ -34,6 +34,11 @@ export interface PluginContext {
   readonly signal: AbortSignal;
   /** Calls a function the host exposes. */
   callHost(name: string, ...args: unknown[]): Promise<unknown>;
+  /**
+   * Calls another plugin through the host: `this.plugins.call("kv", "get", key)`.
+   * Allowed only for plugins the manifest's `permissions.plugins` names.
+   */
+  readonly plugins: { call(plugin: string, method: string, ...args: unknown[]): Promise<unknown> };
   /** Sends an event to the host. */
   emit(name: string, data?: unknown): Promise<void>;
   /** The connection as the handshake settled it; absent when a method is called directly (a unit test). */

@@ -51,6 +51,8 @@ export const reservedMethods = {
   importState: "$importState",
   /** Config change: take the new values (one argument); answer `true` if `onConfig` took them, `false` to be reloaded. */
   config: "$config",
+  /** Plugin to host: `[plugin, method, args]`, a call to another plugin, allowed by `permissions.plugins`. */
+  pluginCall: "$plugins.call",
   /** Hooks: `$hook:<name>` with `[context]` answers `{context, stop}` (see src/host/_hooks.ts). */
   hookPrefix: "$hook:",
 } as const;
