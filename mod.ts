@@ -63,6 +63,16 @@ export type { Transport, TransportKind, TransportListener } from "./src/transpor
 export { connectTransport, listenTransport, type TransportOptions } from "./src/transport/factory.ts";
 export { StreamTransport } from "./src/transport/stream_transport.ts";
 export { PluginHost, watchDebounceMsDefault } from "./src/host/host.ts";
+export { type ConfigApplied, configApplyMs } from "./src/host/_configure.ts";
+export { configBytesMax } from "./src/host/_config.ts";
+export {
+  hookDeadlineMsDefault,
+  type HookFailure,
+  type HookPolicy,
+  type HookResult,
+  type RunHookOptions,
+} from "./src/host/_hooks.ts";
+export { dependencyDepthMax } from "./src/host/_deps.ts";
 export {
   callWaitMsDefault,
   crashLimitDefault,

@@ -21,9 +21,11 @@ import { PluginShmError } from "../plugin_shm_error.ts";
  * ```
  */
 export class HarnessError extends PluginShmError {
+  /** "HarnessError". */
   override name = "HarnessError";
   /** "timeout", "unknown_host_function", "leak" or "closed". */
   readonly code: "timeout" | "unknown_host_function" | "leak" | "closed";
+  /** Makes the error; the message says what to do. */
   constructor(code: HarnessError["code"], message: string) {
     super(message);
     this.code = code;
@@ -42,9 +44,11 @@ export class HarnessError extends PluginShmError {
  * ```
  */
 export class ScaffoldError extends PluginShmError {
+  /** "ScaffoldError". */
   override name = "ScaffoldError";
   /** "bad_name", "bad_runtime", "not_empty" or "no_tests". */
   readonly code: "bad_name" | "bad_runtime" | "not_empty" | "no_tests";
+  /** Makes the error; the message says what to do. */
   constructor(code: ScaffoldError["code"], message: string) {
     super(message);
     this.code = code;

@@ -34,7 +34,9 @@ const cleanupPollMs = 20;
 
 /** A call a plugin made to a host function, as recorded. */
 export interface HostCall {
+  /** The host function's name. */
   name: string;
+  /** The arguments the plugin passed. */
   args: unknown[];
   /** Milliseconds since the epoch. */
   at: number;
@@ -106,6 +108,7 @@ export interface TestPlugin<M extends object = Record<string, (...args: never[])
    * {@link HarnessError} with code "leak" if something is. Idempotent.
    */
   close(): Promise<void>;
+  /** `await using plugin = await startPlugin(…)` closes it at the end of the scope. */
   [Symbol.asyncDispose](): Promise<void>;
 }
 

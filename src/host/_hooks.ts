@@ -41,7 +41,9 @@ export interface RunHookOptions {
 
 /** A handler that was skipped under the "skip" policy. */
 export interface HookFailure {
+  /** The plugin whose handler was skipped. */
   plugin: string;
+  /** What it threw, or the DeadlineExceededError of an overrun. */
   error: unknown;
 }
 

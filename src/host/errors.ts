@@ -321,11 +321,15 @@ export class ConfigError extends PluginShmError {
  * ```
  */
 export class HookError extends PluginShmError {
+  /** "HookError". */
   override name = "HookError";
+  /** "unknown_hook" (nobody declared it) or "hook_failed" (a handler threw or overran under policy "fail"). */
   readonly code: "unknown_hook" | "hook_failed";
+  /** The hook's name. */
   readonly hook: string;
   /** The plugin whose handler failed, for "hook_failed". */
   readonly plugin: string | undefined;
+  /** Makes the error; `options.cause` carries the handler's error. */
   constructor(
     code: HookError["code"],
     hook: string,
@@ -354,10 +358,13 @@ export class HookError extends PluginShmError {
  * ```
  */
 export class DependencyError extends PluginShmError {
+  /** "DependencyError". */
   override name = "DependencyError";
+  /** What is wrong: a cycle, a missing plugin, a version conflict, a failed dependency, or a plugin still in use. */
   readonly code: "cycle" | "missing" | "conflict" | "failed" | "in_use";
   /** The plugins involved, from the one being loaded (or unloaded) to the problem. */
   readonly chain: string[];
+  /** Makes the error; `options.cause` carries a failed dependency's own error. */
   constructor(code: DependencyError["code"], chain: string[], message: string, options?: ErrorOptions) {
     super(message, options);
     this.code = code;

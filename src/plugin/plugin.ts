@@ -68,6 +68,7 @@ export type PluginStreams = Record<string, (input: AsyncIterable<unknown>, ...ar
 
 /** What a hook handler gets besides the context: `stop()` ends the chain after this handler. */
 export interface HookChain {
+  /** Ends the chain after this handler: later handlers do not run. */
   stop(): void;
 }
 
