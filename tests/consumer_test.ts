@@ -379,6 +379,19 @@ if (runtime === "deno") {
           assert.equal(out.counted, true, `${project}: the greet call is in the Prometheus text`);
           assert.match(out.tested, /^hello testing, from deno$/, `${project}: plugin-shm/testing ran the greeter`);
         }
+        // `new` in an installed project: the scaffold imports the installed package by name (no link), and its own
+        // test passes under its runtime through `test`.
+        const installedCli = join(work, "deno-host/node_modules/plugin-shm/cli.ts");
+        for (const pluginRuntime of nodeReady ? ["deno", "bun", "node"] : ["deno", "bun"]) {
+          const name = `scaffolded-${pluginRuntime}`;
+          await ok(runtimes.bun, [installedCli, "new", name, "--runtime", pluginRuntime], join(work, "deno-host"), env);
+          assert.equal(
+            existsSync(join(work, "deno-host", name, "node_modules")),
+            false,
+            "no link: the package resolves",
+          );
+          await ok(runtimes.bun, [installedCli, "test", name], join(work, "deno-host"), env);
+        }
         // One CLI, however it is started: npx, bunx (Node by its shebang), bunx --bun, Deno's npm: runner,
         // and `deno run -A cli.ts` in a checkout; `--help` prints the same text from each.
         const withPath = { ...env, NO_COLOR: "1" };
