@@ -113,3 +113,36 @@ test("startPlugin() on a directory without a valid manifest throws the ManifestE
   const missing = await startPlugin(`${fixtures}/no_such_plugin`).catch((e) => e);
   assert.ok(missing instanceof Error, String(missing));
 });
+
+test("the transform example streams through the harness, chunk by chunk, in order", async () => {
+  const transform = await startPlugin(`${examples}/transform`);
+  try {
+    async function* input() {
+      for (const text of ["hello ", "shm ", "world"]) yield new TextEncoder().encode(text);
+    }
+    let out = "";
+    for await (const chunk of transform.stream("upper", [], input())) {
+      out += new TextDecoder().decode(chunk as Uint8Array);
+    }
+    assert.equal(out, "HELLO SHM WORLD");
+    let chunks = 0;
+    for await (const chunk of transform.stream("generate", [5, 1024])) {
+      assert.equal((chunk as Uint8Array).length, 1024);
+      assert.equal((chunk as Uint8Array)[0], chunks++);
+    }
+    assert.equal(chunks, 5);
+  } finally {
+    await transform.close();
+  }
+});
+
+test("an ungranted host function never reaches the fake: the plugin is refused and hostCalls stays empty", async () => {
+  const bare = await startPlugin(`${fixtures}/host_caller_bare`, { hostFunctions: { now: () => "never" } });
+  try {
+    const answer = await bare.call("ask", ["now"]) as Record<string, unknown>;
+    assert.equal(answer.code, "permission_denied");
+    assert.deepEqual(bare.hostCalls, []);
+  } finally {
+    await bare.close();
+  }
+});

@@ -73,7 +73,11 @@ export interface TestPlugin<M extends object = Record<string, (...args: never[])
   readonly logs: readonly LogEntry[];
   /** Every event the plugin emitted so far, in order. */
   readonly events: readonly PluginEvent[];
-  /** Every host-function call the plugin made so far (granted or not), in order. */
+  /**
+   * Every host-function call that reached a fake so far, in order. A call the
+   * manifest does not grant is refused by the host before it gets here (see
+   * the host's "permission-denied" event on {@link TestPlugin.host}).
+   */
   readonly hostCalls: readonly HostCall[];
   /** The host the plugin runs under, for what the harness does not wrap. */
   readonly host: PluginHost;
