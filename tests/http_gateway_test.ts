@@ -23,7 +23,7 @@ test("requests and responses pass the hooks of three plugins in priority order; 
       body: JSON.stringify({ a: 1 }),
     });
     assert.equal(ok.status, 200);
-    const echoed = await ok.json();
+    const echoed = await ok.json() as { path: string; headers: Record<string, string> };
     assert.equal(echoed.path, "/hello");
     assert.equal(echoed.headers["x-gateway"], "plugin-shm", "the header modifier changed the request upstream saw");
     assert.equal(ok.headers.get("x-powered-by"), "plugin-shm", "and the response");
@@ -69,7 +69,7 @@ test("a hook plugin that throws is skipped and named; the gateway keeps answerin
     const res = await fetch(`http://127.0.0.1:${gateway.port}/x`, { headers: { "x-api-key": "let-me-in" } });
     assert.equal(res.status, 200);
     assert.equal(res.headers.get("x-hooks-skipped"), "broken-hook");
-    assert.equal((await res.json()).headers["x-gateway"], "plugin-shm");
+    assert.equal((await res.json() as { headers: Record<string, string> }).headers["x-gateway"], "plugin-shm");
   } finally {
     await gateway.close();
   }

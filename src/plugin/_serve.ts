@@ -14,7 +14,13 @@ import { type Handler, type HandlerContext, RpcPeer, type StreamHandler } from "
 import { ChannelClosedError } from "../transport/errors.ts";
 import { connectTransport } from "../transport/factory.ts";
 import type { TransportKind } from "../transport/transport.ts";
-import { drainTimeoutMs, type PluginContext, type PluginDefinition, type PluginSession } from "./plugin.ts";
+import {
+  drainTimeoutMs,
+  hookEntries,
+  type PluginContext,
+  type PluginDefinition,
+  type PluginSession,
+} from "./plugin.ts";
 import { callHostTraced, serveTraced } from "./_tracing.ts";
 
 /** How long the plugin waits for WELCOME after HELLO. */
@@ -61,7 +67,7 @@ function toHandlers(definition: PluginDefinition, session: PluginSession): Recor
 /** `$hook:<name>` handlers: run the plugin's handler, answer the (changed) context and whether it stopped the chain. */
 function toHookHandlers(definition: PluginDefinition, session: PluginSession): Record<string, Handler> {
   const handlers: Record<string, Handler> = {};
-  for (const [name, hook] of Object.entries(definition.hooks ?? {})) {
+  for (const [name, hook] of hookEntries(definition)) {
     const handler = typeof hook === "function" ? hook : hook.handler;
     handlers[`${reservedMethods.hookPrefix}${name}`] = async ([context], ctx: HandlerContext) => {
       let stop = false;

@@ -79,6 +79,11 @@ export interface HookChain {
 // deno-lint-ignore no-explicit-any
 export type HookHandler = (context: any, chain: HookChain) => unknown;
 
+/** A definition's hooks as [name, handler or {handler}] pairs (typed for every compiler, not only Deno's). */
+export function hookEntries(definition: PluginDefinition): [string, HookHandler | { handler: HookHandler }][] {
+  return Object.entries(definition.hooks ?? {}) as [string, HookHandler | { handler: HookHandler }][];
+}
+
 /** What {@link definePlugin} takes. */
 export interface PluginDefinition<M extends PluginMethods = PluginMethods, S extends PluginStreams = PluginStreams> {
   /** The plugin's name, sent to the host in the handshake (HELLO); use the manifest's `name`. */
@@ -153,7 +158,7 @@ export function definePlugin<M extends PluginMethods, S extends PluginStreams = 
       throw new TypeError(`Method "${name}" of plugin "${definition.name}": names starting with "$" are reserved`);
     }
   }
-  for (const [name, hook] of Object.entries(definition.hooks ?? {})) {
+  for (const [name, hook] of hookEntries(definition)) {
     const handler = typeof hook === "function" ? hook : hook?.handler;
     if (!/^[A-Za-z][A-Za-z0-9]{0,63}$/.test(name) || typeof handler !== "function") {
       throw new TypeError(
