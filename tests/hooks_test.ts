@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { DeadlineExceededError, HookError, PluginHost } from "../mod.ts";
 import { manifestProblems } from "../src/host/manifest.ts";
+import { definePlugin } from "../plugin.ts";
 import { fixtures, processRunning, test } from "./_harness.ts";
 
 const dir = `${fixtures}/hooks`;
@@ -98,4 +99,16 @@ test("a hook nobody declared, a bad policy and a bad hook declaration are clear 
     "hooks.onOk.priority",
     "hooks.onTypo.prio",
   ]);
+});
+
+test("definePlugin() refuses a hook priority in code (the manifest's is the one the host uses) and a hook without a handler", () => {
+  const withPriority = { handler: () => {}, priority: 5 } as unknown as { handler: () => void };
+  assert.throws(
+    () => definePlugin({ name: "x", version: "1.0.0", methods: {}, hooks: { onThing: withPriority } }),
+    /declare its priority in plugin\.json, "hooks": \{"onThing": \{"priority": 5\}\}, not in code/,
+  );
+  assert.throws(
+    () => definePlugin({ name: "x", version: "1.0.0", methods: {}, hooks: { onThing: {} as { handler: () => void } } }),
+    /a hook is a function \(or \{handler\}\)/,
+  );
 });

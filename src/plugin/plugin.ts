@@ -160,6 +160,15 @@ export function definePlugin<M extends PluginMethods, S extends PluginStreams = 
   }
   for (const [name, hook] of hookEntries(definition)) {
     const handler = typeof hook === "function" ? hook : hook?.handler;
+    if (typeof hook === "object" && hook !== null && "priority" in hook) {
+      // A priority here would be silently ignored: the host orders by the manifest, which it reads before starting.
+      throw new TypeError(
+        `Hook "${name}" of plugin "${definition.name}": declare its priority in plugin.json, ` +
+          `"hooks": {"${name}": {"priority": ${
+            JSON.stringify((hook as { priority: unknown }).priority)
+          }}}, not in code`,
+      );
+    }
     if (!/^[A-Za-z][A-Za-z0-9]{0,63}$/.test(name) || typeof handler !== "function") {
       throw new TypeError(
         `Hook "${name}" of plugin "${definition.name}": a hook is a function (or {handler}) under a name of ` +
