@@ -5,6 +5,7 @@
  * everything keeps serving.
  */
 import assert from "node:assert/strict";
+import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import process from "node:process";
 import { type PermissionDeniedEvent, PluginHost } from "../mod.ts";
 import { fixtures, processRunning, segmentsLeft, segmentsOf, test } from "./_harness.ts";
@@ -58,6 +59,54 @@ test(
     }
     for (const pid of pids) assert.ok(!processRunning(pid), `plugin ${pid} is gone after close()`);
     assert.deepEqual(await segmentsLeft([process.pid, ...pids], segmentsBefore), []);
+  },
+  { timeoutMs: 60_000 },
+);
+
+test(
+  "an ungranted host function succeeds once the manifest grants it; the host option narrow takes the grant away again",
+  async () => {
+    // A copy at the same depth as the fixture, so its relative import of the SDK still resolves.
+    const dir = `${fixtures}/.granted-${process.pid}`;
+    cpSync(`${fixtures}/host_caller`, dir, { recursive: true });
+    const manifest = JSON.parse(readFileSync(`${dir}/plugin.json`, "utf8"));
+    writeFileSync(
+      `${dir}/plugin.json`,
+      JSON.stringify({ ...manifest, permissions: { hostFunctions: ["now", "secret"] } }),
+    );
+    const ask = async (options: ConstructorParameters<typeof PluginHost>[0]) => {
+      const denied: PermissionDeniedEvent[] = [];
+      const host = new PluginHost({ ...options, hostFunctions: { now: () => "host-time", secret: () => "s3cret" } });
+      host.on("permission-denied", (event) => denied.push(event));
+      try {
+        await host.load(dir);
+        const secret = await host.call("host-caller", "ask", ["secret"]) as Record<string, unknown>;
+        const now = await host.call("host-caller", "ask", ["now"]) as Record<string, unknown>;
+        return {
+          secret: secret.ok ? secret.value : secret.code,
+          now: now.value,
+          denied: denied.map((e) => e.permission),
+        };
+      } finally {
+        await host.close();
+      }
+    };
+    try {
+      assert.deepEqual(await ask({}), { secret: "s3cret", now: "host-time", denied: [] });
+      assert.deepEqual(await ask({ narrow: { "host-caller": { permissions: { hostFunctions: ["now"] } } } }), {
+        secret: "permission_denied",
+        now: "host-time",
+        denied: ["hostFunctions:secret"],
+      });
+      // Narrowing cannot widen: listing a function the manifest does not grant adds nothing.
+      writeFileSync(`${dir}/plugin.json`, JSON.stringify(manifest));
+      assert.deepEqual(
+        await ask({ narrow: { "host-caller": { permissions: { hostFunctions: ["now", "secret"] } } } }),
+        { secret: "permission_denied", now: "host-time", denied: ["hostFunctions:secret"] },
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   },
   { timeoutMs: 60_000 },
 );
