@@ -11,6 +11,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { pathToFileURL } from "node:url";
 import { stripAnsi } from "../src/cli/_output.ts";
+import { AuditLog } from "../src/security/audit.ts";
 import { fixtures, root, runtime, runtimes, test } from "./_harness.ts";
 
 const cli = join(root, "cli.ts");
@@ -171,6 +172,104 @@ test(
   },
   { timeoutMs: 120_000 },
 );
+
+test(
+  "serve --signatures require: the plugin signed by a trusted key serves; unsigned, garbled and wrongly-signed ones are refused naming the failed check; ls says who and why",
+  async () => {
+    const work = mkdtempSync(join(tmpdir(), "pshm-integrity-cli-"));
+    const sig = join(fixtures, "sigstore");
+    const plugins = join(work, "plugins");
+    for (const name of ["signed", "unsigned", "garbled", "stranger"]) writePlugin(join(plugins, name), name);
+    const signed = await run(["sign", join(plugins, "signed"), "--key", join(sig, "cosign.key")], {
+      COSIGN_PASSWORD: "test",
+    });
+    assert.equal(signed.code, 0, signed.stderr);
+    writeFileSync(join(plugins, "garbled", "plugin.sigstore.json"), "{ not a bundle");
+    // Signed by the trusted key, but for other bytes: the bundle of "signed" copied into "stranger".
+    writeFileSync(
+      join(plugins, "stranger", "plugin.sigstore.json"),
+      readFileSync(join(plugins, "signed", "plugin.sigstore.json")),
+    );
+    const policy = join(work, "trust.json");
+    writeFileSync(policy, JSON.stringify({ keys: [join(sig, "cosign.pub")] }));
+    const socket = join(work, "control.sock");
+    const tmp = join(work, "tmp");
+    mkdirSync(tmp);
+    const argv = cliCommand();
+    const serve = spawn(argv[0], [...argv.slice(1), "serve", plugins, "--socket", socket, "--trust", policy], {
+      cwd: root,
+      env: { ...process.env as Record<string, string>, NO_COLOR: "1", TMPDIR: tmp },
+      stdio: "pipe",
+    });
+    let err = "";
+    serve.stderr!.on("data", (d) => (err += d));
+    const exited = new Promise<void>((resolve) => serve.on("close", () => resolve()));
+    try {
+      await until("serving", () => /serving \d+ plugin/.test(err));
+      assert.match(err, /serving 1 plugin/, err);
+      const status = (await run(["status", "--socket", socket])).stdout;
+      assert.match(status, /^signed\s+running/m, status);
+      for (const name of ["unsigned", "garbled", "stranger"]) {
+        assert.match(status, new RegExp(`^${name}\\s+failed`, "m"));
+      }
+      assert.match(err, /unsigned.*plugin\.sigstore\.json does not exist: the plugin is unsigned; sign it/);
+      assert.match(err, /garbled.*plugin\.sigstore\.json/);
+      assert.match(err, /stranger.*signs a different tree than this directory holds/);
+      serve.kill("SIGTERM");
+      await exited;
+      assert.deepEqual(readdirSync(tmp), [], "no run root left");
+
+      const ls = (await run(["ls", plugins, "--trust", policy])).stdout;
+      const trustOf = (name: string) => new RegExp(`^${name} [^]*?trust: +(.*)$`, "m").exec(ls)?.[1];
+      assert.match(trustOf("signed") ?? "", /^no lock, signed by key sha256:[0-9a-f]{12}…, verified$/, ls);
+      assert.equal(trustOf("unsigned"), "no lock, unsigned", ls);
+      assert.equal(trustOf("garbled"), "no lock, bundle_malformed", ls);
+      assert.match(
+        trustOf("stranger") ?? "",
+        /^no lock, signed by key sha256:[0-9a-f]{12}… \(not verified\), digest_mismatch$/,
+      );
+    } finally {
+      serve.kill("SIGKILL");
+      await exited;
+      rmSync(work, { recursive: true, force: true });
+    }
+  },
+  { timeoutMs: 120_000 },
+);
+
+test("audit tail -f prints records as another process appends them, across a rotation, until Ctrl-C", async () => {
+  const work = mkdtempSync(join(tmpdir(), "pshm-integrity-cli-"));
+  const file = join(work, "audit.jsonl");
+  const log = AuditLog.open(file, { rotateBytes: 600 });
+  log.append({ actor: "cli", plugin: "first", action: "load", details: {} });
+  await log.flush();
+  const argv = cliCommand();
+  const tail = spawn(argv[0], [...argv.slice(1), "audit", "tail", file, "-f", "-n", "5"], {
+    cwd: root,
+    env: { ...process.env as Record<string, string>, NO_COLOR: "1" },
+    stdio: "pipe",
+  });
+  let out = "";
+  tail.stdout!.on("data", (d) => (out += d));
+  const closed = new Promise<number | null>((resolve) => tail.on("close", (code) => resolve(code)));
+  try {
+    await until("the first record", () => /\tfirst\tload\t/.test(out));
+    for (let i = 0; i < 10; i++) log.append({ actor: "admin", plugin: `p${i}`, action: "reload", details: { i } });
+    await log.flush();
+    await until("the appended records", () => /\tp9\treload\t/.test(out));
+    assert.ok(readdirSync(work).length > 1, "the log rotated while it was followed");
+    const seqs = out.trim().split("\n").map((l) => Number(l.split("\t")[0]));
+    assert.deepEqual(seqs, Array.from({ length: 11 }, (_, i) => i + 1), out);
+    tail.kill("SIGINT");
+    const code = await closed;
+    if (runtime === "bun") assert.equal(code, 0);
+  } finally {
+    tail.kill("SIGKILL");
+    await closed;
+    await log.close();
+    rmSync(work, { recursive: true, force: true });
+  }
+}, { timeoutMs: 60_000 });
 
 test("an edited audit record is found by audit verify, naming it, and a cut tail by --checkpoint", async () => {
   const work = mkdtempSync(join(tmpdir(), "pshm-integrity-cli-"));

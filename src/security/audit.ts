@@ -509,26 +509,58 @@ export async function followAudit(
   onRecord: (r: AuditRecord) => void,
   options: { signal: AbortSignal; intervalMs?: number },
 ): Promise<void> {
+  // Follows by sequence number, not by offset alone: a rotation renames the file the offset belonged to, and the
+  // records written between two polls may sit in the rotated file, the new one, or both.
+  const lastOnDisk = (): number => {
+    for (const f of auditFiles(file).reverse()) {
+      const line = lastLine(f);
+      if (line !== undefined) return parseRecord(line, f, 0).seq;
+    }
+    return 0;
+  };
+  let lastSeq = lastOnDisk();
+  let ino = existsSync(file) ? statSync(file).ino : -1;
   let offset = existsSync(file) ? statSync(file).size : 0;
   let pending = "";
+  const emit = (line: string, from: string): void => {
+    const r = parseRecord(line, from, 0);
+    if (r.seq <= lastSeq) return;
+    lastSeq = r.seq;
+    onRecord(r);
+  };
   while (!options.signal.aborted) {
     await new Promise((r) => setTimeout(r, options.intervalMs ?? 250));
-    if (!existsSync(file)) continue;
-    const size = statSync(file).size;
-    if (size < offset) offset = 0; // rotated
-    if (size === offset) continue;
-    const fd = openSync(file, "r");
+    let fd: number;
     try {
-      const buf = Buffer.alloc(size - offset);
+      fd = openSync(file, "r");
+    } catch {
+      continue; // Not there yet, or between a rotation's rename and the new file.
+    }
+    try {
+      // Size and inode from the open descriptor, so the bytes read below are from the file they describe.
+      const st = fstatSync(fd);
+      if (st.ino !== ino || st.size < offset) {
+        // Rotated: the rotated files that may hold newer records are complete; read them whole, oldest first,
+        // then this file from its start like any other growth.
+        for (const f of auditFiles(file)) {
+          if (f === file || Number(f.slice(file.length + 1)) <= lastSeq) continue;
+          for (const l of readFileSync(f, "utf8").split("\n")) if (l) emit(l, f);
+        }
+        ino = st.ino;
+        offset = 0;
+        pending = "";
+      }
+      if (st.size === offset) continue;
+      const buf = Buffer.alloc(st.size - offset);
       readSync(fd, buf, 0, buf.length, offset);
-      offset = size;
+      offset = st.size;
       pending += buf.toString("utf8");
     } finally {
       closeSync(fd);
     }
     const lines = pending.split("\n");
     pending = lines.pop() ?? "";
-    for (const l of lines) if (l) onRecord(parseRecord(l, file, 0));
+    for (const l of lines) if (l) emit(l, file);
   }
 }
 
