@@ -194,6 +194,43 @@ test(
 );
 
 test(
+  "a plugin that crashes until it fails for good gives its private copy up; another plugin keeps serving from its own",
+  async () => {
+    const work = mkdtempSync(join(tmpdir(), "plugin-shm-copies-"));
+    const plugins = join(work, "plugins");
+    // Exits shortly after its handshake, every time: a crash loop.
+    writePlugin(join(plugins, "crasher"), "crasher", "setTimeout(() => process.exit(3), 100);");
+    writePlugin(join(plugins, "steady"), "steady");
+    const verifier = createVerifier({
+      integrity: "warn",
+      lock: { version: 1, plugins: {} },
+      runRoot: join(work, "run"),
+      onWarning: () => {},
+    });
+    const host = new PluginHost({ dirs: [plugins], logger: () => {}, verifier, crashLimit: 2, restartBackoffMs: 10 });
+    const unwatch = verifier.watch(host);
+    try {
+      await host.load("steady");
+      await host.load("crasher");
+      await until("the crash loop to give up", () => host.list().find((p) => p.name === "crasher")?.state === "failed");
+      assert.equal(verifier.copies().length, 1, verifier.copies().join(" "));
+      assert.match(
+        readFileSync(join(verifier.copies()[0], "plugin.json"), "utf8"),
+        /"steady"/,
+        "the copy left is steady's",
+      );
+      assert.equal(await host.call("steady", "echo", ["still here"]), "still here");
+    } finally {
+      unwatch();
+      await host.close();
+      verifier.close();
+      rmSync(work, { recursive: true, force: true });
+    }
+  },
+  { timeoutMs: 60_000 },
+);
+
+test(
   "a plugin killed over its memory limit is recorded as a limit action (which limit, how far over) and a kill",
   async () => {
     const work = mkdtempSync(join(tmpdir(), "plugin-shm-host-audit-"));

@@ -81,6 +81,8 @@ export interface VerifierOptions {
 /** What {@link IntegrityVerifier.watch} needs from a host: its lifecycle events. */
 export interface WatchedHost {
   onState(listener: (event: StateEvent) => void): () => void;
+  /** Whether a plugin still has instances (after "failed", some may still serve). */
+  list(): { name: string; pids: number[] }[];
 }
 
 /** A {@link PluginVerifier} that also owns its private copies. */
@@ -257,8 +259,9 @@ export function createVerifier(options: VerifierOptions = {}): IntegrityVerifier
     return host.onState((event) => {
       const name = event.plugin;
       if (event.instance === 0 && (event.state === "stopped" || event.state === "failed")) {
-        // "failed" with instances left ("one instance is down for good") keeps serving from its copy.
-        if (event.state === "stopped" || !/one instance is down/.test(event.reason)) {
+        // "failed" with instances left (one of several is down for good) keeps serving from its copy.
+        const serving = event.state === "failed" && (host.list().find((p) => p.name === name)?.pids.length ?? 0) > 0;
+        if (!serving) {
           retiring.delete(name);
           release(name);
         }
