@@ -45,15 +45,19 @@ export type AuditActor = "host" | "cli" | "admin";
 
 /** What is recorded for each event, before sequence, time and chain are added. */
 export interface AuditEntry {
+  /** Who did it. */
   actor: AuditActor;
+  /** The plugin concerned ("" for none). */
   plugin: string;
   /** verified, refused, load, unload, reload, rolled-back, crash, restart, killed, permission-denied, limit, or an operator action. */
   action: string;
+  /** What else is known: reason, code, digest, limit… (see docs/integrity.md). */
   details: Record<string, unknown>;
 }
 
 /** One record as written. */
 export interface AuditRecord extends AuditEntry {
+  /** Sequence number, 1 for the first record ever written; continues across rotated files. */
   seq: number;
   /** ISO 8601, UTC. */
   time: string;
@@ -63,7 +67,9 @@ export interface AuditRecord extends AuditEntry {
 
 /** The last record's sequence and hash: keep it elsewhere to detect a truncated tail. */
 export interface AuditCheckpoint {
+  /** Sequence number of the last record. */
   seq: number;
+  /** SHA-256 (hex) of the last record's line. */
   hash: string;
 }
 
@@ -81,11 +87,15 @@ export type AuditFailure = "malformed" | "chain_broken" | "truncated" | "unwrita
  * ```
  */
 export class AuditError extends Error {
+  /** The error class name. */
   override name = "AuditError";
+  /** What failed. */
   readonly code: AuditFailure;
+  /** The audit file concerned. */
   readonly file: string;
   /** The first bad record's sequence number, when known. */
   readonly seq: number | undefined;
+  /** Makes the error; `message` names the file (and record) and says what to do. */
   constructor(code: AuditFailure, file: string, message: string, seq?: number, options?: ErrorOptions) {
     super(message, options);
     this.code = code;
@@ -200,6 +210,7 @@ export interface AuditOptions {
  * record on disk.
  */
 export class AuditLog {
+  /** The current file records are appended to. */
   readonly file: string;
   #fd: number;
   #size: number;
@@ -399,6 +410,7 @@ export class AuditLog {
     }
   }
 
+  /** Closes the log (`await using`). */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
@@ -406,8 +418,11 @@ export class AuditLog {
 
 /** Result of {@link verifyAudit}. */
 export interface AuditVerification {
+  /** How many records were checked. */
   records: number;
+  /** The files read, oldest first. */
   files: string[];
+  /** The last record's sequence and hash. */
   last: AuditCheckpoint;
 }
 
@@ -566,6 +581,7 @@ export async function followAudit(
 
 /** What {@link recordHostEvents} needs from a host: its typed event bus (`host.on`). */
 export interface AuditedHost {
+  /** Subscribes to one event type; returns the unsubscribe function. */
   on<K extends keyof HostEvents>(type: K, listener: (event: HostEvents[K]) => void): () => void;
 }
 

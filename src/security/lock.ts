@@ -85,11 +85,13 @@ export type IntegrityFailure =
  * ```
  */
 export class IntegrityError extends Error {
+  /** The error class name. */
   override name = "IntegrityError";
   /** What failed. */
   readonly code: IntegrityFailure;
   /** The file concerned (absolute path when known). */
   readonly file: string;
+  /** Makes the error; `message` names the file and says what to do. */
   constructor(code: IntegrityFailure, file: string, message: string, options?: ErrorOptions) {
     super(message, options);
     this.code = code;
@@ -101,6 +103,7 @@ export class IntegrityError extends Error {
 export interface TreeEntry {
   /** `f` file, `x` executable file, `l` symbolic link (hash of the target text). */
   kind: "f" | "x" | "l";
+  /** SHA-256 of the content (hex); of the target text for a link. */
   sha256: string;
 }
 
@@ -116,7 +119,9 @@ export interface TreeDigest {
 
 /** One plugin in the lock. */
 export interface LockEntry {
+  /** The plugin's name, from its manifest. */
   name: string;
+  /** The plugin's version, from its manifest. */
   version: string;
   /** The plugin directory, relative to the lock file's directory. */
   dir: string;
@@ -128,7 +133,9 @@ export interface LockEntry {
 
 /** The parsed lock. */
 export interface Lock {
+  /** Format version of the lock file. */
   version: typeof lockFormatVersion;
+  /** Lock entries by plugin name. */
   plugins: Record<string, LockEntry>;
 }
 
@@ -435,6 +442,7 @@ export interface CopyOptions {
 export interface VerifiedCopy {
   /** The read-only private copy to run the plugin from. */
   runDir: string;
+  /** The tree digest of the bytes in the copy. */
   tree: TreeDigest;
 }
 

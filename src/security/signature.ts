@@ -66,9 +66,13 @@ export type SignatureFailure =
  * ```
  */
 export class SignatureError extends Error {
+  /** The error class name, for logs and `instanceof`-free checks. */
   override name = "SignatureError";
+  /** Which check failed. */
   readonly code: SignatureFailure;
+  /** The bundle, key, policy or trusted root concerned. */
   readonly file: string;
+  /** Makes the error; `message` says what failed and what to do. */
   constructor(code: SignatureFailure, file: string, message: string, options?: ErrorOptions) {
     super(message, options);
     this.code = code;
@@ -200,9 +204,13 @@ export interface SignOptions {
 
 /** Result of {@link signTree}. */
 export interface SignResult {
+  /** The tree digest that was signed (`sha256:<hex>`). */
   digest: string;
+  /** Where the bundle was written. */
   bundleFile: string;
+  /** The signing key's id (`sha256:` of its SubjectPublicKeyInfo). */
   keyId: string;
+  /** The bundle as written (Sigstore bundle v0.3 JSON). */
   bundle: SerializedBundle;
 }
 
@@ -248,6 +256,7 @@ export function signTree(dir: string, options: SignOptions): SignResult {
 
 /** A keyless signer the policy trusts: the OIDC issuer exactly, the subject exactly or by pattern. */
 export interface TrustedIdentity {
+  /** The OIDC issuer the certificate must name, exactly. */
   issuer: string;
   /** The certificate's subject alternative name (an email or a workflow URI), exactly. */
   subject?: string;
@@ -274,10 +283,15 @@ export type SignedBy =
 
 /** A policy with its keys parsed and its trusted root loaded, ready to verify many bundles. */
 export interface CompiledTrust {
+  /** Trusted public keys with their ids. */
   keys: { id: string; key: KeyObject }[];
+  /** Trusted keyless identities; a subject is exact text or a pattern that must match all of it. */
   identities: { issuer: string; subject: string | RegExp }[];
+  /** The pinned trusted root (CAs, CT logs, transparency logs, timestamp authorities). */
   root: ReturnType<typeof TrustedRoot.fromJSON>;
+  /** Revoked tree digests. */
   denyDigests: Set<string>;
+  /** Revoked key ids. */
   denyKeys: Set<string>;
 }
 

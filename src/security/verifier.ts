@@ -49,6 +49,7 @@ export interface VerifyResult {
 
 /** The host's verifier collaborator (CONTRACTS.md). */
 export interface PluginVerifier {
+  /** Checks a plugin before it is spawned; throws to refuse it. */
   verify(manifest: Manifest): Promise<VerifyResult> | VerifyResult;
 }
 
@@ -80,6 +81,7 @@ export interface VerifierOptions {
 
 /** What {@link IntegrityVerifier.watch} needs from a host: its lifecycle events. */
 export interface WatchedHost {
+  /** Subscribes to lifecycle transitions; returns the unsubscribe function. */
   onState(listener: (event: StateEvent) => void): () => void;
   /** Whether a plugin still has instances (after "failed", some may still serve). */
   list(): { name: string; pids: number[] }[];
@@ -87,6 +89,7 @@ export interface WatchedHost {
 
 /** A {@link PluginVerifier} that also owns its private copies. */
 export interface IntegrityVerifier extends PluginVerifier {
+  /** Checks and copies a plugin before it is spawned; throws IntegrityError or SignatureError to refuse it. */
   verify(manifest: Manifest): VerifyResult;
   /** Removes every private copy made for plugin `name` (call it once none of its instances runs). */
   release(name: string): void;
@@ -101,6 +104,7 @@ export interface IntegrityVerifier extends PluginVerifier {
   copies(): string[];
   /** Removes every private copy it made. Idempotent. */
   close(): void;
+  /** Same as close(), for `using`. */
   [Symbol.dispose](): void;
 }
 
