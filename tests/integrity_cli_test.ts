@@ -271,6 +271,69 @@ test("audit tail -f prints records as another process appends them, across a rot
   }
 }, { timeoutMs: 60_000 });
 
+test(
+  "serve --admin --audit: an operator's restart through the admin API is recorded with actor admin, after the unload and load it caused",
+  async () => {
+    const work = mkdtempSync(join(tmpdir(), "pshm-integrity-cli-"));
+    const plugins = join(work, "plugins");
+    writePlugin(join(plugins, "good"), "good");
+    const audit = join(work, "audit.jsonl");
+    const token = "integrity-test-token-0123456789abcdef";
+    const argv = cliCommand();
+    const serve = spawn(
+      argv[0],
+      [
+        ...argv.slice(1),
+        "serve",
+        plugins,
+        "--socket",
+        join(work, "c.sock"),
+        "--admin",
+        "127.0.0.1:0",
+        "--audit",
+        audit,
+      ],
+      { cwd: root, env: { ...process.env as Record<string, string>, NO_COLOR: "1", PLUGIN_SHM_ADMIN_TOKEN: token } },
+    );
+    let err = "";
+    serve.stderr!.on("data", (d) => (err += d));
+    serve.stdout!.resume();
+    const exited = new Promise<void>((resolve) => serve.on("close", () => resolve()));
+    try {
+      await until("the admin API", () => /admin API and dashboard at \S+/.test(err) && /serving 1 plugin/.test(err));
+      const url = /admin API and dashboard at (\S+)/.exec(err)![1];
+      const res = await fetch(`${url}api/plugins/good/restart`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify({ reason: "rotating keys" }),
+      });
+      assert.equal(res.status, 200, await res.text());
+      serve.kill("SIGTERM");
+      await exited;
+    } finally {
+      serve.kill("SIGKILL");
+      await exited;
+    }
+    try {
+      const records = (await run(["audit", "tail", audit, "-n", "100"])).stdout.trim().split("\n").map((l) =>
+        l.split("\t")
+      );
+      const operator = records.find((r) => r[2] === "admin");
+      assert.ok(operator, records.map((r) => r.join(" ")).join("\n"));
+      assert.deepEqual(operator.slice(3, 5), ["good", "restart"]);
+      assert.match(operator[5], /"outcome":"ok"/);
+      assert.match(operator[5], /"reason":"rotating keys"/);
+      // The host's side of it, recorded before the action (which is recorded when done): unload, then load again.
+      const before = records.slice(0, records.indexOf(operator)).map((r) => `${r[2]} ${r[3]} ${r[4]}`);
+      assert.deepEqual(before.slice(-2), ["host good unload", "host good load"], before.join("\n"));
+      assert.equal((await run(["audit", "verify", audit])).code, 0);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  },
+  { timeoutMs: 120_000 },
+);
+
 test("an edited audit record is found by audit verify, naming it, and a cut tail by --checkpoint", async () => {
   const work = mkdtempSync(join(tmpdir(), "pshm-integrity-cli-"));
   try {

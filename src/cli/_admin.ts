@@ -11,7 +11,7 @@
 
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { createAdminApp } from "../admin/app.ts";
+import { type AdminAppOptions, createAdminApp } from "../admin/app.ts";
 import { type AdminServer, isLoopback, serveAdmin } from "../admin/serve.ts";
 import { type AdminToken, adminTokenEnv, resolveAdminToken } from "../admin/token.ts";
 import type { LogEntry } from "../host/process.ts";
@@ -140,8 +140,8 @@ export class ServeAdmin {
     };
   }
 
-  /** Serves the admin app for `host`; prints its URL and where the token is. */
-  async start(host: PluginHost): Promise<{ url: string; token: AdminToken }> {
+  /** Serves the admin app for `host`; prints its URL and where the token is. `onAction` sees each operator action. */
+  async start(host: PluginHost, onAction?: AdminAppOptions["onAction"]): Promise<{ url: string; token: AdminToken }> {
     const values = this.#values;
     const { hostname, port } = parseListen(String(values.admin), this.#command);
     const token = resolveAdminToken({
@@ -157,6 +157,7 @@ export class ServeAdmin {
       metrics: this.metrics,
       logs: this.logs,
       publicMetrics: Boolean(values["admin-public-metrics"]),
+      onAction,
     });
     this.#server = await serveAdmin(app, { hostname, port, tls });
     const where = token.source === "env" ? `from ${adminTokenEnv}` : `in ${token.file}`;

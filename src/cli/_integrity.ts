@@ -10,6 +10,7 @@
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import process from "node:process";
+import type { ActionRecord } from "../admin/app.ts";
 import type { Manifest } from "../host/manifest.ts";
 import { AuditLog, recordHostEvents } from "../security/audit.ts";
 import {
@@ -76,6 +77,8 @@ export interface SecuritySetup {
   options: Partial<PluginHostOptions>;
   /** Subscribes the audit log to the host's events. */
   attach(host: PluginHost): void;
+  /** Records an operator action of the admin API in the audit log (actor "admin"); undefined without --audit. */
+  onAdminAction?: (record: ActionRecord) => void;
   /** Flushes and closes the audit log. */
   close(): Promise<void>;
 }
@@ -117,6 +120,11 @@ export function securitySetup(values: Record<string, unknown>, dirs: string[]): 
   const detach: (() => void)[] = [];
   return {
     options,
+    onAdminAction: audit
+      ? ({ action, plugin, ...details }) => {
+        if (!audit.closed) audit.append({ actor: "admin", plugin, action, details });
+      }
+      : undefined,
     attach(host) {
       // The verifier writes its own refusals (with the check that failed), so the bus's are left out.
       if (audit) detach.push(recordHostEvents(host, audit, { actor: "host", except: ["refused"] }));

@@ -366,7 +366,7 @@ async function serve(out: Output, positionals: string[], values: Record<string, 
   const server = new Serve(host, log, out);
   try {
     await server.openControl(resolve((values.socket as string | undefined) ?? defaultSocketPath()));
-    await admin?.start(host);
+    await admin?.start(host, security.onAdminAction);
   } catch (error) {
     await admin?.close();
     await server.close();
