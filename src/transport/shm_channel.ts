@@ -567,6 +567,12 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
       if (error instanceof ChannelClosedError) return; // #shutdown rejected everyone.
       throw error;
     }
+    if (!this.#peerGone && this.#sends.length > 0 && Atomics.load(this.#u32, this.#peerClosedWord) !== 0) {
+      // The peer closed and reads nothing more: a send waiting for space would wait forever, and (its
+      // closed word making progress look possible) spin the event loop in microtasks while it waits.
+      const error = new ChannelClosedError("peer-closed", `The peer closed channel "${this.name}"`);
+      for (const s of this.#sends.splice(0)) s.reject(error);
+    }
     if (this.#peerGone) {
       const error = this.#peerGoneError();
       for (const s of this.#sends.splice(0)) s.reject(error);
