@@ -117,9 +117,9 @@ test("startPlugin() on a directory without a valid manifest throws the ManifestE
 test("the transform example streams through the harness, chunk by chunk, in order", async () => {
   const transform = await startPlugin(`${examples}/transform`);
   try {
-    async function* input() {
+    const input = async function* () {
       for (const text of ["hello ", "shm ", "world"]) yield new TextEncoder().encode(text);
-    }
+    };
     let out = "";
     for await (const chunk of transform.stream("upper", [], input())) {
       out += new TextDecoder().decode(chunk as Uint8Array);
