@@ -5,17 +5,22 @@
  * elsewhere, every route behind the bearer token.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { PluginHost } from "./mod.ts";
  * import { LogStore, PluginMetrics } from "./observe.ts";
- * import { createAdminApp, resolveAdminToken, serveAdmin } from "./admin.ts";
+ * import { createAdminApp, serveAdmin } from "./admin.ts";
  * const metrics = new PluginMetrics();
  * const logs = new LogStore();
  * const host = new PluginHost({ dirs: ["examples/plugins"], logger: logs.logger });
  * metrics.observe(host);
- * const { token, file } = resolveAdminToken();
- * const server = await serveAdmin(createAdminApp(host, { token, metrics, logs }), { port: 8787 });
- * console.log(`dashboard at ${server.url} (token in ${file ?? "PLUGIN_SHM_ADMIN_TOKEN"})`);
+ * // In a real deployment: const { token } = resolveAdminToken(); (environment, token file, or a new one).
+ * const token = "example-token-0123456789";
+ * const server = await serveAdmin(createAdminApp(host, { token, metrics, logs }), { port: 0 });
+ * const response = await fetch(`${server.url}api/plugins`, { headers: { authorization: `Bearer ${token}` } });
+ * console.log(`dashboard at ${server.url}:`, response.status, await response.json());
+ * await server.close();
+ * metrics.close();
+ * await host.close();
  * ```
  *
  * @module

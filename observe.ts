@@ -5,14 +5,19 @@
  * OpenTelemetry spans (`createHostTracing()` as the host's `tracing` option).
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { PluginHost } from "./mod.ts";
  * import { LogStore, PluginMetrics } from "./observe.ts";
  * const metrics = new PluginMetrics();
  * const logs = new LogStore();
- * const host = new PluginHost({ dirs: ["examples/plugins"], logger: logs.logger });
+ * const host = new PluginHost({
+ *   dirs: ["examples/plugins"],
+ *   logger: logs.logger,
+ *   instrumentation: metrics.instrumentation,
+ * });
  * metrics.observe(host);
  * await host.load("echo");
+ * await host.call("echo", "echo", ["hi"]);
  * console.log(await metrics.prometheus());
  * metrics.close();
  * await host.close();

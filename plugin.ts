@@ -2,13 +2,15 @@
  * The plugin entry of plugin-shm: what a plugin module imports.
  *
  * @example
- * ```ts ignore
- * import { definePlugin } from "./plugin.ts";
- * export default definePlugin({
+ * ```ts
+ * import { definePlugin, isPluginDefinition } from "./plugin.ts";
+ * const echo = definePlugin({
  *   name: "echo",
  *   version: "1.0.0",
  *   methods: { echo: (value: unknown) => value },
  * });
+ * console.assert(isPluginDefinition(echo));
+ * // A plugin module default-exports it (`export default echo;`); importing it starts nothing.
  * ```
  *
  * @module

@@ -6,7 +6,7 @@
  * (docs/integrity.md).
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { PluginHost } from "./mod.ts";
  * import { sandboxPlanner } from "./security.ts";
  * const host = new PluginHost({

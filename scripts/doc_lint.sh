@@ -12,6 +12,12 @@ allowed=(
   "public type 'PluginMetrics.prototype.registry' references private type 'Registry'"
   "public type 'LogStore.prototype.sink' references private type 'Sink'"
   "public type 'ManifestSchemaOptions[\"extraFields\"]' references private type 'ZodType'"
+  "public type 'permissionsSchema' references private type 'ZodType'"
+  "public type 'limitsSchema' references private type 'ZodType'"
+  "public type 'SignResult[\"bundle\"]' references private type 'SerializedBundle'"
+  "public type 'CompiledTrust[\"root\"]' references private type 'TrustedRoot'"
+  "public type 'parseTrustedRoot' references private type 'TrustedRoot'"
+  "public type 'parseBundle' references private type 'bundleFromJSON'"
   "public type 'nativeStatusCodes' references private type 'statusNames'"
 )
 output=$(NO_COLOR=1 "$deno" doc --lint "$@" 2>&1)
