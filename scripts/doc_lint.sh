@@ -18,6 +18,9 @@ allowed=(
   "public type 'CompiledTrust[\"root\"]' references private type 'TrustedRoot'"
   "public type 'parseTrustedRoot' references private type 'TrustedRoot'"
   "public type 'parseBundle' references private type 'bundleFromJSON'"
+  "public type 'HostTracingOptions[\"tracer\"]' references private type 'Tracer'"
+  "public type 'contextFromTraceparent' references private type 'Context'"
+  "public type 'traceparentOf' references private type 'Span'"
   "public type 'nativeStatusCodes' references private type 'statusNames'"
 )
 output=$(NO_COLOR=1 "$deno" doc --lint "$@" 2>&1)

@@ -36,6 +36,7 @@ import type { Discovered, HostEvents, PluginEvent, PluginInfo, StateEvent } from
 
 // The host's vocabulary, re-exported so `host.ts` is one import for its users.
 export type { PluginHostOptions } from "./options.ts";
+export type { HookFailure, HookPolicy, HookResult, RunHookOptions } from "./_hooks.ts";
 export type * from "./types.ts";
 
 /** Default debounce of {@link PluginHost.watch}. */

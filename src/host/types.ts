@@ -108,9 +108,13 @@ export interface ResourceEvent {
 
 /** The round trip of one heartbeat (PING to PONG) of an instance. */
 export interface HeartbeatEvent {
+  /** The plugin's name. */
   plugin: string;
+  /** The instance's process id, when it has one. */
   pid: number | undefined;
+  /** The round trip from PING to PONG, in milliseconds. */
   rttMs: number;
+  /** Milliseconds since the epoch. */
   at: number;
 }
 
@@ -166,6 +170,7 @@ export interface HostEvents {
   resource: ResourceEvent;
   /** An instance crossed a memory limit. */
   limit: LimitEvent;
+  /** The round trip of every heartbeat of every instance. */
   heartbeat: HeartbeatEvent;
 }
 
@@ -263,6 +268,7 @@ export interface CallInstrumentation {
 export interface CallSpan {
   /** The W3C traceparent to send with the request; undefined sends none. */
   readonly traceparent: string | undefined;
+  /** Ends the span once the call settled; `error` is set when it failed. */
   end(error?: unknown): void;
 }
 
