@@ -133,7 +133,7 @@ test-ops: build dist ops-tools
 	node --test --test-concurrency=1 $(patsubst %.ts,dist/%.js,$(filter %.ts,$(OPS_TESTS))) dist/src/observe/*_test.js
 
 # The long protocol fuzz run (docs/protocol.md, "Fuzzing"): 1 M frame sequences and 100 k handshakes per
-# runtime by default, about 45 + 45 minutes under Deno on a loaded 2-core VM. Smaller: FUZZ_RPC_RUNS=20000
+# runtime by default, about an hour under Deno and 40 minutes under Bun on a loaded 2-core VM. Smaller: FUZZ_RPC_RUNS=20000
 # FUZZ_HANDSHAKE_RUNS=10000 make fuzz; replay a failed batch with FUZZ_SEED=<its printed seed>.
 fuzz: build
 	$(DENO) run -A tests/fuzz_long.ts
