@@ -16,6 +16,7 @@ import { SegmentError } from "../native/errors.ts";
 import { ChannelClosedError, type CloseReason, FrameCorruptError, MessageTooLargeError } from "./errors.ts";
 import { getNative, keepAlive, type Native, wakeReasons } from "../native/native.ts";
 import { L, sideOffset } from "../native/layout.ts";
+import type { Doorbell } from "./_doorbell.ts";
 import { RingReader, RingWriter } from "./_ring.ts";
 import { messageBytesMaxDefault, messageBytesMaxLimit, receiveAll, type Transport } from "./transport.ts";
 
@@ -27,13 +28,24 @@ export interface ShmChannelOptions {
   messageBytesMax?: number;
   /** How long a side spins before it parks, in microseconds. Default 50; 0 parks at once. */
   spinMicros?: number;
+  /**
+   * Park on a file-descriptor doorbell instead of the native waiter thread
+   * (see _doorbell.ts). Both sides must be given one; the channel closes it.
+   */
+  doorbell?: Doorbell;
 }
 
 // The message limits are every transport's, so they live in transport.ts;
 // re-exported here because the channel's options document them.
 export { messageBytesMaxDefault, messageBytesMaxLimit } from "./transport.ts";
+export { type Doorbell, socketDoorbell } from "./_doorbell.ts";
 /** Default {@link ShmChannelOptions.spinMicros}. */
 export const spinMicrosDefault = 50;
+/**
+ * Set in the parked word next to the want bits by a side parked on a doorbell:
+ * its peer rings the doorbell instead of the futex. Above the bits Zig defines.
+ */
+const parkedOnDoorbell = 1 << 8;
 /** Spin iterations between a clock check and a yield of the CPU. */
 const spinCheckIterations = 64;
 
@@ -87,7 +99,7 @@ function unhex(text: string): Uint8Array {
   return Uint8Array.from(text.match(/../g) ?? [], (h) => parseInt(h, 16));
 }
 
-function validateOptions(options: ShmChannelOptions): Required<ShmChannelOptions> {
+function validateOptions(options: ShmChannelOptions): Required<Omit<ShmChannelOptions, "doorbell">> {
   const ringBytes = options.ringBytes ?? L.ring_bytes_default;
   if (
     !Number.isInteger(ringBytes) || ringBytes < L.ring_bytes_min || ringBytes > L.ring_bytes_max ||
@@ -153,6 +165,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
   #fragments: Uint8Array[] = [];
   #fragmentBytes = 0;
   #armed = false;
+  readonly #doorbell: Doorbell | undefined;
   #closed: ChannelClosedError | undefined;
   #peerGone: CloseReason | undefined;
 
@@ -161,7 +174,8 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     handle: number,
     name: string,
     token: string,
-    options: Required<ShmChannelOptions>,
+    options: Required<Omit<ShmChannelOptions, "doorbell">>,
+    doorbell: Doorbell | undefined,
   ) {
     this.#native = native;
     this.#handle = handle;
@@ -182,7 +196,11 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     this.#peerParkedWord = (peer + L.off_side_parked) >> 2;
     this.#peerClosedWord = (peer + L.off_side_closed) >> 2;
     this.#peerPidWord = (this.side === 0 ? L.off_peer_pid : L.off_owner_pid) >> 2;
+    // The waiter thread runs with a doorbell too: disarmed, it still checks
+    // every liveness interval whether the peer died.
     native.startWaiter(handle, (reason) => this.#onWake(reason));
+    this.#doorbell = doorbell;
+    doorbell?.listen(() => this.#onWake(wakeReasons.doorbell));
   }
 
   /** Creates a segment; this side is side 0. */
@@ -191,7 +209,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     const native = getNative();
     const created = native.create(valid.ringBytes);
     try {
-      return new ShmChannel(native, created.handle, created.name, hex(created.token), valid);
+      return new ShmChannel(native, created.handle, created.name, hex(created.token), valid, options.doorbell);
     } catch (error) {
       native.close(created.handle);
       throw error;
@@ -204,7 +222,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     const native = getNative();
     const handle = native.attach(name, typeof token === "string" ? unhex(token) : token);
     try {
-      return new ShmChannel(native, handle, name, "", valid);
+      return new ShmChannel(native, handle, name, "", valid, options.doorbell);
     } catch (error) {
       native.close(handle);
       throw error;
@@ -329,6 +347,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     }
     // Stops the waiter thread first: no callback arrives after this line.
     this.#native.close(this.#handle);
+    this.#doorbell?.close();
     this.#rejectAll(error);
   }
 
@@ -443,9 +462,10 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
   #wakePeerIf(want: number): void {
     const u32 = this.#u32;
     if ((Atomics.load(u32, this.#peerParkedWord) & want) === 0) return;
-    if ((Atomics.and(u32, this.#peerParkedWord, ~want) & want) !== 0) {
-      this.#native.wake(this.#handle, 1 - this.side);
-    }
+    const parked = Atomics.and(u32, this.#peerParkedWord, ~want);
+    if ((parked & want) === 0) return;
+    if ((parked & parkedOnDoorbell) !== 0 && this.#doorbell) this.#doorbell.ring();
+    else this.#native.wake(this.#handle, 1 - this.side);
   }
 
   #flushSends(): void {
@@ -532,15 +552,16 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     if (want === 0) return;
     const u32 = this.#u32;
     const seen = Atomics.load(u32, this.#doorbellWord);
-    Atomics.or(u32, this.#parkedWord, want);
+    const bits = this.#doorbell ? want | parkedOnDoorbell : want;
+    Atomics.or(u32, this.#parkedWord, bits);
     if (this.#progressPossible(want)) {
-      Atomics.and(u32, this.#parkedWord, ~want);
+      Atomics.and(u32, this.#parkedWord, ~bits);
       queueMicrotask(() => this.#service());
       return;
     }
     this.#armed = true;
     keepAlive.acquire();
-    this.#native.arm(this.#handle, seen);
+    if (!this.#doorbell) this.#native.arm(this.#handle, seen);
   }
 
   #onWake(reason: number): void {
@@ -549,7 +570,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
       this.#armed = false;
       keepAlive.release();
     }
-    Atomics.and(this.#u32, this.#parkedWord, ~(L.parked_want_data | L.parked_want_space));
+    Atomics.and(this.#u32, this.#parkedWord, ~(L.parked_want_data | L.parked_want_space | parkedOnDoorbell));
     if (reason === wakeReasons.peerDead) this.#peerGone ??= "peer-died";
     if (reason === wakeReasons.peerClosed) this.#notePeerClosed();
     this.#service();
