@@ -15,6 +15,8 @@
  *   descriptor with the runtime's own poller (node:net on a unix socket here,
  *   under every runtime); the sender writes one byte to it only when the flag
  *   is up, so a busy channel still makes no syscall. No waiter thread.
+ * - `shm_channel_doorbell`: the same through ShmChannel's `doorbell` option
+ *   (socketDoorbell over node:net under every runtime), parked in receive().
  * - `unix`: the same 64 B message over a unix socket, for the ratio.
  *
  * Caveat (why this is a design comparison, not the final figure): sender and
@@ -33,6 +35,7 @@ import net from "node:net";
 import os from "node:os";
 import process from "node:process";
 import { ShmChannel } from "../mod.ts";
+import { socketDoorbell } from "../src/transport/shm_channel.ts";
 import { type BenchRow, latencyRow, printRows, runtime } from "./_stats.ts";
 
 const json = process.argv.includes("--json");
@@ -42,8 +45,8 @@ const warmupCalls = Math.min(calls, 500);
 const messageBytes = 64;
 const rows: BenchRow[] = [];
 
-type Design = "shm_waiter" | "shm_fd_doorbell" | "unix";
-const designs: Design[] = ["shm_waiter", "shm_fd_doorbell", "unix"];
+type Design = "shm_waiter" | "shm_fd_doorbell" | "shm_channel_doorbell" | "unix";
+const designs: Design[] = ["shm_waiter", "shm_fd_doorbell", "shm_channel_doorbell", "unix"];
 
 /** A connected unix socket pair inside this process, through the runtime's own socket API. */
 interface SocketPair {
@@ -226,6 +229,40 @@ async function measureDoorbell(count: number): Promise<number[]> {
   }
 }
 
+/** The channel's own doorbell option (socketDoorbell over node:net), parked in receive() as a caller would. */
+async function measureChannelDoorbell(count: number): Promise<number[]> {
+  const path = socketPath();
+  const server = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(path, resolve);
+  });
+  const accepted = new Promise<net.Socket>((resolve) => server.once("connection", resolve));
+  const client = net.connect(path);
+  await new Promise<void>((resolve) => client.once("connect", resolve));
+  const serverEnd = await accepted;
+  server.close();
+  const a = ShmChannel.create({ spinMicros: 0, doorbell: socketDoorbell(serverEnd) });
+  const b = ShmChannel.attach(a.name, a.token, { spinMicros: 0, doorbell: socketDoorbell(client) });
+  await a.waitForPeer(10_000);
+  try {
+    const message = new Uint8Array(messageBytes);
+    const samples: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const received = a.receive();
+      await settle();
+      const started = performance.now();
+      await b.send(message);
+      await received;
+      samples.push(performance.now() - started);
+    }
+    return samples;
+  } finally {
+    b.close();
+    a.close();
+  }
+}
+
 async function measureUnix(count: number): Promise<number[]> {
   const pair = await socketPair();
   let pending = 0;
@@ -259,12 +296,14 @@ async function measureUnix(count: number): Promise<number[]> {
 const measure: Record<Design, (count: number) => Promise<number[]>> = {
   shm_waiter: measureWaiter,
   shm_fd_doorbell: measureDoorbell,
+  shm_channel_doorbell: measureChannelDoorbell,
   unix: measureUnix,
 };
 
 const notes: Record<Design, string> = {
   shm_waiter: "send → parked receive(): futex → waiter thread → thread-safe callback",
   shm_fd_doorbell: "send + 1 B doorbell → runtime poller → tryReceive()",
+  shm_channel_doorbell: "ShmChannel doorbell option (node:net) → parked receive()",
   unix: "64 B write → 'data' on the reading socket",
 };
 
@@ -281,7 +320,7 @@ for (let round = 0; round < rounds; round++) {
   const ratio = (design: Design) => p50[design] !== undefined && p50.unix ? (p50[design]! / p50.unix).toFixed(2) : "-";
   ratios.push(
     `round ${round + 1}: p50 / unix socket p50: shm_waiter ${ratio("shm_waiter")}×, ` +
-      `shm_fd_doorbell ${ratio("shm_fd_doorbell")}×`,
+      `shm_fd_doorbell ${ratio("shm_fd_doorbell")}×, shm_channel_doorbell ${ratio("shm_channel_doorbell")}×`,
   );
 }
 printRows(rows, json);
