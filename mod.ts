@@ -20,10 +20,12 @@
  */
 
 export {
+  type Doorbell,
   messageBytesMaxDefault,
   messageBytesMaxLimit,
   ShmChannel,
   type ShmChannelOptions,
+  socketDoorbell,
   spinMicrosDefault,
 } from "./src/transport/shm_channel.ts";
 export { type CreatedSegment, getNative, libraryEnv, Native, type RuntimeName } from "./src/native/native.ts";

@@ -34,8 +34,7 @@
 import net from "node:net";
 import os from "node:os";
 import process from "node:process";
-import { ShmChannel } from "../mod.ts";
-import { socketDoorbell } from "../src/transport/shm_channel.ts";
+import { ShmChannel, socketDoorbell } from "../mod.ts";
 import { type BenchRow, latencyRow, printRows, runtime } from "./_stats.ts";
 
 const json = process.argv.includes("--json");
