@@ -390,7 +390,14 @@ if (runtime === "deno") {
             false,
             "no link: the package resolves",
           );
-          await ok(runtimes.bun, [installedCli, "test", name], join(work, "deno-host"), env);
+          let tested = await run(runtimes.bun, [installedCli, "test", name], join(work, "deno-host"), env);
+          // Deno 2.9.6 now and then dies with SIGSEGV at exit after every test passed (tests/deno_suite.sh); that
+          // case alone, and once, is run again.
+          if (tested.code === 128 + 11 && pluginRuntime === "deno" && !/FAILED/.test(tested.stdout)) {
+            console.error(`consumer: deno test of ${name} crashed with SIGSEGV after passing; running it once more`);
+            tested = await run(runtimes.bun, [installedCli, "test", name], join(work, "deno-host"), env);
+          }
+          assert.equal(tested.code, 0, `cli.ts test ${name} failed:\n${tested.stdout}\n${tested.stderr}`);
         }
         // One CLI, however it is started: npx, bunx (Node by its shebang), bunx --bun, Deno's npm: runner,
         // and `deno run -A cli.ts` in a checkout; `--help` prints the same text from each.

@@ -8,6 +8,7 @@
 
 import { spawn } from "node:child_process";
 import { relative } from "node:path";
+import { constants } from "node:os";
 import process from "node:process";
 import type { CommandSpec } from "./_args.ts";
 import type { Output } from "./_output.ts";
@@ -76,6 +77,12 @@ export async function runTest(out: Output, positionals: string[]): Promise<numbe
       out.error(`cannot start ${plan.command}: ${error.message}`);
       resolve(1);
     });
-    child.on("close", (code, signal) => resolve(code ?? (signal ? 1 : 0)));
+    child.on("close", (code, signal) => {
+      if (code !== null || !signal) return resolve(code ?? 0);
+      // Killed: say so, and exit as a shell would (128 + the signal's number), so a caller can tell a crashed runner
+      // from failed tests.
+      out.error(`${plan.command} was killed by ${signal} before it finished; its output above says how far it got`);
+      resolve(128 + (constants.signals[signal] ?? 0));
+    });
   });
 }
