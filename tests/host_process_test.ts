@@ -50,10 +50,12 @@ for (const which of ["deno", "bun"] as const) {
   test(
     `a ${which} process that imports a plugin module gets its definition, calls its methods and serves nothing`,
     async () => {
+      // The cwd it inherits, read in the same tick as the spawn: another test in this process may chdir meanwhile.
+      const cwd = process.cwd();
       const importer = startPeer(which, peerPath("import_plugin.ts"), {});
       const { code } = await importer.exited;
       assert.equal(code, 0, importer.stderr());
-      assert.deepEqual(JSON.parse(importer.stdout()), { name: "introspect", cwd: process.cwd(), session: null });
+      assert.deepEqual(JSON.parse(importer.stdout()), { name: "introspect", cwd, session: null });
       assert.deepEqual(segmentsOf([importer.child.pid]), [], "no segment was created");
     },
     { timeoutMs: 30_000 },
