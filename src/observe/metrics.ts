@@ -13,7 +13,7 @@
  * @module
  */
 
-import { readdirSync, readFileSync } from "node:fs";
+import { readTreeUsage } from "../host/process_tree.ts";
 import { type Metric, Registry } from "prom-client";
 import type { PluginInfo, PluginState, StateEvent } from "../host/host.ts";
 import type { HeartbeatEvent, HostEvents, ResourceEvent } from "../host/types.ts";
@@ -85,11 +85,6 @@ export const sampleIntervalMsDefault = 1_000;
 export const historyPointsDefault = 300;
 /** Window over which the summary's rates and percentiles are computed. */
 export const summaryWindowMs = 60_000;
-/**
- * Linux reports CPU time in USER_HZ ticks, which the kernel fixes at 100 for
- * user space on every architecture it supports (sysconf(_SC_CLK_TCK)).
- */
-const userHz = 100;
 
 const pluginStates: readonly PluginState[] = [
   "starting",
@@ -791,40 +786,8 @@ function seriesPoint(before: Sample, after: Sample): SeriesPoint {
  * sandboxed instance's pid is the launcher's, the runtime runs below it); undefined once it is gone.
  */
 export function readProcess(pid: number): ProcessSample | undefined {
-  const root = readOneProcess(pid);
-  if (!root) return undefined;
-  for (const child of childrenOf(pid)) {
-    const below = readProcess(child);
-    if (below) {
-      root.rssBytes += below.rssBytes;
-      root.cpuSeconds += below.cpuSeconds;
-    }
-  }
-  return root;
-}
-
-function childrenOf(pid: number): number[] {
-  try {
-    return readdirSync(`/proc/${pid}/task`).flatMap((task) =>
-      readFileSync(`/proc/${pid}/task/${task}/children`, "utf8").split(" ").filter(Boolean).map(Number)
-    );
-  } catch {
-    return []; // gone meanwhile
-  }
-}
-
-function readOneProcess(pid: number): ProcessSample | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // Fields after the command name, which may itself hold spaces and parentheses.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const ticks = Number(fields[11]) + Number(fields[12]); // utime and stime: fields 14 and 15 of stat(5).
-    const status = readFileSync(`/proc/${pid}/status`, "utf8");
-    const rssKiB = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0);
-    return { pid, rssBytes: rssKiB * 1024, cpuSeconds: ticks / userHz };
-  } catch {
-    return undefined;
-  }
+  const usage = readTreeUsage(pid);
+  return usage && { pid, rssBytes: usage.rssBytes, cpuSeconds: usage.cpuSeconds };
 }
 
 function csvField(text: string): string {
