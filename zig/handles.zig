@@ -16,7 +16,20 @@ const Error = status.Error;
 /// Most segments one process may hold open at once.
 pub const handles_max: u32 = 1024;
 
+/// Low bits of a handle that name its slot; the bits above count how often
+/// the slot was reused, so a stale handle (closed twice, or used after close
+/// by a second thread) is refused instead of reaching the slot's next segment.
+const index_bits = std.math.log2_int(u32, handles_max);
+/// Generations wrap inside the positive half of an i32 (handles are never negative: negative means a status).
+const generation_max: u32 = (1 << (31 - index_bits)) - 1;
+
+comptime {
+    std.debug.assert(std.math.isPowerOfTwo(handles_max));
+}
+
 const Slot = struct {
+    /// Bumped on every release and kept across it (see `handleOf`).
+    generation: u32 = 0,
     used: bool = false,
     segment: segment_mod.Segment = undefined,
     waiter: waiter_mod.Waiter = undefined,
@@ -33,17 +46,22 @@ fn claim(segment: segment_mod.Segment) Error!i32 {
     defer slots_mutex.unlock();
     for (&slots, 0..) |*slot, index| {
         if (slot.used) continue;
-        slot.* = .{ .used = true, .segment = segment };
-        return @intCast(index);
+        slot.* = .{ .generation = slot.generation, .used = true, .segment = segment };
+        return handleOf(@intCast(index), slot.generation);
     }
     return error.TooManyHandles;
 }
 
+fn handleOf(index: u32, generation: u32) i32 {
+    return @intCast(generation << index_bits | index);
+}
+
 /// The open slot of `handle`; `error.Closed` once close() began.
 pub fn lookup(handle: i32) Error!*Slot {
-    if (handle < 0 or handle >= handles_max) return error.InvalidArgument;
-    const slot = &slots[@intCast(handle)];
-    if (!slot.used) return error.InvalidArgument;
+    if (handle < 0) return error.InvalidArgument;
+    const bits: u32 = @intCast(handle);
+    const slot = &slots[bits & (handles_max - 1)];
+    if (!slot.used or slot.generation != bits >> index_bits) return error.InvalidArgument;
     if (slot.closing) return error.Closed;
     std.debug.assert(slot.segment.side < 2);
     return slot;
@@ -95,7 +113,7 @@ fn releaseSlot(slot: *Slot) void {
     segment_mod.release(&slot.segment);
     slots_mutex.lock();
     defer slots_mutex.unlock();
-    slot.* = .{};
+    slot.* = .{ .generation = if (slot.generation == generation_max) 0 else slot.generation + 1 };
 }
 
 fn releaseAfterWaiter(waiter: *waiter_mod.Waiter) void {
@@ -162,7 +180,7 @@ pub fn receive(handle: i32, buffer: []u8, timeout_ms: u32) Error!usize {
 
 test "handles are refused out of range, before use and after close" {
     try std.testing.expectError(error.InvalidArgument, lookup(-1));
-    try std.testing.expectError(error.InvalidArgument, lookup(handles_max));
+    try std.testing.expectError(error.InvalidArgument, lookup(std.math.maxInt(i32)));
     var name: [layout.name_bytes_max]u8 = undefined;
     var token: [layout.token_bytes]u8 = undefined;
     const handle = try create(layout.ring_bytes_min, &name, &token);
@@ -171,4 +189,20 @@ test "handles are refused out of range, before use and after close" {
     // Without a waiter thread the slot is free at once: the handle is unknown now.
     try std.testing.expectError(error.InvalidArgument, lookup(handle));
     try std.testing.expectError(error.InvalidArgument, close(handle));
+}
+
+test "a closed handle stays refused after its slot is reused" {
+    var name: [layout.name_bytes_max]u8 = undefined;
+    var token: [layout.token_bytes]u8 = undefined;
+    const first = try create(layout.ring_bytes_min, &name, &token);
+    try close(first);
+    const second = try create(layout.ring_bytes_min, &name, &token);
+    defer close(second) catch {};
+    // Same slot (the lowest free one), a different handle: the stale one
+    // neither reaches nor closes the new segment.
+    try std.testing.expectEqual(@as(i32, first) & (handles_max - 1), second & (handles_max - 1));
+    try std.testing.expect(first != second);
+    try std.testing.expectError(error.InvalidArgument, lookup(first));
+    try std.testing.expectError(error.InvalidArgument, close(first));
+    _ = try lookup(second);
 }

@@ -3,7 +3,8 @@
  *
  * Every call is thread-safe with respect to other handles. Calls that return
  * int32_t/int64_t return a value >= 0 on success and a negated pshm_status on
- * failure. A handle is a small integer naming one open segment in this process.
+ * failure. A handle is a non-negative integer naming one open segment in this process; a closed handle stays
+ * invalid (its slot number carries a reuse count), so closing twice fails with PSHM_INVALID_ARGUMENT.
  *
  * A C or Zig peer typically: pshm_attach(name, token) -> loop of
  * pshm_receive / pshm_send -> pshm_close. JavaScript peers map the segment with
