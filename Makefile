@@ -141,10 +141,13 @@ fuzz: build
 bench: build dist
 	$(DENO) run -A bench/channel_bench.ts $(BENCH_ARGS)
 	$(BUN) bench/channel_bench.ts $(BENCH_ARGS)
-	$(DENO) run -A bench/rpc_bench.ts $(BENCH_ARGS)
-	$(BUN) bench/rpc_bench.ts $(BENCH_ARGS)
+	mkdir -p .scratch
+	$(DENO) run -A bench/rpc_bench.ts --json $(BENCH_ARGS) > .scratch/rpc_deno.jsonl
+	$(BUN) bench/rpc_bench.ts --json $(BENCH_ARGS) > .scratch/rpc_bun.jsonl
+	node dist/bench/rpc_bench.js --json $(BENCH_ARGS) > .scratch/rpc_node.jsonl
+	$(DENO) run -A bench/table.ts .scratch/rpc_deno.jsonl .scratch/rpc_bun.jsonl .scratch/rpc_node.jsonl
+	$(DENO) run -A bench/charts.ts .scratch/rpc_deno.jsonl .scratch/rpc_bun.jsonl .scratch/rpc_node.jsonl
 	$(BUN) bench/cold_start.ts
-	node dist/bench/rpc_bench.js $(BENCH_ARGS)
 	$(DENO) run -A bench/wake_bench.ts
 	$(BUN) bench/wake_bench.ts
 	node dist/bench/wake_bench.js

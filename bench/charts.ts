@@ -4,9 +4,14 @@
  *
  * - latency_by_size.svg: round-trip p50 by message size, one line per transport (log-log);
  * - rtt_tails.svg: round-trip p50, p99 and p99.9 at 64 B per transport (the distribution's shape);
- * - throughput_by_size.svg: one-way messages per second by message size (log-log).
+ * - throughput_by_size.svg: one-way messages per second by message size (log-log);
+ * - calls_per_s.svg: pipelined echo calls per second through PluginHost, per host runtime and transport
+ *   (bench/rpc_bench.ts --json rows), with each bar's echo p50 printed above it.
  *
- *     deno run -A bench/charts.ts a.jsonl b.jsonl …   (make bench-shmipc runs it)
+ * A chart is written only when its rows are among the inputs, so one call can
+ * take any mix of files:
+ *
+ *     deno run -A bench/charts.ts a.jsonl b.jsonl …   (make bench and make bench-shmipc run it)
  *
  * @module
  */
@@ -43,9 +48,9 @@ const sizeLabel = (size: number) =>
 const numLabel = (v: number) =>
   v >= 1e6 ? `${+(v / 1e6).toPrecision(2)} M` : v >= 1e3 ? `${+(v / 1e3).toPrecision(2)} k` : `${+v.toPrecision(2)}`;
 
-function frame(title: string, yLabel: string, body: string[]): string {
-  const legend = series.map((name, i) =>
-    `<rect x="${width - right + 15}" y="${top + i * 20}" width="12" height="12" fill="${colourOf(name)}"/>` +
+function frame(title: string, yLabel: string, body: string[], keys = series, colour = colourOf): string {
+  const legend = keys.map((name, i) =>
+    `<rect x="${width - right + 15}" y="${top + i * 20}" width="12" height="12" fill="${colour(name)}"/>` +
     `<text x="${width - right + 32}" y="${top + i * 20 + 11}">${escape(name)}</text>`
   );
   return [
@@ -136,6 +141,64 @@ function tailsChart(file: string): void {
   console.error(`wrote ${file}`);
 }
 
+/** Grouped bars on a linear axis: one group per host runtime, one bar per transport. */
+function callsChart(file: string): void {
+  const calls = rows.filter((r) => r.bench === "rpc.throughput" && r.msgs_per_s);
+  if (calls.length === 0) return;
+  const hosts = [...new Set(calls.map((r) => r.runtime))];
+  const transports = [...new Set(calls.map((r) => r.transport))];
+  const palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"];
+  const colourOfTransport = (name: string) => palette[transports.indexOf(name) % palette.length];
+  const p50Of = (r: Row) =>
+    rows.find((e) => e.bench === "rpc.rtt" && e.runtime === r.runtime && e.transport === r.transport)?.p50_us;
+  const max = Math.max(...calls.map((r) => r.msgs_per_s!));
+  const step = 10 ** Math.floor(Math.log10(max)) / (max / 10 ** Math.floor(Math.log10(max)) > 4 ? 1 : 2);
+  const y = (v: number) => top + plotH - (v / (Math.ceil(max / step) * step)) * plotH;
+  const body: string[] = [];
+  for (let v = 0; v <= max + step; v += step) {
+    body.push(
+      `<line x1="${left}" x2="${left + plotW}" y1="${y(v)}" y2="${y(v)}" stroke="#eee"/>` +
+        `<text x="${left - 6}" y="${y(v) + 4}" text-anchor="end">${numLabel(v || 0)}</text>`,
+    );
+  }
+  const group = plotW / hosts.length, bar = (group * 0.8) / transports.length;
+  hosts.forEach((host, i) => {
+    transports.forEach((transport, j) => {
+      const r = calls.find((c) => c.runtime === host && c.transport === transport);
+      if (!r) return;
+      const x = left + i * group + group * 0.1 + j * bar;
+      const p50 = p50Of(r);
+      body.push(
+        `<rect x="${x}" y="${y(r.msgs_per_s!)}" width="${bar * 0.9}" height="${top + plotH - y(r.msgs_per_s!)}" ` +
+          `fill="${colourOfTransport(transport)}"><title>${escape(`${host} host, ${transport}`)}: ${
+            numLabel(r.msgs_per_s!)
+          } calls/s</title></rect>`,
+      );
+      if (p50) {
+        body.push(
+          `<text x="${x + bar * 0.45}" y="${y(r.msgs_per_s!) - 4}" text-anchor="middle" font-size="9">${
+            p50.toFixed(p50 < 10 ? 1 : 0)
+          }</text>`,
+        );
+      }
+    });
+    body.push(
+      `<text x="${left + i * group + group / 2}" y="${top + plotH + 18}" text-anchor="middle">${
+        escape(host)
+      } host</text>`,
+    );
+  });
+  body.push(
+    `<text x="${left + plotW / 2}" y="${height - 10}" text-anchor="middle">` +
+      `pipelined echo calls (256 in flight); the figure above a bar is one call's p50 in µs</text>`,
+  );
+  writeFileSync(
+    file,
+    frame("Echo calls per second through PluginHost", "calls/s", body, transports, colourOfTransport),
+  );
+  console.error(`wrote ${file}`);
+}
+
 const dir = new URL(".", import.meta.url).pathname;
 lineChart(
   `${dir}latency_by_size.svg`,
@@ -152,3 +215,4 @@ lineChart(
   "channel.throughput",
   (r) => r.msgs_per_s,
 );
+callsChart(`${dir}calls_per_s.svg`);
