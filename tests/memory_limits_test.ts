@@ -123,3 +123,23 @@ test(
   },
   { timeoutMs: 45_000 },
 );
+
+test("a host samples plugins without limits only while someone listens for resource events, as often as they come and go", async () => {
+  const host = new PluginHost({ dirs: [examples], resourceSampleMs: 20 });
+  let pid: number | undefined;
+  try {
+    pid = (await host.load("echo")).pid;
+    for (let round = 0; round < 2; round++) {
+      const samples: ResourceEvent[] = [];
+      const unsubscribe = host.on("resource", (event) => samples.push(event));
+      const sample = await next(samples, (e) => e.plugin === "echo");
+      unsubscribe();
+      assert.equal(sample.pid, pid, `round ${round}: the sample is of the loaded instance`);
+      assert.ok(sample.rssBytes > 0);
+    }
+    assert.equal(await host.call("echo", "add", [2, 3]), 5);
+  } finally {
+    await host.close();
+  }
+  assert.ok(!processRunning(pid), "the plugin is gone after close()");
+});

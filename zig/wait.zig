@@ -15,7 +15,7 @@ pub const WaitResult = enum { changed_or_woken, timed_out };
 /// How often a sleeping side wakes on its own to check that its peer is still
 /// alive: the one bound on how late a SIGKILLed peer is noticed, for the JS
 /// waiter thread and for C peers blocked in send/receive alike.
-pub const liveness_check_ns: u64 = 250 * std.time.ns_per_ms;
+pub const liveness_check_ns: u64 = 1000 * std.time.ns_per_ms;
 
 /// Waits while `word.* == expected`, for at most `timeout_ns`. Spurious returns
 /// are allowed: callers re-check their condition.

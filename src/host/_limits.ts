@@ -14,6 +14,10 @@
  * Linux only (/proc); elsewhere nothing is sampled, and the sandbox's
  * RLIMIT_DATA backstop is all there is (docs/security.md).
  *
+ * The timer itself runs only while something needs it ({@link ResourceSampler}):
+ * a host with no limits and no listener has no timer, so an idle host wakes
+ * for nothing but its plugins' heartbeats.
+ *
  * @module
  */
 
@@ -23,6 +27,7 @@ import { PluginLimitError } from "./errors.ts";
 import { markDying } from "./_supervisor.ts";
 import { resumeInstance, signalAll } from "./_pause.ts";
 import { hasProc, readTreeUsage } from "./process_tree.ts";
+import { clearInterval, setInterval } from "node:timers";
 
 const bytesPerMiB = 1024 * 1024;
 
@@ -61,6 +66,57 @@ export function resumePlugin(core: HostCore, plugin: PluginEntry): number {
     limitEvent(core, plugin, instance, "memorySoftMiB", "resumed", instance.limits.lastRssBytes, "asked");
   }
   return resumed;
+}
+
+/** True when a sampling round would do something: a loaded plugin has a memory limit, or someone listens. */
+function samplingWanted(core: HostCore): boolean {
+  if (!hasProc || core.closed) return false;
+  if (core.bus.has("resource")) return true;
+  for (const plugin of core.plugins.values()) {
+    const limits = plugin.manifest.limits;
+    if (limits?.memorySoftMiB !== undefined || limits?.memoryMiB !== undefined) return true;
+  }
+  return false;
+}
+
+/**
+ * The host's sampling timer, running only while {@link samplingWanted}: the
+ * host calls {@link sync} whenever that may have changed (a load, reload or
+ * unload finished; a "resource" listener came or went), and every round
+ * stops the timer once nothing needs it any more.
+ */
+export class ResourceSampler {
+  readonly #core: HostCore;
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(core: HostCore) {
+    this.#core = core;
+  }
+
+  /** Starts or stops the timer to match what the host has now. */
+  sync(): void {
+    const wanted = samplingWanted(this.#core);
+    if (wanted && !this.#timer) {
+      this.#timer = setInterval(() => {
+        sampleResources(this.#core);
+        this.sync();
+      }, this.#core.options.resourceSampleMs);
+      this.#timer.unref(); // Plugins' connections keep the process alive, not the sampler.
+    } else if (!wanted && this.#timer) {
+      this.stop();
+    }
+  }
+
+  /** Stops the timer (the host closes). */
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** Whether the timer runs (for tests). */
+  get running(): boolean {
+    return this.#timer !== undefined;
+  }
 }
 
 /** One sampling round over every plugin that needs it. */

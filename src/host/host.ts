@@ -30,7 +30,7 @@ import { type HookResult, runHook, type RunHookOptions } from "./_hooks.ts";
 import { checkUnload, dependencyOrder } from "./_deps.ts";
 import { DependencyError } from "./errors.ts";
 import type { Manifest } from "./manifest.ts";
-import { resumePlugin, sampleResources } from "./_limits.ts";
+import { ResourceSampler, resumePlugin } from "./_limits.ts";
 import { type PluginHostOptions, resolveOptions } from "./options.ts";
 import type { Discovered, HostEvents, PluginEvent, PluginInfo, StateEvent } from "./types.ts";
 
@@ -57,7 +57,7 @@ export const watchDebounceMsDefault = 200;
 export class PluginHost {
   readonly #core: HostCore;
   readonly #watchdog: ReturnType<typeof setInterval>;
-  readonly #sampler: ReturnType<typeof setInterval>;
+  readonly #sampler: ResourceSampler;
 
   /** Creates a host; nothing is loaded or started until {@link load}. Options and their defaults: {@link PluginHostOptions}. */
   constructor(options: PluginHostOptions = {}) {
@@ -65,8 +65,7 @@ export class PluginHost {
     sweepDeadSegments();
     this.#watchdog = setInterval(() => checkStalls(this.#core), this.#core.options.heartbeatIntervalMs);
     this.#watchdog.unref(); // Plugins' connections keep the process alive, not the watchdog.
-    this.#sampler = setInterval(() => sampleResources(this.#core), this.#core.options.resourceSampleMs);
-    this.#sampler.unref();
+    this.#sampler = new ResourceSampler(this.#core);
   }
 
   /** Every plugin directory under the configured dirs, with its manifest or its problem. */
@@ -80,7 +79,13 @@ export class PluginHost {
    * listeners (or stderr) and nothing else is affected.
    */
   on<K extends keyof HostEvents>(type: K, listener: (event: HostEvents[K]) => void): () => void {
-    return this.#core.bus.on(type, listener);
+    const off = this.#core.bus.on(type, listener);
+    if (type !== "resource") return off;
+    this.#sampler.sync();
+    return () => {
+      off();
+      this.#sampler.sync();
+    };
   }
 
   /** Subscribes to lifecycle transitions: `on("state", listener)`. */
@@ -130,7 +135,10 @@ export class PluginHost {
     core.plugins.set(manifest.name, plugin);
     const loading = this.#start(plugin, needs);
     plugin.loading = loading;
-    const done = () => void (plugin.loading = undefined);
+    const done = () => {
+      plugin.loading = undefined;
+      this.#sampler.sync();
+    };
     loading.then(done, done);
     return loading;
   }
@@ -272,7 +280,11 @@ export class PluginHost {
   async reload(name: string): Promise<PluginInfo> {
     const plugin = this.#core.plugins.get(name);
     if (!plugin || plugin.state !== "running") throw this.#core.unavailable(name);
-    await reloadPlugin(this.#core, plugin);
+    try {
+      await reloadPlugin(this.#core, plugin);
+    } finally {
+      this.#sampler.sync(); // The new version may set memory limits the old one had not.
+    }
     return this.#core.info(plugin);
   }
 
@@ -285,7 +297,11 @@ export class PluginHost {
   async configure(name: string, values: Record<string, unknown>): Promise<"applied" | "reloaded"> {
     const plugin = this.#core.plugins.get(name);
     if (!plugin || plugin.state !== "running") throw this.#core.unavailable(name);
-    return await configurePlugin(this.#core, plugin, values);
+    try {
+      return await configurePlugin(this.#core, plugin, values);
+    } finally {
+      this.#sampler.sync();
+    }
   }
 
   /**
@@ -330,7 +346,7 @@ export class PluginHost {
   async close(): Promise<void> {
     this.#core.closed = true;
     clearInterval(this.#watchdog);
-    clearInterval(this.#sampler);
+    this.#sampler.stop();
     await Promise.all([...this.#core.plugins.values()].map((plugin) => unloadPlugin(this.#core, plugin)));
   }
 

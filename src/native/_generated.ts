@@ -76,4 +76,4 @@ export const layoutFields = {
 export const frameBytesMaxRingDivisor = 4;
 
 /** How often a sleeping side checks that its peer is alive, in ms (zig/wait.zig). */
-export const livenessCheckMs = 250;
+export const livenessCheckMs = 1000;

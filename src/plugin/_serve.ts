@@ -169,8 +169,9 @@ export async function serve(definition: PluginDefinition): Promise<never> {
     remoteName: "host",
     handlers: { ...toHandlers(definition, session), ...toHookHandlers(definition, session), ...lifecycle },
     streamHandlers: toStreamHandlers(definition, session),
-    // The host decides the heartbeat: it judges our silence by the interval it sent.
-    heartbeatIntervalMs: welcome.heartbeatIntervalMs,
+    // The host pings at the interval it sent and judges our silence by our PONGs (any frame counts), so pings
+    // of our own would only double every idle plugin's wake-ups: we answer, we do not ask.
+    heartbeatIntervalMs: 0,
     protocolVersion: welcome.version,
     onEvent: (name, data) => definition.onEvent?.call(contextFor(peer, idle(), session), name, data),
   });

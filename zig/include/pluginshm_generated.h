@@ -69,6 +69,6 @@ enum pshm_wake_reason {
 #define PSHM_TOKEN_BYTES 32u
 #define PSHM_NAME_BYTES_MAX 64u
 #define PSHM_FRAME_BYTES_MAX_RING_DIVISOR 4u
-#define PSHM_LIVENESS_CHECK_MS 250u
+#define PSHM_LIVENESS_CHECK_MS 1000u
 
 #endif
