@@ -96,3 +96,12 @@ test("HELLO and WELCOME are maps whose fields are checked; unknown keys are igno
   });
   throwsNaming(() => validateWelcome({ version: 1 }), ProtocolError, "WELCOME", "heartbeatIntervalMs");
 });
+
+test("a peer's map whose toString is not a function is named by its shape in the error, never converted (found by make fuzz)", () => {
+  // MessagePack {toString: ""}: String() of it throws "Cannot convert object to primitive value", which used to
+  // escape as an untyped TypeError and close the connection without a ProtocolError.
+  const hostile = { toString: "", valueOf: "" };
+  throwsNaming(() => validateStreamCredit(hostile), ProtocolError, "STREAM_CREDIT", "a map");
+  throwsNaming(() => validateRequest(["m", [], hostile]), BadRequestError, "deadline", "a map");
+  throwsNaming(() => validateStreamCredit("x".repeat(1000)), ProtocolError, "STREAM_CREDIT", `"${"x".repeat(40)}…"`);
+});

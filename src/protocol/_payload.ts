@@ -104,7 +104,24 @@ function describe(value: unknown): string {
   if (value === null || value === undefined) return "nil";
   if (Array.isArray(value)) return `an array of ${value.length}`;
   if (value instanceof Uint8Array) return "binary";
-  return `a ${typeof value}`;
+  const type = typeof value;
+  return type === "object" ? "a map" : `a ${type}`;
+}
+
+/** Characters of a peer's bad value quoted in an error message. */
+const shownCharsMax = 40;
+
+/**
+ * A peer's bad value for an error message: numbers and booleans as they are,
+ * short strings quoted, anything else by its shape. Never String(value) on a
+ * peer's map: `{toString: ""}` makes that throw a TypeError (found by make fuzz).
+ */
+function show(value: unknown): string {
+  if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint") return `${value}`;
+  if (typeof value === "string") {
+    return JSON.stringify(value.length > shownCharsMax ? `${value.slice(0, shownCharsMax)}…` : value);
+  }
+  return describe(value);
 }
 
 function checkString(kind: string, field: string, value: unknown, charsMax: number): string {
@@ -199,9 +216,7 @@ function validateCall(value: unknown): RequestPayload {
       typeof deadlineMs !== "number" || !Number.isInteger(deadlineMs) || deadlineMs < 0 || deadlineMs > deadlineMsMax
     ) {
       throw new BadRequestError(
-        `REQUEST ${method}: deadline must be nil or an integer from 0 to ${deadlineMsMax} ms, got ${
-          String(deadlineMs)
-        }`,
+        `REQUEST ${method}: deadline must be nil or an integer from 0 to ${deadlineMsMax} ms, got ${show(deadlineMs)}`,
       );
     }
     return { method, args, deadlineMs };
@@ -241,7 +256,7 @@ export function validateStreamCredit(value: unknown): number {
   if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > streamCreditItemsMax) {
     fail(
       "STREAM_CREDIT",
-      `must be an integer from 1 to ${streamCreditItemsMax}, got ${describe(value)} ${String(value)}`,
+      `must be an integer from 1 to ${streamCreditItemsMax}, got ${show(value)}`,
     );
   }
   return value;
