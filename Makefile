@@ -115,7 +115,7 @@ test-node: build dist ops-tools $(COSIGN)
 # The tests install them too when run alone; doing it here keeps installs
 # out of test timeouts.
 OPS_TESTS := src/observe tests/observe_metrics_test.ts tests/observe_logs_test.ts tests/admin_api_test.ts \
-	tests/admin_serve_test.ts tests/admin_browser_test.ts tests/admin_cli_test.ts \
+	tests/admin_serve_test.ts tests/admin_browser_test.ts tests/admin_cli_test.ts tests/admin_config_test.ts \
 	tests/tracing_test.ts
 
 ops-tools:

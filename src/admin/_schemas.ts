@@ -31,6 +31,31 @@ export const logsQuery = z.strictObject({
   ticket: z.string().optional().meta({ description: "SSE only: a ticket from POST /api/tickets" }),
 });
 
+/**
+ * Largest body of PUT /api/plugins/{name}/config: above the host's own limit
+ * on a config (configBytesMax, 64 KiB as JSON) so that a config too big for
+ * the host meets the host's message, which says how big it may be.
+ */
+export const configBodyBytesMax = 96 * 1024;
+
+export const configBody = z.strictObject({
+  values: z.record(z.string(), z.unknown()).meta({
+    description: "Every setting (the whole config, not a patch); checked against the plugin's config schema",
+  }),
+  reason: z.string().max(500).optional().meta({ description: "Why: kept with the recorded action" }),
+}).meta({ id: "ConfigChange" });
+
+export const configView = z.object({
+  plugin: z.string(),
+  state: z.string().meta({ description: "The plugin's lifecycle state; only a running plugin takes a change" }),
+  schema: z.record(z.string(), z.unknown()).nullable().meta({
+    description: "The manifest's config JSON Schema, or null if the plugin declares none",
+  }),
+  values: z.record(z.string(), z.unknown()).nullable().meta({
+    description: "The values it runs with now (defaults filled in), or null if it is not loaded",
+  }),
+}).meta({ id: "PluginConfig" });
+
 export const metricsQuery = z.strictObject({ format: z.enum(["json", "csv"]).default("json") });
 
 export const sseQuery = z.strictObject({
@@ -38,7 +63,11 @@ export const sseQuery = z.strictObject({
 });
 
 export const errorBody = z.object({
-  error: z.object({ code: z.string(), message: z.string() }),
+  error: z.object({
+    code: z.string(),
+    message: z.string(),
+    field: z.string().optional().meta({ description: "invalid_config: the setting that failed (dotted path)" }),
+  }),
 }).meta({ id: "Error" });
 
 export const ticketBody = z.object({
@@ -47,7 +76,7 @@ export const ticketBody = z.object({
 }).meta({ id: "Ticket" });
 
 /** An action an operator can take. */
-export type Action = "reload" | "restart" | "stop" | "start";
+export type Action = "reload" | "restart" | "stop" | "start" | "configure";
 
 /** What is recorded for every operator action. */
 export interface ActionRecord {
@@ -69,11 +98,17 @@ export interface ActionRecord {
   message?: string;
   /** The plugin's lifecycle state after the action. */
   state?: string;
+  /** configure: whether the plugin took the change live (onConfig) or was reloaded with it. */
+  applied?: "applied" | "reloaded";
+  /** configure: the settings whose values changed (names only: values may be secrets). */
+  fields?: string[];
+  /** configure: the field a refused change failed on. */
+  field?: string;
 }
 
 /** The schema of {@link ActionRecord} (explicitly typed: JSR refuses inferred types in the public API). */
 export const actionRecord: z.ZodType<ActionRecord> = z.object({
-  action: z.enum(["reload", "restart", "stop", "start"]),
+  action: z.enum(["reload", "restart", "stop", "start", "configure"]),
   plugin: z.string(),
   at: z.number(),
   outcome: z.enum(["ok", "error"]),
@@ -82,13 +117,16 @@ export const actionRecord: z.ZodType<ActionRecord> = z.object({
   code: z.string().optional(),
   message: z.string().optional(),
   state: z.string().optional(),
+  applied: z.enum(["applied", "reloaded"]).optional(),
+  fields: z.array(z.string()).optional(),
+  field: z.string().optional(),
 }).meta({ id: "ActionRecord" });
 
 const object = z.record(z.string(), z.unknown());
 
 /** One route, for the OpenAPI document. */
 export interface RouteSpec {
-  method: "get" | "post";
+  method: "get" | "post" | "put";
   /** OpenAPI path syntax: `{name}`. */
   path: string;
   summary: string;
@@ -140,6 +178,34 @@ export const routes: RouteSpec[] = [
       502: { description: "The plugin failed the action (e.g. a reload rolled back)", schema: errorBody },
     },
   })),
+  {
+    method: "get",
+    path: "/api/plugins/{name}/config",
+    summary: "The plugin's config schema and the values it runs with now",
+    auth: "bearer",
+    params: pluginParams,
+    responses: { 200: { description: "Schema and values", schema: configView }, ...errors, ...notFound },
+  },
+  {
+    method: "put",
+    path: "/api/plugins/{name}/config",
+    summary: "Replace the plugin's config: checked against its schema, then taken live (onConfig) or by a reload",
+    auth: "bearer",
+    params: pluginParams,
+    body: configBody,
+    responses: {
+      200: {
+        description: "Done; `applied` says live or reloaded (recorded as an operator action)",
+        schema: actionRecord,
+      },
+      ...errors,
+      ...notFound,
+      409: { description: "The plugin is not running, or is between states", schema: errorBody },
+      413: { description: "Body too large", schema: errorBody },
+      422: { description: "Body or values fail the schema; `field` names the setting", schema: errorBody },
+      502: { description: "The plugin failed to take the change (e.g. its reload rolled back)", schema: errorBody },
+    },
+  },
   {
     method: "get",
     path: "/api/plugins/{name}/logs",

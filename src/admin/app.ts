@@ -26,6 +26,8 @@ import {
   actionBody,
   type ActionRecord,
   bodyBytesMaxDefault,
+  configBody,
+  configBodyBytesMax,
   logsQuery,
   metricsQuery,
   pluginParams,
@@ -47,6 +49,14 @@ export interface AdminHost {
   reload(name: string): Promise<PluginInfo>;
   /** Restarts a plugin's process (PluginHost.restart()). */
   restart(name: string): Promise<PluginInfo>;
+  /**
+   * Replaces a running plugin's config: checked against its schema (a
+   * ConfigError with `field` if not), then taken live or by a reload
+   * (PluginHost.configure()).
+   */
+  configure(name: string, values: Record<string, unknown>): Promise<"applied" | "reloaded">;
+  /** The config values a loaded plugin runs with now, or undefined (PluginHost.configOf()). */
+  configOf(name: string): Record<string, unknown> | undefined;
   /** Subscribes to lifecycle events; returns the unsubscribe function. */
   onState(listener: (event: StateEvent) => void): () => void;
   /** Subscribes to events plugins emit; returns the unsubscribe function. */
@@ -65,6 +75,8 @@ export interface AdminAppOptions {
   publicMetrics?: boolean;
   /** Largest request body. Default 16 KiB. */
   bodyBytesMax?: number;
+  /** Largest body of a config change (PUT /api/plugins/:name/config). Default 96 KiB. */
+  configBodyBytesMax?: number;
   /** How long a discovery of plugin directories is reused. Default 2000 ms. */
   discoveryCacheMs?: number;
   /** Also receives every operator action. */
@@ -271,13 +283,83 @@ export function createAdminApp(host: AdminHost, options: AdminAppOptions): Hono 
     return entry;
   };
 
+  /** The request's JSON body; an empty body is `{}` when `emptyIsObject`, else refused. */
+  const jsonBody = async (c: Context, emptyIsObject: boolean, example: string): Promise<unknown> => {
+    const text = await c.req.text();
+    if (text.trim() === "") {
+      if (emptyIsObject) return {};
+      throw new AdminError("malformed_json", `The body is empty; send JSON like ${example}`);
+    }
+    try {
+      return JSON.parse(text);
+    } catch (error) {
+      throw new AdminError("malformed_json", `The body is not JSON (${(error as Error).message}); send ${example}`);
+    }
+  };
+
+  /** Top-level settings whose values differ between `before` and `after` (compared as JSON). */
+  const changedFields = (before: Record<string, unknown> | undefined, after: Record<string, unknown>): string[] =>
+    [...new Set([...Object.keys(before ?? {}), ...Object.keys(after)])]
+      .filter((key) => JSON.stringify(before?.[key]) !== JSON.stringify(after[key]))
+      .sort();
+
+  const configure = async (name: string, values: Record<string, unknown>, reason: string | undefined) => {
+    const info = host.list().find((p) => p.name === name);
+    const state = info?.state ?? "not-loaded";
+    if (info && busyStates.has(state)) {
+      throw new AdminError("plugin_busy", `Plugin "${name}" is ${state}; try again once it is running`);
+    }
+    if (state !== "running") {
+      throw new AdminError(
+        info ? "plugin_not_running" : "plugin_not_loaded",
+        `Cannot change the config of "${name}": it is ${state}; start it first (POST /api/plugins/${name}/start)`,
+      );
+    }
+    const before = host.configOf(name);
+    const started = performance.now();
+    const base = { action: "configure" as const, plugin: name, at: Date.now(), ...(reason ? { reason } : {}) };
+    let applied: "applied" | "reloaded";
+    try {
+      applied = await host.configure(name, values);
+    } catch (error) {
+      const e = error as { code?: unknown; field?: unknown; message: string };
+      const code = String(e.code ?? "error");
+      const field = typeof e.field === "string" ? e.field : undefined;
+      record({
+        ...base,
+        outcome: "error",
+        durationMs: performance.now() - started,
+        code,
+        message: e.message,
+        ...(field !== undefined ? { field } : {}),
+      });
+      if (code === "invalid_config") {
+        throw new AdminError("invalid_config", e.message, { cause: error, field: field ?? "" });
+      }
+      if (code === "plugin_not_found") throw new AdminError("plugin_not_running", e.message, { cause: error });
+      throw new AdminError("action_failed", `configure of "${name}" failed (${code}): ${e.message}`, { cause: error });
+    }
+    const after = host.configOf(name) ?? {};
+    const entry: ActionRecord = {
+      ...base,
+      outcome: "ok",
+      durationMs: performance.now() - started,
+      state: host.list().find((p) => p.name === name)?.state ?? "not-loaded",
+      applied,
+      fields: changedFields(before, after),
+    };
+    record(entry);
+    return entry;
+  };
+
   app.onError((error, c) => {
     const known = error instanceof AdminError
       ? error
       : new AdminError("internal", `Internal error: ${(error as Error).message}`);
     if (!(error instanceof AdminError)) log.error("admin request failed: {message}", { message: known.message });
     if (known.status === 401) c.header("WWW-Authenticate", 'Bearer realm="plugin-shm admin"');
-    return c.json({ error: { code: known.code, message: known.message } }, known.status as 400);
+    const field = known.field !== undefined ? { field: known.field } : {};
+    return c.json({ error: { code: known.code, message: known.message, ...field } }, known.status as 400);
   });
 
   app.notFound((c) =>
@@ -315,18 +397,25 @@ export function createAdminApp(host: AdminHost, options: AdminAppOptions): Hono 
     await next();
   });
 
-  app.use(
-    "/api/*",
+  const limitBody = (maxSize: number, what: string) =>
     bodyLimit({
-      maxSize: options.bodyBytesMax ?? bodyBytesMaxDefault,
+      maxSize,
       onError: () => {
-        throw new AdminError(
-          "body_too_large",
-          `Request body over ${options.bodyBytesMax ?? bodyBytesMaxDefault} bytes; action bodies are tiny JSON objects`,
-        );
+        throw new AdminError("body_too_large", `Request body over ${maxSize} bytes; ${what}`);
       },
-    }),
+    });
+  const actionBodyLimit = limitBody(
+    options.bodyBytesMax ?? bodyBytesMaxDefault,
+    "action bodies are tiny JSON objects",
   );
+  const configBodyLimit = limitBody(
+    options.configBodyBytesMax ?? configBodyBytesMax,
+    "a plugin's config is at most 64 KiB as JSON",
+  );
+  app.use("/api/*", (c, next) => {
+    const config = c.req.method === "PUT" && /^\/api\/plugins\/[^/]+\/config$/.test(c.req.path);
+    return (config ? configBodyLimit : actionBodyLimit)(c, next);
+  });
 
   app.get("/api/openapi.json", (c) => c.json(openApiDocument(routes, { title: "plugin-shm admin", version: "1" })));
 
@@ -359,22 +448,29 @@ export function createAdminApp(host: AdminHost, options: AdminAppOptions): Hono 
   for (const action of ["reload", "restart", "stop", "start"] as const) {
     app.post(`/api/plugins/:name/${action}`, async (c) => {
       const name = pluginName(c);
-      const text = await c.req.text();
-      let body: unknown = {};
-      if (text.trim() !== "") {
-        try {
-          body = JSON.parse(text);
-        } catch (error) {
-          throw new AdminError(
-            "malformed_json",
-            `The body is not JSON (${(error as Error).message}); send {} or nothing`,
-          );
-        }
-      }
-      const { reason } = parse(actionBody, body, "body");
+      const { reason } = parse(actionBody, await jsonBody(c, true, "{} or nothing"), "body");
       return c.json(await act(action, name, reason));
     });
   }
+
+  app.get("/api/plugins/:name/config", (c) => {
+    const name = pluginName(c);
+    const { infos, manifests } = lookups();
+    const schema = manifests.get(name)?.config ?? null;
+    return c.json({
+      plugin: name,
+      state: infos.get(name)?.state ?? "not-loaded",
+      schema,
+      values: host.configOf(name) ?? null,
+    });
+  });
+
+  app.put("/api/plugins/:name/config", async (c) => {
+    const name = pluginName(c);
+    const body = await jsonBody(c, false, '{"values": {…settings}}');
+    const { values, reason } = parse(configBody, body, "body");
+    return c.json(await configure(name, values, reason));
+  });
 
   app.get("/api/plugins/:name/series", (c) => {
     const name = pluginName(c);

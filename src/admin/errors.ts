@@ -12,6 +12,7 @@ export const adminErrorStatus = {
   token_in_query: 400,
   malformed_json: 400,
   invalid_request: 422,
+  invalid_config: 422,
   body_too_large: 413,
   not_found: 404,
   plugin_not_found: 404,
@@ -48,10 +49,13 @@ export class AdminError extends Error {
   readonly code: AdminErrorCode;
   /** The HTTP status this error is answered with. */
   readonly status: number;
+  /** invalid_config: the setting that failed, as a dotted path ("" for the whole config). */
+  readonly field?: string;
   /** Creates a AdminError; plugin-shm throws these itself, and tests or adapters may construct one too. */
-  constructor(code: AdminErrorCode, message: string, options?: ErrorOptions) {
+  constructor(code: AdminErrorCode, message: string, options?: ErrorOptions & { field?: string }) {
     super(message, options);
     this.code = code;
     this.status = adminErrorStatus[code];
+    if (options?.field !== undefined) this.field = options.field;
   }
 }

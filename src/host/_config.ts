@@ -92,6 +92,16 @@ export function validateConfig(
 }
 
 function fail(plugin: string, field: string, source: string, issue: z.core.$ZodIssue): never {
+  if (issue.code === "unrecognized_keys") {
+    // Name the unknown field itself, not the object holding it, so a form can point at it.
+    const [key] = issue.keys;
+    throw new ConfigError(
+      plugin,
+      field ? `${field}.${key}` : key,
+      source,
+      "is not in the schema (it allows no other fields)",
+    );
+  }
   const missing = issue.code === "invalid_type" && (issue as { input?: unknown }).input === undefined;
   throw new ConfigError(plugin, field, source, missing ? "is required" : issue.message);
 }

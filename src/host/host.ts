@@ -305,6 +305,15 @@ export class PluginHost {
   }
 
   /**
+   * The config values plugin `name` runs with now (validated, defaults filled
+   * in; a copy), or undefined if it is not loaded.
+   */
+  configOf(name: string): Record<string, unknown> | undefined {
+    const config = this.#core.plugins.get(name)?.config;
+    return config === undefined ? undefined : structuredClone(config);
+  }
+
+  /**
    * Runs hook `name` through every running plugin that declares it, highest
    * priority first; each handler may change `context` or stop the chain. A
    * handler that throws or overruns is skipped (policy "skip", the default)
