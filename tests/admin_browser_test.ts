@@ -13,7 +13,7 @@ import { createAdminApp } from "../src/admin/app.ts";
 import { serveAdmin } from "../src/admin/serve.ts";
 import { LogStore } from "../src/observe/logs.ts";
 import { PluginMetrics } from "../src/observe/metrics.ts";
-import { examples, root, runtime, test } from "./_harness.ts";
+import { examples, fixtures, root, runtime, test } from "./_harness.ts";
 import { instrumentedCall } from "./_ops.ts";
 import { debianTool } from "./_ops_tools.ts";
 
@@ -27,6 +27,14 @@ const chromiumFlags = [
   "--disable-sync",
   "--no-first-run",
 ];
+
+/**
+ * Polls `condition` until it holds; the test's own timeout bounds it. (The
+ * dashboard's CSP forbids eval, so Playwright's string predicates cannot run.)
+ */
+async function until(condition: () => Promise<boolean>): Promise<void> {
+  while (!(await condition())) await new Promise((resolve) => setTimeout(resolve, 50));
+}
 
 /** Where the screenshots go (ignored by git). */
 export const screenshotDir = `${root}.scratch/screenshots`;
@@ -114,6 +122,117 @@ if (runtime === "deno") {
         rmSync(profile, { recursive: true, force: true });
         await server.close();
         metrics.close();
+        await host.close();
+      }
+    },
+    { timeoutMs: 300_000 },
+  );
+}
+
+if (runtime === "deno") {
+  test(
+    "dashboard config form: a change saved in the browser reaches the plugin live or by a reload; bad values are shown at the field",
+    async () => {
+      const executablePath = debianTool("chromium", "chromium");
+      const token = "browser-config-token-0123456789";
+      const host = new PluginHost({
+        dirs: [`${fixtures}/admin_config`],
+        config: { settings: { port: 8080 } },
+        logger: () => {},
+      });
+      const server = await serveAdmin(createAdminApp(host, { token }));
+      const profile = mkdtempSync(join(tmpdir(), "pshm-chromium-"));
+      const browser = await chromium.launchPersistentContext(profile, {
+        executablePath,
+        headless: true,
+        args: chromiumFlags,
+        viewport: { width: 1400, height: 1000 },
+      });
+      try {
+        await Promise.all(["settings", "settings-static"].map((name) => host.load(name)));
+        const page = browser.pages()[0] ?? await browser.newPage();
+        page.on("pageerror", (error) => console.error(`dashboard error: ${error.message}`));
+        const puts: string[] = [];
+        page.on("request", (r) => r.method() === "PUT" && puts.push(r.url()));
+        await page.goto(`${server.url}#/plugin/settings`);
+        await page.fill("#token", token);
+        await page.click("#login-button");
+        await until(async () => await page.inputValue("#cfg-port").catch(() => "") === "8080");
+        assert.equal(await page.inputValue("#cfg-greeting"), "hello", "defaults are shown as values");
+        assert.match(await page.textContent(`[data-field="port"] small`) ?? "", /Where it listens.*required.*≤ 65535/);
+
+        // Checked in the browser: nothing is sent.
+        await page.fill("#cfg-port", "70000");
+        await page.fill("#cfg-code", "abc");
+        await page.click("#config-save");
+        await page.waitForSelector(`[data-error-for="port"]:has-text("≤ 65535")`);
+        await page.waitForSelector(`[data-error-for="code"]:has-text("must match")`);
+        assert.match(await page.textContent("#config-status") ?? "", /2 problems; nothing was sent/);
+        assert.deepEqual(puts, [], "a value the schema refuses is not sent");
+
+        // Checked by the server too: with the browser's copy of the schema loosened, the host's refusal shows at the field.
+        await page.route("**/api/plugins/settings/config", async (route) => {
+          if (route.request().method() !== "GET") return route.continue();
+          const response = await route.fetch();
+          const view = await response.json();
+          delete view.schema.properties.port.maximum;
+          await route.fulfill({ response, json: view });
+        });
+        await page.click("#config-reset");
+        await until(async () => !/≤/.test(await page.textContent(`[data-field="port"] small`) ?? ""));
+        await page.fill("#cfg-port", "70000");
+        await page.click("#config-save");
+        await page.waitForSelector(`[data-error-for="port"]:has-text('field "port"')`);
+        assert.equal(puts.length, 1, "this one went to the server");
+        assert.equal((await host.call("settings", "settings", []) as { port: number }).port, 8080);
+        await page.unroute("**/api/plugins/settings/config");
+        await page.click("#config-reset");
+        await until(async () => /≤ 65535/.test(await page.textContent(`[data-field="port"] small`) ?? ""));
+
+        // A good change: every kind of field, taken live by onConfig.
+        const pid = host.list().find((p) => p.name === "settings")!.pid;
+        await page.fill("#cfg-port", "9090");
+        await page.fill("#cfg-greeting", "hi there");
+        await page.selectOption("#cfg-level", { label: "debug" });
+        await page.check("#cfg-verbose");
+        await page.fill("#cfg-ratio", "0.25");
+        await page.selectOption("#cfg-limits_mode", { label: "fast" });
+        await page.fill("#cfg-limits_maxItems", "3");
+        await page.click("#cfg-tags >> text=+ add");
+        await page.fill("#cfg-tags div:last-of-type input", "beta");
+        await page.click("#config-save");
+        await page.waitForSelector(`#config-status[data-applied="applied"]:has-text("Applied live")`);
+        assert.deepEqual(await host.call("settings", "settings", []), {
+          greeting: "hi there",
+          port: 9090,
+          ratio: 0.25,
+          verbose: true,
+          level: "debug",
+          code: "ABC",
+          tags: ["a", "beta"],
+          limits: { maxItems: 3, mode: "fast" },
+        });
+        assert.equal(host.list().find((p) => p.name === "settings")!.pid, pid, "no restart");
+        assert.equal(await page.inputValue("#cfg-port"), "9090", "the form shows what the plugin runs with");
+        mkdirSync(screenshotDir, { recursive: true });
+        await page.screenshot({ path: `${screenshotDir}/plugin_settings_config.png`, fullPage: true });
+
+        // A plugin without onConfig: the page says it was reloaded.
+        await page.goto(`${server.url}#/plugin/settings-static`);
+        await until(async () => await page.inputValue("#cfg-level").catch(() => "") === '"info"');
+        await page.selectOption("#cfg-level", { label: "debug" });
+        await page.click("#config-save");
+        await page.waitForSelector(`#config-status[data-applied="reloaded"]:has-text("Reloaded")`);
+        assert.deepEqual(await host.call("settings-static", "settings", []), { level: "debug" });
+      } catch (error) {
+        mkdirSync(screenshotDir, { recursive: true });
+        await browser.pages()[0]?.screenshot({ path: `${screenshotDir}/failure_config.png`, fullPage: true })
+          .catch(() => {});
+        throw error;
+      } finally {
+        await browser.close();
+        rmSync(profile, { recursive: true, force: true });
+        await server.close();
         await host.close();
       }
     },
