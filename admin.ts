@@ -46,6 +46,7 @@ export {
   type ServeAdminOptions,
   type TlsOptions,
 } from "./src/admin/serve.ts";
+export { type TrustStatus, TrustTracker } from "./src/admin/trust.ts";
 export {
   type AdminToken,
   adminTokenCharsMin,

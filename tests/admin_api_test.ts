@@ -5,7 +5,10 @@ import { type ActionRecord, createAdminApp } from "../src/admin/app.ts";
 import { actionBody } from "../src/admin/_schemas.ts";
 import { LogStore } from "../src/observe/logs.ts";
 import { PluginMetrics } from "../src/observe/metrics.ts";
-import { examples, test } from "./_harness.ts";
+import { TrustTracker } from "../src/admin/trust.ts";
+import { lockEntryFor } from "../src/security/lock.ts";
+import { createVerifier } from "../src/security/verifier.ts";
+import { examples, fixtures, test } from "./_harness.ts";
 
 const token = "test-token-0123456789abcdef";
 const auth = { authorization: `Bearer ${token}` };
@@ -228,4 +231,40 @@ test("admin API: metrics as Prometheus text, JSON and CSV; OpenAPI 3.1 from the 
     assert.equal((await app.request("/metrics")).status, 200, "publicMetrics serves /metrics without a token");
     assert.equal((await app.request("/api/plugins")).status, 401, "but nothing else");
   }, { publicMetrics: true });
+}, { timeoutMs: 60_000 });
+
+test("admin API: the trust column shows the verifier's verdict: locked digest, or the refusal's code", async () => {
+  const dir = `${fixtures}/admin_config`;
+  const trust = new TrustTracker();
+  using verifier = createVerifier({
+    integrity: "require",
+    lock: { version: 1, plugins: { settings: lockEntryFor(`${dir}/settings`, dir, "settings", "1.0.0") } },
+    placement: "beside", // the fixture imports the SDK by a path that leaves its directory
+  });
+  const host = new PluginHost({
+    dirs: [dir],
+    config: { settings: { port: 1 } },
+    verifier: trust.wrap(verifier),
+    logger: () => {},
+  });
+  const app = createAdminApp(host, { token, trust: (name) => trust.summary(name) });
+  try {
+    const trustOf = async () => {
+      const list = await (await app.request("/api/plugins", { headers: auth })).json() as {
+        plugins: { name: string; trust: string | null }[];
+      };
+      return Object.fromEntries(list.plugins.map((p) => [p.name, p.trust]));
+    };
+    assert.deepEqual(await trustOf(), { settings: null, "settings-static": null }, "not checked yet");
+    await host.load("settings");
+    const refused = await host.load("settings-static").catch((e) => e);
+    assert.equal(refused.code, "not_locked", String(refused));
+    const shown = await trustOf();
+    assert.match(shown.settings!, /^locked sha256:[0-9a-f]{12}…$/);
+    assert.equal(shown["settings-static"], "refused (not_locked)");
+    assert.equal(trust.status("settings")!.outcome, "verified");
+    assert.equal(await host.call("settings", "changes", []), 0, "the verified plugin serves");
+  } finally {
+    await host.close();
+  }
 }, { timeoutMs: 60_000 });

@@ -213,6 +213,8 @@ if (runtime === "deno") {
           limits: { maxItems: 3, mode: "fast" },
         });
         assert.equal(host.list().find((p) => p.name === "settings")!.pid, pid, "no restart");
+        // The plugin page's live events show the operator's change and how it was taken.
+        await page.waitForSelector(`#plugin-events div:has-text("operator configure settings: ok (applied)")`);
         assert.equal(await page.inputValue("#cfg-port"), "9090", "the form shows what the plugin runs with");
         mkdirSync(screenshotDir, { recursive: true });
         await page.screenshot({ path: `${screenshotDir}/plugin_settings_config.png`, fullPage: true });
@@ -223,6 +225,7 @@ if (runtime === "deno") {
         await page.selectOption("#cfg-level", { label: "debug" });
         await page.click("#config-save");
         await page.waitForSelector(`#config-status[data-applied="reloaded"]:has-text("Reloaded")`);
+        await page.waitForSelector(`#plugin-events div:has-text("settings-static #0 reloaded")`);
         assert.deepEqual(await host.call("settings-static", "settings", []), { level: "debug" });
       } catch (error) {
         mkdirSync(screenshotDir, { recursive: true });

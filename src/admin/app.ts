@@ -14,6 +14,7 @@ import { bodyLimit } from "hono/body-limit";
 import { streamSSE } from "hono/streaming";
 import type { z } from "zod";
 import type { Discovered, PluginInfo, StateEvent } from "../host/host.ts";
+import type { RefusedEvent } from "../host/types.ts";
 import type { Manifest } from "../host/manifest.ts";
 import type { LogLine, LogStore } from "../observe/logs.ts";
 import type { PluginMetrics } from "../observe/metrics.ts";
@@ -57,6 +58,8 @@ export interface AdminHost {
   configure(name: string, values: Record<string, unknown>): Promise<"applied" | "reloaded">;
   /** The config values a loaded plugin runs with now, or undefined (PluginHost.configOf()). */
   configOf(name: string): Record<string, unknown> | undefined;
+  /** Subscribes to the host's verifier refusals (PluginHost.on("refused")); optional. */
+  on?(type: "refused", listener: (event: RefusedEvent) => void): () => void;
   /** Subscribes to lifecycle events; returns the unsubscribe function. */
   onState(listener: (event: StateEvent) => void): () => void;
   /** Subscribes to events plugins emit; returns the unsubscribe function. */
@@ -77,6 +80,11 @@ export interface AdminAppOptions {
   bodyBytesMax?: number;
   /** Largest body of a config change (PUT /api/plugins/:name/config). Default 96 KiB. */
   configBodyBytesMax?: number;
+  /**
+   * What the trust column says about a plugin (see TrustTracker), or null for
+   * "not checked". A verifier's refusal the host reports is shown either way.
+   */
+  trust?: (plugin: string) => string | null;
   /** How long a discovery of plugin directories is reused. Default 2000 ms. */
   discoveryCacheMs?: number;
   /** Also receives every operator action. */
@@ -123,6 +131,15 @@ export function createAdminApp(host: AdminHost, options: AdminAppOptions): Hono 
   const actionListeners = new Set<(record: ActionRecord) => void>();
   const cacheMs = options.discoveryCacheMs ?? 2_000;
   let discovered: { at: number; found: Discovered[] } | undefined;
+  /** Plugins the host's verifier refused, until they start again. */
+  const refusals = new Map<string, string>();
+  host.on?.("refused", (e) => {
+    const code = (e.error as { code?: unknown } | undefined)?.code;
+    refusals.set(e.plugin, `refused (${typeof code === "string" ? code : "error"})`);
+  });
+  host.onState((e) => {
+    if (e.state === "ready") refusals.delete(e.plugin);
+  });
 
   const discover = (): Discovered[] => {
     if (!discovered || Date.now() - discovered.at > cacheMs) discovered = { at: Date.now(), found: host.discover() };
@@ -222,8 +239,8 @@ export function createAdminApp(host: AdminHost, options: AdminAppOptions): Hono 
       restarts: figures?.restarts ?? null,
       crashes: info?.crashes ?? null,
       reloads: figures?.reloads ?? null,
-      // Filled in by the trust work (signatures, integrity); null means "not checked".
-      trust: null,
+      // The last refusal the host reported wins; else what options.trust knows; null means "not checked".
+      trust: refusals.get(name) ?? options.trust?.(name) ?? null,
     };
   };
 
