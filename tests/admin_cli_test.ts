@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -182,6 +182,32 @@ test("serve --admin on a non-loopback address without TLS refuses to start, sayi
     assert.match(half.stderr(), /--admin-cert and --admin-key go together/);
   } finally {
     await stop(served, socket);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, { timeoutMs: 90_000 });
+
+test("serve --admin shows the verifier's verdict in the trust column: locked, or warned in warn mode", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "pshm-admin-cli-"));
+  const token = "trust-token-for-the-admin-0123456789";
+  const socket = join(dir, "control.sock");
+  const lock = join(dir, "plugin-shm.lock");
+  const locker = spawnSync(cliCommand()[0], [...cliCommand().slice(1), "lock", `${examples}/echo`, "--out", lock], {
+    cwd: root,
+    encoding: "utf8",
+  });
+  assert.equal(locker.status, 0, locker.stderr);
+  const served = startServe(["--socket", socket, "--admin", "--integrity", "warn", "--lock", lock], {
+    PLUGIN_SHM_ADMIN_TOKEN: token,
+  });
+  try {
+    const url = await adminUrl(served);
+    const res = await fetch(`${url}api/plugins`, { headers: { authorization: `Bearer ${token}` } });
+    const { plugins } = await res.json() as { plugins: { name: string; trust: string | null }[] };
+    const trust = Object.fromEntries(plugins.map((p) => [p.name, p.trust]));
+    assert.match(trust.echo ?? "", /^locked sha256:[0-9a-f]{12}…$/, served.stderr());
+    assert.match(trust.kv ?? "", /^warned: .*not in/, "kv is not in the lock: it runs, with a warning");
+  } finally {
+    assert.equal(await stop(served, socket), 0, served.stderr());
     rmSync(dir, { recursive: true, force: true });
   }
 }, { timeoutMs: 90_000 });

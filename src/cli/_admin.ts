@@ -14,9 +14,11 @@ import { resolve } from "node:path";
 import { type AdminAppOptions, createAdminApp } from "../admin/app.ts";
 import { type AdminServer, isLoopback, serveAdmin } from "../admin/serve.ts";
 import { type AdminToken, adminTokenEnv, resolveAdminToken } from "../admin/token.ts";
+import { TrustTracker } from "../admin/trust.ts";
 import type { LogEntry } from "../host/process.ts";
 import type { PluginHost } from "../host/host.ts";
 import type { PluginHostOptions } from "../host/options.ts";
+import type { PluginVerifier } from "../host/types.ts";
 import { LogStore } from "../observe/logs.ts";
 import { PluginMetrics } from "../observe/metrics.ts";
 import type { FlagSpec } from "./_args.ts";
@@ -89,6 +91,8 @@ export function parseListen(text: string, command: string): { hostname: string; 
 /** The admin side of a serve: metrics and kept logs from the start, the server once the host exists. */
 export class ServeAdmin {
   readonly metrics: PluginMetrics = new PluginMetrics();
+  /** The verifier's verdict per plugin, for the dashboard's trust column. */
+  readonly trust: TrustTracker = new TrustTracker();
   readonly logs: LogStore;
   readonly #values: Record<string, unknown>;
   readonly #command: string;
@@ -129,9 +133,14 @@ export class ServeAdmin {
    * and a logger that keeps each line for the logs routes, then passes it to
    * `logger`.
    */
-  hostOptions(logger: (entry: LogEntry) => void): Pick<PluginHostOptions, "instrumentation" | "logger"> {
+  hostOptions(
+    logger: (entry: LogEntry) => void,
+    verifier?: PluginVerifier,
+  ): Pick<PluginHostOptions, "instrumentation" | "logger" | "verifier"> {
     const keep = this.logs.logger;
     return {
+      // The dashboard's trust column shows what the verifier said about each plugin.
+      ...(verifier ? { verifier: this.trust.wrap(verifier) } : {}),
       instrumentation: this.metrics.instrumentation,
       logger: (entry) => {
         keep(entry);
@@ -157,6 +166,7 @@ export class ServeAdmin {
       metrics: this.metrics,
       logs: this.logs,
       publicMetrics: Boolean(values["admin-public-metrics"]),
+      trust: (name) => this.trust.summary(name),
       onAction,
     });
     this.#server = await serveAdmin(app, { hostname, port, tls });

@@ -360,7 +360,7 @@ async function serve(out: Output, positionals: string[], values: Record<string, 
   const host = new PluginHost({
     ...hostOptions(dirs, values.transport, log.logger),
     ...security.options,
-    ...admin?.hostOptions(log.logger),
+    ...admin?.hostOptions(log.logger, security.options.verifier),
   });
   security.attach(host);
   const server = new Serve(host, log, out);
