@@ -227,6 +227,14 @@ if (runtime === "deno") {
         await page.waitForSelector(`#config-status[data-applied="reloaded"]:has-text("Reloaded")`);
         await page.waitForSelector(`#plugin-events div:has-text("settings-static #0 reloaded")`);
         assert.deepEqual(await host.call("settings-static", "settings", []), { level: "debug" });
+
+        // Stopped, the form cannot save; started again, it shows the values the plugin runs with.
+        await page.click(`#detail-actions button[data-action="stop"]`);
+        await page.waitForSelector(`#config-status:has-text("The plugin is stopped")`);
+        assert.equal(await page.isDisabled("#config-save"), true);
+        await page.click(`#detail-actions button[data-action="start"]`);
+        await until(async () => !(await page.isDisabled("#config-save")));
+        await until(async () => await page.inputValue("#cfg-level") === '"debug"');
       } catch (error) {
         mkdirSync(screenshotDir, { recursive: true });
         await browser.pages()[0]?.screenshot({ path: `${screenshotDir}/failure_config.png`, fullPage: true })
