@@ -99,10 +99,12 @@ async function serveShm(): Promise<void> {
           void channel.send(m);
         } else {
           await channel.send(m);
+          channel.release(m); // In the ring now: its buffer may carry the next large message.
         }
       } else if (op === Op.count) {
         tally.count++;
         tally.bytes += m.length;
+        channel.release(m);
       } else if (op === Op.end) {
         await channel.send(jsonMessage(Op.end, tally.take()));
       } else if (op === Op.cpuMark) {

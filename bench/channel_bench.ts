@@ -12,7 +12,10 @@
  * except `worker`, which is a worker thread (bench/_worker_peer.ts).
  *
  * - channel.rtt: ping-pong through an echo peer, percentiles of single round
- *   trips timed with performance.now(), after a warm-up.
+ *   trips timed with performance.now(), after a warm-up. On shm both sides
+ *   hand each received message back with release() once done with it, as
+ *   shmipc-go's bench does with ReleaseReadAndReuse (a large message then
+ *   reuses a buffer instead of faulting in a new one).
  * - channel.throughput: one-way; N messages as fast as possible, the peer
  *   counts them and answers once at the end (the time includes that answer).
  *   Two sender loops are tried and the better one is reported; the note says
@@ -570,6 +573,7 @@ class ShmSession implements Session {
       const t1 = performance.now();
       if (i >= 0) samples[i] = t1 - t0;
       checkEcho(r, size, tag, "shm");
+      ch.release(r); // As shmipc-go's ReleaseReadAndReuse: a large message's buffer is reused.
       if (i === 0) deadline = t1 + capMs;
       else if ((i & 255) === 0 && t1 > deadline) return samples.subarray(0, i + 1);
     }

@@ -65,6 +65,50 @@ test("back-to-back fragmented messages of every awkward size arrive intact and i
   a.close();
 });
 
+test("a released large message's buffer carries the next large message, whole or fragmented", async () => {
+  for (const ringBytes of [1 << 20, 4096]) {
+    const [a, b] = pair({ ringBytes });
+    // Receive while sending: a 4 KiB ring holds a fragment of these at a time.
+    const transfer = async (seq: number, length: number) => {
+      const received = b.receive();
+      await a.send(pattern(seq, length));
+      return await received;
+    };
+    const first = await transfer(1, 100_000);
+    assert.ok(matchesPattern(1, first));
+    const kept = first.buffer;
+    b.release(first);
+    const second = await transfer(2, 90_000);
+    assert.ok(second.buffer === kept, `ring ${ringBytes}: the released buffer is reused`);
+    assert.equal(second.length, 90_000);
+    assert.ok(matchesPattern(2, second), `ring ${ringBytes}: the reused buffer holds the new message only`);
+    // Not released: the next message gets a buffer of its own and `second` stays intact.
+    const third = await transfer(3, 100_000);
+    assert.ok(third.buffer !== second.buffer);
+    assert.ok(matchesPattern(2, second) && matchesPattern(3, third));
+    b.close();
+    a.close();
+  }
+});
+
+test("release() ignores small messages, foreign buffers and a second release of the same message", async () => {
+  const [a, b] = pair();
+  b.release(new Uint8Array(200_000)); // Not received from this channel.
+  await a.send(pattern(1, 100));
+  b.release(await b.receive()); // Small: carved from a shared slab, never reused whole.
+  await a.send(pattern(2, 100_000));
+  const big = await b.receive();
+  b.release(big);
+  b.release(big);
+  await a.send(pattern(3, 100_000));
+  await a.send(pattern(4, 100_000));
+  const [x, y] = [await b.receive(), await b.receive()];
+  assert.ok(x.buffer !== y.buffer, "a buffer released twice is still handed out once");
+  assert.ok(matchesPattern(3, x) && matchesPattern(4, y));
+  b.close();
+  a.close();
+});
+
 test("send() waits for space when the ring is full and loses nothing", async () => {
   const [a, b] = pair({ ringBytes: 4096, spinMicros: 0 });
   const sends: Promise<void>[] = [];
