@@ -10,7 +10,8 @@
  * - restart.time: crash → serving again.  reload.stall: the longest call and
  *   the failures during a hot reload under steady load.
  *
- * Run: deno run -A bench/rpc_bench.ts [--json] [--quick] [--calls=N] [--only=rpc,cold,…]   (or: bun bench/rpc_bench.ts;
+ * Run: deno run -A bench/rpc_bench.ts [--json] [--quick] [--calls=N] [--only=rpc,cold,…] [--transports=shm,unix,tcp,child_ipc,worker]
+ * (--transports picks the rows of `rpc`; or: bun bench/rpc_bench.ts;
  * Node: make dist && node dist/bench/rpc_bench.js). Node has no web Worker,
  * so the worker row is skipped there.
  *
@@ -258,9 +259,11 @@ async function benchReload(): Promise<void> {
 const only = process.argv.find((a) => a.startsWith("--only="))?.slice(7);
 const parts: [string, () => Promise<void>][] = [
   ["rpc", async () => {
-    for (const t of ["shm", "unix", "tcp"] as TransportKind[]) await benchTransport(t);
-    await benchChildIpc();
-    await benchWorker();
+    const picked = process.argv.find((a) => a.startsWith("--transports="))?.slice(13).split(",");
+    const want = (t: string) => !picked || picked.includes(t);
+    for (const t of ["shm", "unix", "tcp"] as TransportKind[]) if (want(t)) await benchTransport(t);
+    if (want("child_ipc")) await benchChildIpc();
+    if (want("worker")) await benchWorker();
   }],
   ["cold", benchColdStart],
   ["mem", benchMemory],

@@ -36,9 +36,13 @@ function readLaunchConfig(): Readonly<Record<string, unknown>> {
   return Object.freeze(typeof value === "object" && value !== null && !Array.isArray(value) ? value : {});
 }
 
-function contextFor(peer: RpcPeer, signal: AbortSignal, session: PluginSession, traceparent?: string): PluginContext {
+function contextFor(call: HandlerContext, session: PluginSession, traceparent?: string): PluginContext {
+  const peer = call.peer;
   return {
-    signal,
+    // Read on demand: the RPC layer makes a call's AbortController only when someone asks for its signal.
+    get signal() {
+      return call.signal;
+    },
     session,
     get config() {
       return currentConfig;
@@ -57,9 +61,8 @@ function toHandlers(definition: PluginDefinition, session: PluginSession): Recor
     // Only a request that carries trace context (the host traces) pays for a span.
     handlers[name] = (args: unknown[], ctx: HandlerContext) =>
       ctx.traceparent === undefined
-        ? fn.apply(contextFor(ctx.peer, ctx.signal, session), args)
-        : serveTraced(definition.name, name, ctx.traceparent, (tp) =>
-          fn.apply(contextFor(ctx.peer, ctx.signal, session, tp), args));
+        ? fn.apply(contextFor(ctx, session), args)
+        : serveTraced(definition.name, name, ctx.traceparent, (tp) => fn.apply(contextFor(ctx, session, tp), args));
   }
   return handlers;
 }
@@ -71,7 +74,7 @@ function toHookHandlers(definition: PluginDefinition, session: PluginSession): R
     const handler = typeof hook === "function" ? hook : hook.handler;
     handlers[`${reservedMethods.hookPrefix}${name}`] = async ([context], ctx: HandlerContext) => {
       let stop = false;
-      const changed = await handler.call(contextFor(ctx.peer, ctx.signal, session), context, {
+      const changed = await handler.call(contextFor(ctx, session), context, {
         stop: () => void (stop = true),
       });
       return { context: changed === undefined ? context : changed, stop };
@@ -84,7 +87,7 @@ function toStreamHandlers(definition: PluginDefinition, session: PluginSession):
   const handlers: Record<string, StreamHandler> = {};
   for (const [name, fn] of Object.entries(definition.streams ?? {})) {
     handlers[name] = (input, args, ctx) =>
-      (fn as (...a: unknown[]) => AsyncIterable<unknown>).apply(contextFor(ctx.peer, ctx.signal, session), [
+      (fn as (...a: unknown[]) => AsyncIterable<unknown>).apply(contextFor(ctx, session), [
         input,
         ...args,
       ]);
@@ -149,19 +152,20 @@ export async function serve(definition: PluginDefinition): Promise<never> {
       while (peer.servingCalls > 1 && Date.now() - started < drainTimeoutMs) {
         await new Promise((resolve) => setTimeout(resolve, 5));
       }
-      await definition.onStop?.call(contextFor(peer, idle(), session));
+      await definition.onStop?.call(contextFor({ peer, signal: idle() }, session));
       return true;
     },
-    [reservedMethods.exportState]: () => definition.exportState?.call(contextFor(peer, idle(), session)) ?? null,
+    [reservedMethods.exportState]: () =>
+      definition.exportState?.call(contextFor({ peer, signal: idle() }, session)) ?? null,
     [reservedMethods.config]: async ([config]) => {
       if (!definition.onConfig) return false; // The host reloads the plugin with the new values.
       const next = Object.freeze({ ...(config as Record<string, unknown>) });
-      await definition.onConfig.call(contextFor(peer, idle(), session), next);
+      await definition.onConfig.call(contextFor({ peer, signal: idle() }, session), next);
       currentConfig = next;
       return true;
     },
     [reservedMethods.importState]: async ([state]) => {
-      await definition.importState?.call(contextFor(peer, idle(), session), state);
+      await definition.importState?.call(contextFor({ peer, signal: idle() }, session), state);
       return true;
     },
   };
@@ -173,9 +177,9 @@ export async function serve(definition: PluginDefinition): Promise<never> {
     // of our own would only double every idle plugin's wake-ups: we answer, we do not ask.
     heartbeatIntervalMs: 0,
     protocolVersion: welcome.version,
-    onEvent: (name, data) => definition.onEvent?.call(contextFor(peer, idle(), session), name, data),
+    onEvent: (name, data) => definition.onEvent?.call(contextFor({ peer, signal: idle() }, session), name, data),
   });
-  await definition.onStart?.call(contextFor(peer, idle(), session));
+  await definition.onStart?.call(contextFor({ peer, signal: idle() }, session));
   await peer.run();
   // The host closed the connection or died: a plugin never outlives its host.
   const reason = peer.closedWith;

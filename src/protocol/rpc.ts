@@ -134,6 +134,31 @@ class StreamState {
   }
 }
 
+/**
+ * A request this side is serving, and the context its handler gets. The
+ * AbortController is made only when the handler reads `signal` (most never do:
+ * it is the costliest object of a call) or when the call is aborted first.
+ */
+class ServedCall implements HandlerContext {
+  #controller: AbortController | undefined;
+  aborted = false;
+  timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(readonly peer: RpcPeer, readonly traceparent: string | undefined) {}
+
+  get signal(): AbortSignal {
+    this.#controller ??= new AbortController();
+    return this.#controller.signal;
+  }
+
+  abort(reason: Error): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    // A handler that reads `signal` later finds it aborted with the reason.
+    (this.#controller ??= new AbortController()).abort(reason);
+  }
+}
+
 /** Serializes an error for an ERROR frame. */
 function errorPayload(error: unknown): { code: string; message: string; stack: string } {
   const e = error instanceof Error ? error : new Error(String(error));
@@ -179,7 +204,7 @@ export class RpcPeer {
   readonly #window: number;
   readonly #explainLoss: ((error: Error) => Promise<Error>) | undefined;
   readonly #calls = new Map<number, PendingCall>();
-  readonly #served = new Map<number, AbortController>();
+  readonly #served = new Map<number, ServedCall>();
   readonly #opened = new Map<number, StreamState>();
   readonly #accepted = new Map<number, StreamState>();
   #nextId = 1;
@@ -250,19 +275,17 @@ export class RpcPeer {
     if (options.signal?.aborted) {
       return Promise.reject(new CancelledError(`Call to ${method} was cancelled before it started`));
     }
+    const request = options.traceparent === undefined
+      ? [method, args, options.deadlineMs ?? null]
+      : [method, args, options.deadlineMs ?? null, options.traceparent];
     const id = this.#allocateId();
+    const frame = this.#encode(FrameKind.request, id, request, flagOpener);
+    // Only this call fails (an argument too large to send, say); the connection stays up.
+    if (frame instanceof Error) return Promise.reject(frame);
     return new Promise((resolve, reject) => {
       const cleanup = this.#armCall(id, method, options, reject);
       this.#calls.set(id, { resolve, reject, cleanup });
-      const request = options.traceparent === undefined
-        ? [method, args, options.deadlineMs ?? null]
-        : [method, args, options.deadlineMs ?? null, options.traceparent];
-      this.#send(FrameKind.request, id, request, flagOpener).catch((error) => {
-        // Only this call fails (an argument too large to send, say); the connection stays up.
-        if (!this.#calls.delete(id)) return;
-        cleanup();
-        reject(error);
-      });
+      this.#write(frame);
     });
   }
 
@@ -410,7 +433,7 @@ export class RpcPeer {
       call.cleanup();
       call.reject(error);
     }
-    for (const controller of this.#served.values()) controller.abort(error);
+    for (const served of this.#served.values()) served.abort(error);
     this.#served.clear();
     for (const state of [...this.#opened.values(), ...this.#accepted.values()]) state.fail(error);
     this.#opened.clear();
@@ -431,17 +454,30 @@ export class RpcPeer {
    */
   #send(kind: FrameKindValue, id: number, payload: unknown, flags = 0): Promise<void> {
     if (this.#closed) return Promise.resolve();
+    const frame = this.#encode(kind, id, payload, flags);
+    return frame instanceof Error ? Promise.reject(frame) : this.#write(frame);
+  }
+
+  /** One frame's bytes, or the error that says why it cannot be sent (returned: no throw on the call path). */
+  #encode(kind: FrameKindValue, id: number, payload: unknown, flags: number): Uint8Array | Error {
     let frame: Uint8Array;
     try {
       frame = encodeFrame(kind, id, payload, flags);
     } catch (error) {
-      return Promise.reject(new TypeError(`Cannot encode the payload as MessagePack: ${(error as Error).message}`));
+      return new TypeError(`Cannot encode the payload as MessagePack: ${(error as Error).message}`);
     }
     if (frame.length > this.#transport.messageBytesMax) {
-      return Promise.reject(new MessageTooLargeError(frame.length, this.#transport.messageBytesMax));
+      return new MessageTooLargeError(frame.length, this.#transport.messageBytesMax);
     }
-    return this.#transport.send(frame).catch((error) => this.close(error));
+    return frame;
   }
+
+  /** Hands an encoded frame to the transport; its failure closes the endpoint (one shared handler, no closure per frame). */
+  #write(frame: Uint8Array): Promise<void> {
+    return this.#transport.send(frame).catch(this.#lose);
+  }
+
+  readonly #lose = (error: Error): void => this.close(error);
 
   #dispatch(bytes: Uint8Array): void {
     this.lastFrameAt = performance.now();
@@ -511,40 +547,41 @@ export class RpcPeer {
   }
 
   #serve(id: number, handler: Handler, args: unknown[], deadlineMs: number | null, traceparent?: string): void {
-    const controller = new AbortController();
-    this.#served.set(id, controller);
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    const served = new ServedCall(this, traceparent);
+    this.#served.set(id, served);
     if (deadlineMs !== null && deadlineMs !== undefined) {
-      timer = setTimeout(
-        () => controller.abort(new DeadlineExceededError(`deadline of ${deadlineMs} ms passed`)),
+      served.timer = setTimeout(
+        () => served.abort(new DeadlineExceededError(`deadline of ${deadlineMs} ms passed`)),
         deadlineMs,
       );
     }
-    const finish = (kind: FrameKindValue, payload: unknown) => {
-      if (timer) clearTimeout(timer);
-      // A cancelled call's answer is not wanted: the caller has moved on.
-      if (this.#served.get(id) !== controller || controller.signal.aborted) {
-        this.#served.delete(id);
-        return;
-      }
-      this.#served.delete(id);
-      this.#send(kind, id, payload).catch((error) => {
-        this.#send(FrameKind.error, id, { ...errorPayload(error), code: "result_unsendable" });
-      });
-    };
     try {
-      const result = handler(args, { signal: controller.signal, peer: this, traceparent });
+      const result = handler(args, served);
       if (isThenable(result)) {
         result.then(
-          (value) => finish(FrameKind.response, value),
-          (error) => finish(FrameKind.error, errorPayload(error)),
+          (value) => this.#finish(id, served, FrameKind.response, value),
+          (error) => this.#finish(id, served, FrameKind.error, errorPayload(error)),
         );
       } else {
-        finish(FrameKind.response, result);
+        this.#finish(id, served, FrameKind.response, result);
       }
     } catch (error) {
-      finish(FrameKind.error, errorPayload(error));
+      this.#finish(id, served, FrameKind.error, errorPayload(error));
     }
+  }
+
+  /** Answers a served request, unless it was cancelled: the caller has moved on. */
+  #finish(id: number, served: ServedCall, kind: FrameKindValue, payload: unknown): void {
+    if (served.timer) clearTimeout(served.timer);
+    const current = this.#served.get(id) === served;
+    if (current) this.#served.delete(id);
+    if (!current || served.aborted || this.#closed) return;
+    const frame = this.#encode(kind, id, payload, 0);
+    if (frame instanceof Error) {
+      this.#send(FrameKind.error, id, { ...errorPayload(frame), code: "result_unsendable" });
+      return;
+    }
+    this.#write(frame);
   }
 
   #onResponse(id: number, bytes: Uint8Array): void {
