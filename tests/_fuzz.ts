@@ -11,10 +11,11 @@
  */
 
 import assert from "node:assert/strict";
+import { deflateRawSync } from "node:zlib";
 import fc from "fast-check";
 import { Packr } from "msgpackr";
 import { ChannelClosedError, HandshakeError, ProtocolError, RemoteError } from "../src/errors.ts";
-import { decodeHeader, decodePayload, FrameKind } from "../src/protocol/frame.ts";
+import { decodeHeader, decodePayload, flagCompressed, flagOpener, FrameKind } from "../src/protocol/frame.ts";
 import { acceptHello, sendHello } from "../src/protocol/handshake.ts";
 import { RpcPeer } from "../src/protocol/rpc.ts";
 import { ShmChannel } from "../src/transport/shm_channel.ts";
@@ -147,6 +148,13 @@ export const frameBytes: fc.Arbitrary<Uint8Array> = fc.oneof(
     arbitrary: fc.integer({ min: fuzzMessageBytesMax + 1, max: rawMessageBytesMax - 8 }).map((n) =>
       frame(FrameKind.event, 0, new Uint8Array(n))
     ),
+  },
+  // Compressed payloads (flag 2): DEFLATE of a payload, or bytes that do not inflate.
+  {
+    weight: 1,
+    arbitrary: fc.integer({ min: 1, max: 14 }).chain((kind) =>
+      fc.tuple(fc.constant(kind), fc.oneof(payloadFor(kind).map((p) => deflateRawSync(p)), fc.uint8Array()))
+    ).map(([kind, payload]) => frame(kind, 1, payload, flagOpener | flagCompressed)),
   },
   // Random bit flips in a valid frame.
   {

@@ -97,6 +97,32 @@ test("HELLO and WELCOME are maps whose fields are checked; unknown keys are igno
   throwsNaming(() => validateWelcome({ version: 1 }), ProtocolError, "WELCOME", "heartbeatIntervalMs");
 });
 
+test("HELLO's compression is a short list of names and WELCOME's names deflate with a threshold, or they are refused", () => {
+  const hello = { token: "t", versions: [1, 1], name: "p", version: "1", runtime: "deno", methods: [] };
+  assert.equal(validateHello(hello).compression, undefined);
+  assert.deepEqual(validateHello({ ...hello, compression: ["deflate", "zstd"] }).compression, ["deflate", "zstd"]);
+  throwsNaming(() => validateHello({ ...hello, compression: "deflate" }), ProtocolError, "HELLO", "compression");
+  throwsNaming(() => validateHello({ ...hello, compression: [7] }), ProtocolError, "HELLO", "compression");
+  throwsNaming(() => validateHello({ ...hello, compression: Array(9).fill("x") }), ProtocolError, "HELLO", "at most 8");
+  const welcome = { version: 1, heartbeatIntervalMs: 0 };
+  assert.deepEqual(validateWelcome({ ...welcome, compression: { algorithm: "deflate", thresholdBytes: 10, x: 1 } }), {
+    ...welcome,
+    compression: { algorithm: "deflate", thresholdBytes: 10 },
+  });
+  for (
+    const bad of [
+      "deflate",
+      { algorithm: "zstd", thresholdBytes: 10 },
+      { algorithm: "deflate" },
+      { algorithm: "deflate", thresholdBytes: -1 },
+      { algorithm: "deflate", thresholdBytes: 1.5 },
+      { algorithm: "deflate", thresholdBytes: 2 ** 31 },
+    ]
+  ) {
+    throwsNaming(() => validateWelcome({ ...welcome, compression: bad }), ProtocolError, "WELCOME", "compression");
+  }
+});
+
 test("a peer's map whose toString is not a function is named by its shape in the error, never converted (found by make fuzz)", () => {
   // MessagePack {toString: ""}: String() of it throws "Cannot convert object to primitive value", which used to
   // escape as an untyped TypeError and close the connection without a ProtocolError.

@@ -9,7 +9,7 @@
 import { randomBytes } from "node:crypto";
 import { PluginCrashedError, SandboxError } from "./errors.ts";
 import { HandshakeError } from "../protocol/errors.ts";
-import { acceptHello, type VersionRange } from "../protocol/handshake.ts";
+import { acceptHello, compressionThresholdBytesDefault, type VersionRange } from "../protocol/handshake.ts";
 import { type Handler, RpcPeer } from "../protocol/rpc.ts";
 import { listenTransport } from "../transport/factory.ts";
 import type { Transport, TransportKind } from "../transport/transport.ts";
@@ -113,7 +113,7 @@ export async function startInstance(manifest: Manifest, options: InstanceOptions
       throw new HandshakeError("timeout", `plugin did not connect: ${(cause as Error).message}`, { cause });
     });
     const transport = await raceExit(manifest, process, accepted, "connecting", options.handshakeTimeoutMs);
-    const { hello, version } = await raceExit(
+    const { hello, version, compression } = await raceExit(
       manifest,
       process,
       hello_(transport, token, options),
@@ -125,6 +125,7 @@ export async function startInstance(manifest: Manifest, options: InstanceOptions
       handlers: options.handlers,
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       protocolVersion: version,
+      compression,
       onEvent: options.onEvent,
       onHeartbeat: options.onHeartbeat,
       onListenerError: options.onListenerError,
@@ -171,6 +172,10 @@ function hello_(transport: Transport, token: string, options: InstanceOptions) {
     versions: options.versions,
     heartbeatIntervalMs: options.heartbeatIntervalMs,
     timeoutMs: options.handshakeTimeoutMs,
+    // On by default where bytes cost time on the wire (TCP), off where a copy costs less than compressing (shm, unix).
+    compression: options.transport === "tcp"
+      ? { algorithm: "deflate", thresholdBytes: compressionThresholdBytesDefault }
+      : undefined,
   }).catch((error) => {
     transport.close();
     throw error;

@@ -10,6 +10,7 @@ import process from "node:process";
 import { HandshakeError } from "../protocol/errors.ts";
 import { protocolVersions, sendHello } from "../protocol/handshake.ts";
 import { exitCodeNotLaunched, exitCodeRefused, launchEnv, reservedMethods } from "../protocol/launch.ts";
+import { compressionAlgorithms } from "../protocol/frame.ts";
 import { type Handler, type HandlerContext, RpcPeer, type StreamHandler } from "../protocol/rpc.ts";
 import { ChannelClosedError } from "../transport/errors.ts";
 import { connectTransport } from "../transport/factory.ts";
@@ -128,6 +129,7 @@ export async function serve(definition: PluginDefinition): Promise<never> {
       version: definition.version,
       runtime: "Bun" in globalThis ? "bun" : "Deno" in globalThis ? "deno" : "node",
       methods: [...Object.keys(definition.methods), ...Object.keys(definition.streams ?? {})],
+      compression: [...compressionAlgorithms],
     }, welcomeTimeoutMs);
   } catch (error) {
     if (!(error instanceof HandshakeError)) throw error;
@@ -177,6 +179,7 @@ export async function serve(definition: PluginDefinition): Promise<never> {
     // of our own would only double every idle plugin's wake-ups: we answer, we do not ask.
     heartbeatIntervalMs: 0,
     protocolVersion: welcome.version,
+    compression: welcome.compression,
     onEvent: (name, data) => definition.onEvent?.call(contextFor({ peer, signal: idle() }, session), name, data),
   });
   await definition.onStart?.call(contextFor({ peer, signal: idle() }, session));

@@ -25,6 +25,12 @@ export const payloadDepthMax = 64;
 export const helloFieldCharsMax = 256;
 /** Most method names a HELLO may list. */
 export const helloMethodsCountMax = 4096;
+/** Most compression algorithms a HELLO may list. */
+export const helloCompressionCountMax = 8;
+/** Longest algorithm name in HELLO's `compression`, in UTF-16 code units. */
+export const compressionNameCharsMax = 32;
+/** Largest `thresholdBytes` WELCOME may set: 1 GiB, the largest message any transport carries. */
+export const compressionThresholdBytesMax = 1 << 30;
 /** Longest error code in ERROR or STREAM_END, in UTF-16 code units. */
 export const errorCodeCharsMax = 128;
 /** Longest error message or stack in ERROR or STREAM_END, in UTF-16 code units. */
@@ -74,12 +80,22 @@ export interface HelloPayload {
   version: string;
   runtime: string;
   methods: string[];
+  /** Compression algorithms the plugin decodes; absent from plugins older than compression. */
+  compression?: string[];
+}
+
+/** Compression as WELCOME settles it: the algorithm both use and the smallest payload compressed. */
+export interface CompressionPayload {
+  algorithm: "deflate";
+  thresholdBytes: number;
 }
 
 /** A WELCOME payload. */
 export interface WelcomePayload {
   version: number;
   heartbeatIntervalMs: number;
+  /** Absent: no compression either way. */
+  compression?: CompressionPayload;
 }
 
 /** An EVENT payload: `[name, data]`. */
@@ -304,7 +320,21 @@ export function validateHello(value: unknown): HelloPayload {
     fail(kind, `methods must be an array of at most ${helloMethodsCountMax} names, got ${describe(methods)}`);
   }
   for (const method of methods) checkString(kind, "each of methods", method, methodNameCharsMax);
-  return { token, versions: [versions[0], versions[1]], name, version, runtime, methods };
+  const hello: HelloPayload = { token, versions: [versions[0], versions[1]], name, version, runtime, methods };
+  const compression = value.compression;
+  if (compression !== undefined) {
+    if (!Array.isArray(compression) || compression.length > helloCompressionCountMax) {
+      fail(
+        kind,
+        `compression must be an array of at most ${helloCompressionCountMax} algorithm names, got ${
+          describe(compression)
+        }`,
+      );
+    }
+    for (const name of compression) checkString(kind, "each of compression", name, compressionNameCharsMax);
+    hello.compression = compression as string[];
+  }
+  return hello;
 }
 
 /** WELCOME: `{version: uint, heartbeatIntervalMs: uint}`; other keys are ignored. */
@@ -318,5 +348,21 @@ export function validateWelcome(value: unknown): WelcomePayload {
   ) {
     fail(kind, `heartbeatIntervalMs must be an integer from 0 to ${heartbeatIntervalMsMax}`);
   }
-  return { version: value.version, heartbeatIntervalMs: interval };
+  const welcome: WelcomePayload = { version: value.version, heartbeatIntervalMs: interval };
+  const compression = value.compression;
+  if (compression !== undefined) {
+    // Only what a plugin offers can come back: this side offers deflate alone.
+    if (!isMap(compression) || compression.algorithm !== "deflate") {
+      fail(kind, `compression must be a map {algorithm: "deflate", thresholdBytes}, got ${describe(compression)}`);
+    }
+    const threshold = compression.thresholdBytes;
+    if (
+      typeof threshold !== "number" || !Number.isInteger(threshold) || threshold < 0 ||
+      threshold > compressionThresholdBytesMax
+    ) {
+      fail(kind, `compression.thresholdBytes must be an integer from 0 to ${compressionThresholdBytesMax}`);
+    }
+    welcome.compression = { algorithm: "deflate", thresholdBytes: threshold };
+  }
+  return welcome;
 }

@@ -11,7 +11,7 @@ import { timingSafeEqual } from "node:crypto";
 import { HandshakeError, ProtocolError } from "./errors.ts";
 import type { Transport } from "../transport/transport.ts";
 import { decodeHeader, decodePayload, encodeFrame, FrameKind } from "./frame.ts";
-import { validateError, validateHello, validateWelcome } from "./_payload.ts";
+import { type CompressionPayload, validateError, validateHello, validateWelcome } from "./_payload.ts";
 
 /** Protocol versions this release speaks, oldest and newest. */
 export const protocolVersions: VersionRange = [1, 1];
@@ -27,12 +27,22 @@ export interface Hello {
   version: string;
   runtime: string;
   methods: string[];
+  /** Compression algorithms the plugin decodes (frame.ts compressionAlgorithms); absent: none. */
+  compression?: string[];
 }
+
+/**
+ * Smallest payload a host that turns compression on asks to be compressed:
+ * below a few KiB DEFLATE saves little and its per-call cost shows.
+ */
+export const compressionThresholdBytesDefault = 4096;
 
 /** The host's answer. */
 export interface Welcome {
   version: number;
   heartbeatIntervalMs: number;
+  /** Compression both sides use from now on; absent: none. */
+  compression?: CompressionPayload;
 }
 
 /**
@@ -97,8 +107,15 @@ async function receiveWithin(transport: Transport, timeoutMs: number, what: stri
 /** Host side: reads HELLO, checks token and versions, sends WELCOME or ERROR. */
 export async function acceptHello(
   transport: Transport,
-  expected: { token: string; versions: VersionRange; heartbeatIntervalMs: number; timeoutMs: number },
-): Promise<{ hello: Hello; version: number }> {
+  expected: {
+    token: string;
+    versions: VersionRange;
+    heartbeatIntervalMs: number;
+    timeoutMs: number;
+    /** Compression the host wants; used only when the plugin's HELLO lists the algorithm. */
+    compression?: CompressionPayload;
+  },
+): Promise<{ hello: Hello; version: number; compression?: CompressionPayload }> {
   const bytes = await receiveWithin(transport, expected.timeoutMs, "HELLO from the plugin");
   const header = decodeHeader(bytes);
   if (header.kind !== FrameKind.hello) {
@@ -130,8 +147,13 @@ export async function acceptHello(
     );
   }
   const welcome: Welcome = { version, heartbeatIntervalMs: expected.heartbeatIntervalMs };
+  // A plugin without compression (older, or another implementation) lists none and gets none.
+  const compression = expected.compression && hello.compression?.includes(expected.compression.algorithm)
+    ? expected.compression
+    : undefined;
+  if (compression) welcome.compression = compression;
   await transport.send(encodeFrame(FrameKind.welcome, 0, welcome));
-  return { hello, version };
+  return compression ? { hello, version, compression } : { hello, version };
 }
 
 /** Plugin side: sends HELLO and waits for WELCOME; throws HandshakeError on ERROR. */

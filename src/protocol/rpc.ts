@@ -11,7 +11,16 @@ import { clearInterval, clearTimeout, setInterval, setTimeout } from "node:timer
 import { CancelledError, DeadlineExceededError, ProtocolError, RemoteError } from "./errors.ts";
 import { ChannelClosedError, MessageTooLargeError } from "../transport/errors.ts";
 import type { Transport } from "../transport/transport.ts";
-import { decodeHeader, decodePayload, encodeFrame, flagOpener, FrameKind, type FrameKindValue } from "./frame.ts";
+import {
+  compressFrame,
+  decodeHeader,
+  decodePayload,
+  encodeFrame,
+  flagOpener,
+  frameHeaderBytes,
+  FrameKind,
+  type FrameKindValue,
+} from "./frame.ts";
 import {
   validateEmpty,
   validateError,
@@ -90,6 +99,13 @@ export interface RpcPeerOptions {
   explainLoss?: (error: Error) => Promise<Error>;
   /** Called with the round trip of each of this side's PINGs, in ms, when its PONG arrives. */
   onHeartbeat?: (rttMs: number) => void;
+  /**
+   * Compression the handshake agreed on (WELCOME's `compression`): payloads of
+   * at least `thresholdBytes` go out compressed when that makes them smaller,
+   * and compressed frames are accepted. Default: none (a compressed frame is a
+   * protocol error).
+   */
+  compression?: { algorithm: "deflate"; thresholdBytes: number };
 }
 
 /** Default {@link RpcPeerOptions.heartbeatIntervalMs}. */
@@ -222,6 +238,10 @@ export class RpcPeer {
   readonly heartbeatIntervalMs: number;
   readonly #onListenerError: (error: unknown, event: string) => void;
   readonly #onHeartbeat: ((rttMs: number) => void) | undefined;
+  /** Smallest payload sent compressed; Infinity when compression is off. */
+  readonly #compressFrom: number;
+  /** Largest payload a compressed frame may inflate to; 0 when compression is off. */
+  readonly #inflatedBytesMax: number;
 
   /** Wraps `transport`; call {@link run} to start reading frames. */
   constructor(transport: Transport, options: RpcPeerOptions) {
@@ -237,6 +257,8 @@ export class RpcPeer {
     this.protocolVersion = options.protocolVersion ?? 0;
     this.#onListenerError = options.onListenerError ?? reportListenerError;
     this.#onHeartbeat = options.onHeartbeat;
+    this.#compressFrom = options.compression ? options.compression.thresholdBytes : Infinity;
+    this.#inflatedBytesMax = options.compression ? transport.messageBytesMax : 0;
     if (interval > 0) {
       // The sender's monotonic clock in ms: the PONG brings it back for the round trip.
       this.#heartbeat = setInterval(() => this.#send(FrameKind.ping, 0, performance.now()), interval);
@@ -466,6 +488,13 @@ export class RpcPeer {
     } catch (error) {
       return new TypeError(`Cannot encode the payload as MessagePack: ${(error as Error).message}`);
     }
+    if (frame.length - frameHeaderBytes >= this.#compressFrom) {
+      try {
+        frame = compressFrame(frame) ?? frame;
+      } catch (error) {
+        return new TypeError(`Cannot compress the payload: ${(error as Error).message}`);
+      }
+    }
     if (frame.length > this.#transport.messageBytesMax) {
       return new MessageTooLargeError(frame.length, this.#transport.messageBytesMax);
     }
@@ -490,20 +519,20 @@ export class RpcPeer {
       case FrameKind.error:
         return this.#onError(header.id, bytes);
       case FrameKind.cancel:
-        validateEmpty(decodePayload(bytes), "CANCEL");
+        validateEmpty(decodePayload(bytes, this.#inflatedBytesMax), "CANCEL");
         return this.#onCancel(header.id, header.flags);
       case FrameKind.event:
         return this.#onEventFrame(bytes);
       case FrameKind.ping:
-        this.#send(FrameKind.pong, 0, validatePing(decodePayload(bytes)));
+        this.#send(FrameKind.pong, 0, validatePing(decodePayload(bytes, this.#inflatedBytesMax)));
         return;
       case FrameKind.pong: {
-        const sent = validatePing(decodePayload(bytes), "PONG");
+        const sent = validatePing(decodePayload(bytes, this.#inflatedBytesMax), "PONG");
         if (this.#onHeartbeat && sent !== null) this.#onHeartbeat(performance.now() - sent);
         return;
       }
       case FrameKind.goodbye:
-        validateEmpty(decodePayload(bytes), "GOODBYE");
+        validateEmpty(decodePayload(bytes, this.#inflatedBytesMax), "GOODBYE");
         this.remoteDraining = true;
         return;
       case FrameKind.streamOpen:
@@ -520,7 +549,7 @@ export class RpcPeer {
   #onRequest(id: number, bytes: Uint8Array): void {
     let method: string, args: unknown[], deadlineMs: number | null, traceparent: string | undefined;
     try {
-      ({ method, args, deadlineMs, traceparent } = validateRequest(decodePayload(bytes)));
+      ({ method, args, deadlineMs, traceparent } = validateRequest(decodePayload(bytes, this.#inflatedBytesMax)));
     } catch (error) {
       this.#send(FrameKind.error, id, { code: "bad_request", message: (error as Error).message, stack: "" });
       return;
@@ -587,7 +616,7 @@ export class RpcPeer {
   #onResponse(id: number, bytes: Uint8Array): void {
     // Validated before the call leaves the table: a malformed RESPONSE closes the
     // endpoint, and close() must still find the call to reject it (else it hangs).
-    const value = validateValue("RESPONSE", decodePayload(bytes));
+    const value = validateValue("RESPONSE", decodePayload(bytes, this.#inflatedBytesMax));
     const call = this.#calls.get(id);
     if (!call) return; // Cancelled or timed out here already.
     this.#calls.delete(id);
@@ -596,7 +625,7 @@ export class RpcPeer {
   }
 
   #onError(id: number, bytes: Uint8Array): void {
-    const payload = validateError(decodePayload(bytes));
+    const payload = validateError(decodePayload(bytes, this.#inflatedBytesMax));
     const error = new RemoteError(this.remoteName, payload.code, payload.message, payload.stack);
     if (id === 0) throw new ProtocolError(`${this.remoteName} reported a connection error: ${error.message}`);
     const call = this.#calls.get(id);
@@ -622,7 +651,7 @@ export class RpcPeer {
   }
 
   #onEventFrame(bytes: Uint8Array): void {
-    const { name, data } = validateEvent(decodePayload(bytes));
+    const { name, data } = validateEvent(decodePayload(bytes, this.#inflatedBytesMax));
     try {
       this.#onEvent?.(name, data);
     } catch (error) {
@@ -634,7 +663,7 @@ export class RpcPeer {
   #onStreamOpen(id: number, bytes: Uint8Array): void {
     let method: string, args: unknown[], hasInput: boolean;
     try {
-      ({ method, args, hasInput } = validateStreamOpen(decodePayload(bytes)));
+      ({ method, args, hasInput } = validateStreamOpen(decodePayload(bytes, this.#inflatedBytesMax)));
     } catch (error) {
       this.#send(FrameKind.streamEnd, id, { code: "bad_request", message: (error as Error).message, stack: "" });
       return;
@@ -671,7 +700,7 @@ export class RpcPeer {
   #onStreamFrame(kind: FrameKindValue, id: number, flags: number, bytes: Uint8Array): void {
     const fromOpener = (flags & flagOpener) !== 0;
     // Validated before the lookup: a malformed frame is a protocol breach even for a finished stream.
-    const payload = decodePayload(bytes);
+    const payload = decodePayload(bytes, this.#inflatedBytesMax);
     const credit = kind === FrameKind.streamCredit ? validateStreamCredit(payload) : 0;
     const end = kind === FrameKind.streamEnd ? validateStreamEnd(payload) : null;
     if (kind === FrameKind.streamData) validateValue("STREAM_DATA", payload);
