@@ -19,7 +19,7 @@ LAUNCHER_SOURCES := build.zig $(wildcard zig/launcher/*.zig)
 NATIVE := native/manifest.json
 
 .PHONY: cosign setup build dist package test test-publish test-zig test-cross test-deno test-bun test-node test-ops ops-tools lint bench bench-sandbox bench-shmipc bench-integrity bench-scale demo clean
-.PHONY: fuzz doc-lint
+.PHONY: fuzz doc-lint bench-compression
 
 setup: node_modules/.installed $(ZIG)
 
@@ -167,6 +167,10 @@ bench-shmipc: build $(SHMIPC_BENCH)
 	$(SHMIPC_BENCH) --json $(BENCH_ARGS) > .scratch/side_go.jsonl
 	$(DENO) run -A bench/side_by_side.ts .scratch/side_deno.jsonl .scratch/side_bun.jsonl .scratch/side_go.jsonl
 	$(DENO) run -A bench/charts.ts .scratch/side_deno.jsonl .scratch/side_bun.jsonl .scratch/side_go.jsonl
+
+# Where compression pays: echo calls over shm and tcp, off and deflate, 4 KiB-1 MiB, compressible and random payloads.
+bench-compression: build
+	$(DENO) run -A bench/compression_bench.ts $(BENCH_ARGS)
 
 # 64 plugin processes under one host: aggregate calls/s with all calling, CPU with all idle.
 bench-scale: build

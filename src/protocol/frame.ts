@@ -60,6 +60,11 @@ export const compressionAlgorithms: readonly string[] = ["deflate"];
  */
 const compressionLevel = 1;
 
+/** Bytes of a large payload compressed first, to see whether compressing all of it is worth it. */
+const compressionProbeBytes = 4096;
+/** The probe must shrink at least to this fraction of its size, or the payload goes uncompressed. */
+const compressionProbeRatioMax = 0.9;
+
 /** Header size in bytes. */
 export const frameHeaderBytes = 8;
 
@@ -90,7 +95,14 @@ export function encodeFrame(kind: FrameKindValue, id: number, payload: unknown, 
  * undefined when compression would not make it smaller.
  */
 export function compressFrame(frame: Uint8Array): Uint8Array | undefined {
-  const packed = deflateRawSync(frame.subarray(frameHeaderBytes), { level: compressionLevel });
+  const payload = frame.subarray(frameHeaderBytes);
+  if (payload.length > compressionProbeBytes * 4) {
+    // Random or already-compressed bytes do not shrink, and finding that out on all of them costs as much as
+    // compressing (1 MiB: ~10 ms in Deno): a sample from the start decides.
+    const probe = deflateRawSync(payload.subarray(0, compressionProbeBytes), { level: compressionLevel });
+    if (probe.length > compressionProbeBytes * compressionProbeRatioMax) return undefined;
+  }
+  const packed = deflateRawSync(payload, { level: compressionLevel });
   if (packed.length + frameHeaderBytes >= frame.length) return undefined;
   const out = new Uint8Array(frameHeaderBytes + packed.length);
   out.set(frame.subarray(0, frameHeaderBytes));
