@@ -10,6 +10,7 @@
  *
  *     deno run -A bench/compression_bench.ts [--json] [--calls=N]
  *     bun bench/compression_bench.ts [--json] [--calls=N]
+ *     make dist && node dist/bench/compression_bench.js [--json] [--calls=N]
  *
  * The note of each row gives the request's bytes on the wire.
  *
