@@ -22,6 +22,14 @@ import {
   type FrameKindValue,
 } from "./frame.ts";
 import {
+  errorPayload,
+  isThenable,
+  type PendingCall,
+  reportListenerError,
+  ServedCall,
+  StreamState,
+} from "./_rpc_state.ts";
+import {
   validateEmpty,
   validateError,
   validateEvent,
@@ -114,82 +122,6 @@ export const heartbeatIntervalMsDefault = 1000;
 export const streamCreditWindowDefault = 32;
 /** Largest request or stream id before ids wrap to 1. */
 const idMax = 0xffff_fffe;
-
-interface PendingCall {
-  resolve(value: unknown): void;
-  reject(error: Error): void;
-  cleanup(): void;
-}
-
-/** One direction-pair of a stream: what arrived, and credit to send. */
-class StreamState {
-  readonly inbox: unknown[] = [];
-  readonly waiters: { resolve(): void }[] = [];
-  readonly creditWaiters: { resolve(): void; reject(e: Error): void }[] = [];
-  ended = false;
-  error: Error | undefined;
-  creditOut: number;
-  consumedSinceGrant = 0;
-  readonly abort = new AbortController();
-
-  constructor(readonly id: number, readonly opener: boolean, window: number) {
-    this.creditOut = window;
-  }
-
-  notify(): void {
-    for (const w of this.waiters.splice(0)) w.resolve();
-  }
-
-  fail(error: Error): void {
-    if (this.ended && this.error) return;
-    this.ended = true;
-    this.error = error;
-    this.notify();
-    for (const w of this.creditWaiters.splice(0)) w.reject(error);
-    this.abort.abort(error);
-  }
-}
-
-/**
- * A request this side is serving, and the context its handler gets. The
- * AbortController is made only when the handler reads `signal` (most never do:
- * it is the costliest object of a call) or when the call is aborted first.
- */
-class ServedCall implements HandlerContext {
-  #controller: AbortController | undefined;
-  aborted = false;
-  timer: ReturnType<typeof setTimeout> | undefined;
-
-  constructor(readonly peer: RpcPeer, readonly traceparent: string | undefined) {}
-
-  get signal(): AbortSignal {
-    this.#controller ??= new AbortController();
-    return this.#controller.signal;
-  }
-
-  abort(reason: Error): void {
-    if (this.aborted) return;
-    this.aborted = true;
-    // A handler that reads `signal` later finds it aborted with the reason.
-    (this.#controller ??= new AbortController()).abort(reason);
-  }
-}
-
-/** Serializes an error for an ERROR frame. */
-function errorPayload(error: unknown): { code: string; message: string; stack: string } {
-  const e = error instanceof Error ? error : new Error(String(error));
-  const raw = (e as unknown as { code?: unknown }).code;
-  const code = typeof raw === "string" ? raw : "handler_error";
-  return { code, message: e.message, stack: e.stack ?? "" };
-}
-
-function reportListenerError(error: unknown, event: string): void {
-  console.error(`plugin-shm: an event listener for "${event}" threw; the connection stays up:`, error);
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return typeof (value as { then?: unknown } | null)?.then === "function";
-}
 
 /**
  * An RPC endpoint over a {@link Transport}. Call {@link RpcPeer.run} once to
