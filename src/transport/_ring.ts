@@ -41,6 +41,11 @@ export class RingWriter {
     this.#readCached = Atomics.load(this.#u32, this.#readWord);
   }
 
+  /** Bytes published and not yet released by the reader: the ring's fill level (two atomic loads). */
+  usedBytes(): number {
+    return (Atomics.load(this.#u32, this.#writeWord) - Atomics.load(this.#u32, this.#readWord)) >>> 0;
+  }
+
   /** Writes one frame unpublished; false when there is no room. */
   tryWrite(payload: Uint8Array, start: number, length: number, flags: number): boolean {
     const need = frameBytes(length);
@@ -113,6 +118,11 @@ export class RingReader {
     this.#payloadBytesMax = framePayloadBytesMax(ringBytes);
     this.#local = Atomics.load(this.#u32, this.#readWord);
     this.#writeCached = Atomics.load(this.#u32, this.#writeWord);
+  }
+
+  /** Bytes published and not yet released by this reader: the ring's fill level (two atomic loads). */
+  usedBytes(): number {
+    return (Atomics.load(this.#u32, this.#writeWord) - Atomics.load(this.#u32, this.#readWord)) >>> 0;
   }
 
   /** True when the writer has published past what this side has read. */

@@ -18,7 +18,13 @@ import { getNative, keepAlive, type Native, wakeReasons } from "../native/native
 import { L, sideOffset } from "../native/layout.ts";
 import type { Doorbell } from "./_doorbell.ts";
 import { RingReader, RingWriter } from "./_ring.ts";
-import { messageBytesMaxDefault, messageBytesMaxLimit, receiveAll, type Transport } from "./transport.ts";
+import {
+  messageBytesMaxDefault,
+  messageBytesMaxLimit,
+  receiveAll,
+  type Transport,
+  type TransportStats,
+} from "./transport.ts";
 
 /** Options for {@link ShmChannel.create} and {@link ShmChannel.attach}. */
 export interface ShmChannelOptions {
@@ -187,6 +193,13 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
   /** Buffers this channel made for large messages: release() takes back only these. */
   readonly #poolable = new WeakSet<ArrayBuffer>();
   #armed = false;
+  // Counters for stats(): plain increments on paths that run anyway.
+  #messagesSent = 0;
+  #bytesSent = 0;
+  #messagesReceived = 0;
+  #bytesReceived = 0;
+  #wakeupsSent = 0;
+  #wakeupsReceived = 0;
   readonly #doorbell: Doorbell | undefined;
   #closed: ChannelClosedError | undefined;
   #peerGone: CloseReason | undefined;
@@ -296,6 +309,8 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     if (bytes.length > this.messageBytesMax) {
       return Promise.reject(new MessageTooLargeError(bytes.length, this.messageBytesMax));
     }
+    this.#messagesSent++;
+    this.#bytesSent += bytes.length;
     if (this.#sends.length === 0) {
       const pending: PendingSend = { bytes, offset: 0, resolve: noop, reject: noop };
       if (this.#write(pending)) return resolved;
@@ -309,6 +324,25 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     return new Promise((resolve, reject) => {
       this.#sends.push({ bytes, offset: 0, resolve, reject });
     });
+  }
+
+  /**
+   * Counters for metrics: messages and bytes each way, wake-ups given and taken, and both rings'
+   * fill levels (atomic loads of the shared indices; no syscalls). Zeros for the rings once closed.
+   */
+  stats(): TransportStats {
+    const open = !this.#released;
+    return {
+      messagesSent: this.#messagesSent,
+      messagesReceived: this.#messagesReceived,
+      bytesSent: this.#bytesSent,
+      bytesReceived: this.#bytesReceived,
+      wakeupsSent: this.#wakeupsSent,
+      wakeupsReceived: this.#wakeupsReceived,
+      sendRingUsedBytes: open ? this.#writer.usedBytes() : 0,
+      receiveRingUsedBytes: open ? this.#reader.usedBytes() : 0,
+      ringBytes: this.#writer.ringBytes,
+    };
   }
 
   /** The next message, copied out of the ring. */
@@ -426,6 +460,8 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
         throw closed;
       }
       if (!more && this.#fragmentBytes === 0) {
+        this.#messagesReceived++;
+        this.#bytesReceived += length;
         let message: Uint8Array;
         if (length < poolMessageBytesMin) {
           message = slab.copy(reader.u8, start, length);
@@ -449,6 +485,8 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
         this.#fragmentBytes = filled + length;
         continue;
       }
+      this.#messagesReceived++;
+      this.#bytesReceived += filled + length;
       this.#assembly = undefined;
       this.#fragmentBytes = 0;
       return assembly.subarray(0, filled + length);
@@ -555,6 +593,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     if ((Atomics.load(u32, this.#peerParkedWord) & want) === 0) return;
     const parked = Atomics.and(u32, this.#peerParkedWord, ~want);
     if ((parked & want) === 0) return;
+    this.#wakeupsSent++;
     if ((parked & parkedOnDoorbell) !== 0 && this.#doorbell) this.#doorbell.ring();
     else this.#native.wake(this.#handle, 1 - this.side);
   }
@@ -660,6 +699,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     if (this.#armed) {
       this.#armed = false;
       keepAlive.release();
+      this.#wakeupsReceived++;
     }
     Atomics.and(this.#u32, this.#parkedWord, ~(L.parked_want_data | L.parked_want_space | parkedOnDoorbell));
     if (reason === wakeReasons.peerDead) this.#peerGone ??= "peer-died";

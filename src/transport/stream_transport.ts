@@ -13,7 +13,13 @@
 import type { Socket } from "node:net";
 import { clearTimeout, setTimeout } from "node:timers";
 import { ChannelClosedError, MessageTooLargeError } from "./errors.ts";
-import { messageBytesMaxDefault, messageBytesMaxLimit, receiveAll, type Transport } from "./transport.ts";
+import {
+  messageBytesMaxDefault,
+  messageBytesMaxLimit,
+  receiveAll,
+  type Transport,
+  type TransportStats,
+} from "./transport.ts";
 
 /** Options for {@link StreamTransport}. */
 export interface StreamTransportOptions {
@@ -119,6 +125,11 @@ export class StreamTransport implements Transport, AsyncIterable<Uint8Array>, Di
   #readyHead = 0;
   #readyBytes = 0;
   #paused = false;
+  // Counters for stats(): plain increments.
+  #messagesSent = 0;
+  #bytesSent = 0;
+  #messagesReceived = 0;
+  #bytesReceived = 0;
   #needDrain = false;
   /** The length prefix being read, when it arrived split across chunks. */
   readonly #header = new Uint8Array(frameHeaderBytes);
@@ -164,11 +175,28 @@ export class StreamTransport implements Transport, AsyncIterable<Uint8Array>, Di
     if (bytes.length > this.messageBytesMax) {
       return Promise.reject(new MessageTooLargeError(bytes.length, this.messageBytesMax));
     }
+    this.#messagesSent++;
+    this.#bytesSent += bytes.length;
     return new Promise((resolve, reject) => {
       const pending: PendingSend = { bytes, resolve, reject };
       if (this.#needDrain || this.#queuedSends.length > 0) this.#queuedSends.push(pending);
       else this.#write(pending);
     });
+  }
+
+  /** Counters for metrics: messages and bytes each way (sockets have no rings or wake-ups: zeros). */
+  stats(): TransportStats {
+    return {
+      messagesSent: this.#messagesSent,
+      messagesReceived: this.#messagesReceived,
+      bytesSent: this.#bytesSent,
+      bytesReceived: this.#bytesReceived,
+      wakeupsSent: 0,
+      wakeupsReceived: 0,
+      sendRingUsedBytes: 0,
+      receiveRingUsedBytes: 0,
+      ringBytes: 0,
+    };
   }
 
   /** The next message. Concurrent calls resolve in call order. */
@@ -311,6 +339,8 @@ export class StreamTransport implements Transport, AsyncIterable<Uint8Array>, Di
   }
 
   #enqueue(message: Uint8Array): void {
+    this.#messagesReceived++;
+    this.#bytesReceived += message.length;
     this.#ready.push(message);
     this.#readyBytes += message.length;
   }

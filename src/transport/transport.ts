@@ -26,6 +26,33 @@ export interface Transport {
   close(): void;
   /** True once closed by either side. */
   readonly closed: boolean;
+  /** Counters for metrics; cheap (no syscalls), a fresh object per call. */
+  stats?(): TransportStats;
+}
+
+/**
+ * Counters a transport keeps for operators (metrics): plain integers it bumps on its own paths,
+ * read without syscalls. Ring fill levels are 0 for transports without rings.
+ */
+export interface TransportStats {
+  /** Messages this side sent (handed to the transport). */
+  messagesSent: number;
+  /** Messages this side received (delivered to `receive()`). */
+  messagesReceived: number;
+  /** Bytes of messages this side sent. */
+  bytesSent: number;
+  /** Bytes of messages this side received. */
+  bytesReceived: number;
+  /** Times this side woke its parked peer (a wake syscall or doorbell ring). */
+  wakeupsSent: number;
+  /** Times this side was woken after parking. */
+  wakeupsReceived: number;
+  /** Bytes waiting in the ring this side writes (not yet read by the peer). */
+  sendRingUsedBytes: number;
+  /** Bytes waiting in the ring this side reads. */
+  receiveRingUsedBytes: number;
+  /** Capacity of each ring in bytes (0 without rings). */
+  ringBytes: number;
 }
 
 /** The transports plugin-shm ships. */
