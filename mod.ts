@@ -61,7 +61,7 @@ export {
   SandboxError,
   SegmentError,
 } from "./src/errors.ts";
-export type { Transport, TransportKind, TransportListener } from "./src/transport/transport.ts";
+export type { Transport, TransportKind, TransportListener, TransportStats } from "./src/transport/transport.ts";
 export { connectTransport, listenTransport, type TransportOptions } from "./src/transport/factory.ts";
 export { StreamTransport } from "./src/transport/stream_transport.ts";
 export { PluginHost, watchDebounceMsDefault } from "./src/host/host.ts";
@@ -95,6 +95,7 @@ export type {
   Discovered,
   HeartbeatEvent,
   HostEvents,
+  InstanceTransportStats,
   LaunchPlan,
   LaunchPlanner,
   LifecycleKind,

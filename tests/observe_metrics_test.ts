@@ -152,3 +152,48 @@ test(
   },
   { timeoutMs: 60_000 },
 );
+
+test(
+  "metrics export each instance's messages and bytes both ways, ring fill levels and wake-ups; promtool accepts them",
+  async () => {
+    const metrics = new PluginMetrics({ sampleIntervalMs: 0 });
+    const host = new PluginHost({ dirs: [examples], logger: () => {} });
+    metrics.observe(host);
+    try {
+      await host.load("echo");
+      const before = host.transportStats();
+      assert.equal(before.length, 1);
+      const text = "x".repeat(1000);
+      for (let i = 0; i < 10; i++) assert.equal(await host.call("echo", "echo", [text]), text);
+      const [after] = host.transportStats();
+      assert.equal(after.plugin, "echo");
+      assert.equal(after.pid, host.list()[0].pid);
+      // Ten requests out and ten responses back, each carrying the 1000-character argument (heartbeats may add more).
+      assert.ok(after.messagesSent - before[0].messagesSent >= 10);
+      assert.ok(after.messagesReceived - before[0].messagesReceived >= 10);
+      assert.ok(after.bytesSent - before[0].bytesSent >= 10_000, `sent ${after.bytesSent - before[0].bytesSent} bytes`);
+      assert.ok(after.bytesReceived - before[0].bytesReceived >= 10_000);
+
+      const families = checkExposition(await metrics.prometheus());
+      const labels = { plugin: "echo", pid: String(after.pid) };
+      const sent = sample(families, "plugin_shm_instance_messages_total", { ...labels, direction: "sent" });
+      assert.ok(sent >= after.messagesSent, `exported ${sent} messages sent`);
+      assert.ok(
+        sample(families, "plugin_shm_instance_transport_bytes_total", { ...labels, direction: "received" }) >=
+          after.bytesReceived,
+      );
+      if (after.ringBytes > 0) { // shm, the default transport
+        assert.equal(sample(families, "plugin_shm_instance_ring_capacity_bytes", labels), after.ringBytes);
+        const used = sample(families, "plugin_shm_instance_ring_used_bytes", { ...labels, ring: "send" });
+        assert.ok(used >= 0 && used <= after.ringBytes);
+        assert.ok(sample(families, "plugin_shm_instance_wakeups_sent_total", labels) >= 0);
+        // Between calls the host parks and the plugin's response wakes it.
+        assert.ok(sample(families, "plugin_shm_instance_wakeups_received_total", labels) >= 1);
+      }
+    } finally {
+      metrics.close();
+      await host.close();
+    }
+  },
+  { timeoutMs: 120_000 },
+);

@@ -60,6 +60,8 @@ export interface Instance {
   /** The negotiated protocol version. */
   readonly protocolVersion: number;
   readonly peer: RpcPeer;
+  /** The connection under `peer`; read by PluginHost.transportStats() for metrics. */
+  readonly transport: Transport;
   readonly methods: string[];
   readonly description: string;
   /** The connection's read loop, started at once; settles when the connection ends. */
@@ -151,6 +153,7 @@ export async function startInstance(manifest: Manifest, options: InstanceOptions
       waitForExit: (timeoutMs) => process.waitForExit(timeoutMs),
       protocolVersion: version,
       peer,
+      transport,
       readLoop: peer.run(),
       methods: hello.methods,
       description: `${hello.name} ${hello.version} on ${hello.runtime}, pid ${process.pid}`,

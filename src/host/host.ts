@@ -32,7 +32,7 @@ import { DependencyError } from "./errors.ts";
 import type { Manifest } from "./manifest.ts";
 import { ResourceSampler, resumePlugin } from "./_limits.ts";
 import { type PluginHostOptions, resolveOptions } from "./options.ts";
-import type { Discovered, HostEvents, PluginEvent, PluginInfo, StateEvent } from "./types.ts";
+import type { Discovered, HostEvents, InstanceTransportStats, PluginEvent, PluginInfo, StateEvent } from "./types.ts";
 
 // The host's vocabulary, re-exported so `host.ts` is one import for its users.
 export type { PluginHostOptions } from "./options.ts";
@@ -270,6 +270,22 @@ export class PluginHost {
   /** Every plugin this host started, with its state. */
   list(): PluginInfo[] {
     return [...this.#core.plugins.values()].map((p) => this.#core.info(p));
+  }
+
+  /**
+   * Transport counters of every serving instance (messages and bytes both ways, wake-ups, ring fill
+   * levels), for metrics; reading them makes no syscalls. Instances whose transport keeps no counters
+   * are left out.
+   */
+  transportStats(): InstanceTransportStats[] {
+    const out: InstanceTransportStats[] = [];
+    for (const plugin of this.#core.plugins.values()) {
+      for (const instance of plugin.instances) {
+        const stats = instance.transport.stats?.();
+        if (stats) out.push({ plugin: plugin.manifest.name, instance: instance.id, pid: instance.pid, ...stats });
+      }
+    }
+    return out;
   }
 
   /**

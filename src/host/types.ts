@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { TransportKind } from "../transport/transport.ts";
+import type { TransportKind, TransportStats } from "../transport/transport.ts";
 import type { ManifestError } from "./errors.ts";
 import type { Manifest } from "./manifest.ts";
 import type { LogEntry } from "./process.ts";
@@ -104,6 +104,16 @@ export interface ResourceEvent {
   paused: boolean;
   /** Milliseconds since the epoch. */
   at: number;
+}
+
+/** One serving instance's transport counters, as {@link PluginHost.transportStats} reads them. */
+export interface InstanceTransportStats extends TransportStats {
+  /** The plugin's name. */
+  plugin: string;
+  /** The instance (ids are unique within this host process, from 1). */
+  instance: number;
+  /** The instance's process id, when it has one. */
+  pid: number | undefined;
 }
 
 /** The round trip of one heartbeat (PING to PONG) of an instance. */

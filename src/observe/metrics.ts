@@ -16,7 +16,7 @@
 import { readTreeUsage } from "../host/process_tree.ts";
 import { type Metric, Registry } from "prom-client";
 import type { PluginInfo, PluginState, StateEvent } from "../host/host.ts";
-import type { HeartbeatEvent, HostEvents, ResourceEvent } from "../host/types.ts";
+import type { HeartbeatEvent, HostEvents, InstanceTransportStats, ResourceEvent } from "../host/types.ts";
 import type { CallInstrumentation } from "./instrumentation.ts";
 
 /** What the metrics need from a host: its plugins and its lifecycle events. */
@@ -31,6 +31,8 @@ export interface ObservedHost {
    * scrape, and memory-limit actions and permission denials are counted.
    */
   on?<K extends keyof HostEvents>(type: K, listener: (event: HostEvents[K]) => void): () => void;
+  /** Transport counters of every serving instance (PluginHost.transportStats); read at each scrape. */
+  transportStats?(): InstanceTransportStats[];
 }
 
 /**
@@ -695,6 +697,56 @@ export class PluginMetrics {
         }
         return values;
       },
+    );
+    const perTransport = (pick: (s: InstanceTransportStats) => Value[]) => () =>
+      this.#hosts.flatMap((host) => host.transportStats?.() ?? []).flatMap(pick);
+    const instanceLabels = (s: InstanceTransportStats) => ({ plugin: s.plugin, pid: s.pid ?? "none" });
+    family(
+      "instance_messages_total",
+      "Messages on the host's connection to each instance, by direction (sent = host to plugin).",
+      "counter",
+      perTransport((s) => [
+        { labels: { ...instanceLabels(s), direction: "sent" }, value: s.messagesSent },
+        { labels: { ...instanceLabels(s), direction: "received" }, value: s.messagesReceived },
+      ]),
+    );
+    family(
+      "instance_transport_bytes_total",
+      "Bytes of messages on the host's connection to each instance, by direction (sent = host to plugin).",
+      "counter",
+      perTransport((s) => [
+        { labels: { ...instanceLabels(s), direction: "sent" }, value: s.bytesSent },
+        { labels: { ...instanceLabels(s), direction: "received" }, value: s.bytesReceived },
+      ]),
+    );
+    family(
+      "instance_ring_used_bytes",
+      "Bytes waiting in each shared-memory ring of an instance (ring=send: host to plugin, receive: plugin to host).",
+      "gauge",
+      perTransport((s) =>
+        s.ringBytes === 0 ? [] : [
+          { labels: { ...instanceLabels(s), ring: "send" }, value: s.sendRingUsedBytes },
+          { labels: { ...instanceLabels(s), ring: "receive" }, value: s.receiveRingUsedBytes },
+        ]
+      ),
+    );
+    family(
+      "instance_ring_capacity_bytes",
+      "Capacity of each shared-memory ring of an instance (both rings are this size).",
+      "gauge",
+      perTransport((s) => s.ringBytes === 0 ? [] : [{ labels: instanceLabels(s), value: s.ringBytes }]),
+    );
+    family(
+      "instance_wakeups_sent_total",
+      "Times the host woke the instance's parked side (a wake syscall or doorbell ring).",
+      "counter",
+      perTransport((s) => s.ringBytes === 0 ? [] : [{ labels: instanceLabels(s), value: s.wakeupsSent }]),
+    );
+    family(
+      "instance_wakeups_received_total",
+      "Times the host's side of the instance's connection was woken after parking.",
+      "counter",
+      perTransport((s) => s.ringBytes === 0 ? [] : [{ labels: instanceLabels(s), value: s.wakeupsReceived }]),
     );
     family(
       "plugin_limit_actions_total",
