@@ -17,13 +17,12 @@ import {
   ROOT_CONTEXT,
   type Span,
   SpanKind,
-  SpanStatusCode,
   trace,
   type TraceFlags,
   type Tracer,
 } from "@opentelemetry/api";
 import type { CallSpan, CallTracing } from "../host/types.ts";
-import { formatTraceparent, parseTraceparent } from "../protocol/trace_context.ts";
+import { endSpan, endSpanWhenSettled, formatTraceparent, parseTraceparent } from "../protocol/trace_context.ts";
 
 /** The instrumentation scope name of the host's spans. */
 export const hostTracerName = "plugin-shm/host";
@@ -35,18 +34,6 @@ export interface HostTracingOptions {
 }
 
 const noSpan: CallSpan = { traceparent: undefined, end() {} };
-
-/** Marks `span` failed with `error` and ends it. */
-function endSpan(span: Span, error?: unknown): void {
-  if (error !== undefined) {
-    const e = error instanceof Error ? error : new Error(String(error));
-    span.recordException(e);
-    span.setStatus({ code: SpanStatusCode.ERROR, message: e.message });
-    const code = (error as { code?: unknown }).code;
-    if (typeof code === "string") span.setAttribute("plugin_shm.error_code", code);
-  }
-  span.end();
-}
 
 /** The OpenTelemetry context a traceparent names, as a remote parent. */
 export function contextFromTraceparent(traceparent: string | undefined, base: Context = ROOT_CONTEXT): Context {
@@ -107,17 +94,7 @@ export function createHostTracing(options: HostTracingOptions = {}): CallTracing
       } finally {
         serving = previous;
       }
-      if (typeof (result as { then?: unknown } | null)?.then !== "function") {
-        endSpan(span);
-        return result;
-      }
-      return (result as Promise<unknown>).then(
-        (value) => (endSpan(span), value),
-        (error) => {
-          endSpan(span, error);
-          throw error;
-        },
-      );
+      return endSpanWhenSettled(span, result);
     },
   };
 }

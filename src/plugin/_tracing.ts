@@ -16,11 +16,10 @@ import {
   ROOT_CONTEXT,
   type Span,
   SpanKind,
-  SpanStatusCode,
   trace,
   type TraceFlags,
 } from "@opentelemetry/api";
-import { formatTraceparent, parseTraceparent } from "../protocol/trace_context.ts";
+import { endSpan, endSpanWhenSettled, formatTraceparent, parseTraceparent } from "../protocol/trace_context.ts";
 
 /** The instrumentation scope name of a plugin's spans. */
 export const pluginTracerName = "plugin-shm/plugin";
@@ -28,15 +27,6 @@ export const pluginTracerName = "plugin-shm/plugin";
 function traceparentOf(span: Span, fallback: string): string {
   const c = span.spanContext();
   return isSpanContextValid(c) ? formatTraceparent(c.traceId, c.spanId, c.traceFlags) : fallback;
-}
-
-function endSpan(span: Span, error?: unknown): void {
-  if (error !== undefined) {
-    const e = error instanceof Error ? error : new Error(String(error));
-    span.recordException(e);
-    span.setStatus({ code: SpanStatusCode.ERROR, message: e.message });
-  }
-  span.end();
 }
 
 function traced<T>(span: Span, run: () => T): T {
@@ -47,17 +37,7 @@ function traced<T>(span: Span, run: () => T): T {
     endSpan(span, error);
     throw error;
   }
-  if (typeof (result as { then?: unknown } | null)?.then !== "function") {
-    endSpan(span);
-    return result;
-  }
-  return (result as Promise<unknown>).then(
-    (value) => (endSpan(span), value),
-    (error) => {
-      endSpan(span, error);
-      throw error;
-    },
-  ) as T;
+  return endSpanWhenSettled(span, result);
 }
 
 /**
