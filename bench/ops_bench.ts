@@ -62,6 +62,15 @@ function makePlugins(dir: string, count: number): string[] {
   return names;
 }
 
+/** A latency row that also reports throughput: sequential operations per second of the time they took. */
+function row(bench: string, transport: string, samplesMs: number[], note: string): BenchRow {
+  const totalMs = samplesMs.reduce((sum, ms) => sum + ms, 0);
+  return {
+    ...latencyRow(bench, transport, samplesMs, note),
+    msgs_per_s: Math.round(samplesMs.length * 1000 / totalMs),
+  };
+}
+
 async function timeRequests(fetch: () => Promise<Response>, n: number): Promise<number[]> {
   for (let i = 0; i < Math.min(n, 20); i++) await (await fetch()).arrayBuffer(); // warm-up
   const samples: number[] = [];
@@ -104,10 +113,10 @@ try {
 
   log("scraping /metrics");
   const scrape = await timeRequests(async () => await app.request("/metrics", { headers }), requests);
-  rows.push(latencyRow("ops.metrics_scrape", `${pluginCount} plugins`, scrape, "target ≤ 10 ms p50 at 50 plugins"));
+  rows.push(row("ops.metrics_scrape", `${pluginCount} plugins`, scrape, "target ≤ 10 ms p50 at 50 plugins"));
   log("GET /api/plugins");
   const list = await timeRequests(async () => await app.request("/api/plugins", { headers }), requests);
-  rows.push(latencyRow("ops.api_plugins", `${pluginCount} plugins`, list, "target ≤ 2 ms p50 at 50 plugins"));
+  rows.push(row("ops.api_plugins", `${pluginCount} plugins`, list, "target ≤ 2 ms p50 at 50 plugins"));
 
   log("echo calls through hosts without and with metrics and tracing, in alternating blocks");
   const variants = [
@@ -144,7 +153,12 @@ try {
       }
     }
   }
-  for (const v of variants) rows.push(latencyRow(v.name, "shm", v.samples, v.note));
+  const p50 = (samples: number[]) => [...samples].sort((a, b) => a - b)[samples.length >> 1];
+  const offP50 = p50(variants[0].samples);
+  for (const v of variants) {
+    const overhead = v === variants[0] ? "" : ` (p50 ${((p50(v.samples) / offP50 - 1) * 100).toFixed(1)} % vs off)`;
+    rows.push(row(v.name, "shm", v.samples, v.note + overhead));
+  }
 } finally {
   metrics.close();
   sampledMetrics.close();

@@ -63,6 +63,8 @@ const poolMessageBytesMin = 64 * 1024;
 const poolBuffersMax = 4;
 /** A released buffer is reused only for a message at least this fraction of its size, so a small message does not pin a huge buffer. */
 const poolFitDivisor = 4;
+/** Microtask turns the spin waits before it starts, so that continuations a few promise hops deep run first. */
+const spinDeferralsMax = 4;
 /** Spin iterations between a clock check and a yield of the CPU. */
 const spinCheckIterations = 64;
 
@@ -631,8 +633,18 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
   }
 
   #spinQueued = false;
+  #spinDeferrals = 0;
 
   readonly #spinTask = (): void => {
+    // A caller one or two promise hops away (a `.then` wrapper such as the host's call instrumentation,
+    // an `async` function returning the call) has not sent its request yet: let it, or the spin finds
+    // nothing, parks, and every call pays a wake-up (measured: echo p50 6 µs → 145 µs).
+    if (this.#spinDeferrals < spinDeferralsMax) {
+      this.#spinDeferrals++;
+      queueMicrotask(this.#spinTask);
+      return;
+    }
+    this.#spinDeferrals = 0;
     this.#spinQueued = false;
     if (this.#closed || this.#wants() === 0) return;
     if (this.#spinUntilProgress()) {
