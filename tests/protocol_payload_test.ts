@@ -61,10 +61,19 @@ test("a malformed REQUEST is a BadRequestError that names what was wrong", () =>
   throwsNaming(() => validateRequest(["m", [nested(payloadDepthMax)], null]), BadRequestError, "deep");
 });
 
-test("a malformed STREAM_OPEN is a BadRequestError; four elements are not allowed there", () => {
+test("a malformed STREAM_OPEN is a BadRequestError; its optional fourth element must be a W3C traceparent", () => {
   assert.deepEqual(validateStreamOpen(["s", [], true]), { method: "s", args: [], hasInput: true });
+  assert.deepEqual(validateStreamOpen(["s", [], true, null]), { method: "s", args: [], hasInput: true });
+  const traceparent = `00-${"a".repeat(32)}-${"b".repeat(16)}-01`;
+  assert.deepEqual(validateStreamOpen(["s", [], false, traceparent]), {
+    method: "s",
+    args: [],
+    hasInput: false,
+    traceparent,
+  });
   throwsNaming(() => validateStreamOpen(["s", [], 1]), BadRequestError, "STREAM_OPEN", "hasInput");
-  throwsNaming(() => validateStreamOpen(["s", [], true, null]), BadRequestError, "STREAM_OPEN");
+  throwsNaming(() => validateStreamOpen(["s", [], true, "00-nope"]), BadRequestError, "STREAM_OPEN", "traceparent");
+  throwsNaming(() => validateStreamOpen(["s", [], true, null, 1]), BadRequestError, "STREAM_OPEN");
 });
 
 test("other frame kinds' payloads are checked and a violation is a ProtocolError naming the kind", () => {

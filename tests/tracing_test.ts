@@ -121,6 +121,28 @@ test(
   { timeoutMs: 60_000 },
 );
 
+test(
+  "a stream opened by a traced host carries the trace: its host calls are children of the host's stream span",
+  async () => {
+    const exporter = new InMemorySpanExporter();
+    const host = tracedHost(exporter);
+    try {
+      await host.load("trace-front");
+      await host.load("trace-back");
+      const items: unknown[] = [];
+      for await (const item of host.stream("trace-front", "relayStream", [21])) items.push(item);
+      assert.equal((items as { x: number }[])[0].x, 42);
+      assert.equal(items.length, 1);
+      const spans = await collect(host, exporter, "trace-front/relayStream");
+      assertChain(spans, [["host", client, "trace-front/relayStream"], ...fullChain.slice(2)]);
+      assert.ok(spans.every((s) => !s.error));
+    } finally {
+      await host.close();
+    }
+  },
+  { timeoutMs: 60_000 },
+);
+
 test("a failure deep in the trace marks every span on its way back as failed", async () => {
   const exporter = new InMemorySpanExporter();
   const host = tracedHost(exporter);

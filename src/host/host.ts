@@ -244,7 +244,24 @@ export class PluginHost {
   ): AsyncIterable<unknown> {
     const instance = pick(this.#core, name);
     if (!instance) throw this.#core.unavailable(name);
-    return instance.peer.stream(method, args, input, options);
+    const tracing = this.#core.options.tracing;
+    if (!tracing) return instance.peer.stream(method, args, input, options);
+    // Like a call: a client span whose trace context the STREAM_OPEN carries; it ends with the stream.
+    const span = tracing.startCall(name, method);
+    const traced = span.traceparent === undefined ? options : { ...options, traceparent: span.traceparent };
+    const stream = instance.peer.stream(method, args, input, traced);
+    return (async function* () {
+      let failed = false;
+      try {
+        yield* stream;
+      } catch (error) {
+        failed = true;
+        span.end(error);
+        throw error;
+      } finally {
+        if (!failed) span.end(); // ended, or the consumer broke out of its loop (which cancels the stream)
+      }
+    })();
   }
 
   /** Sends an event to every instance of plugin `name`. */

@@ -88,7 +88,7 @@ function toStreamHandlers(definition: PluginDefinition, session: PluginSession):
   const handlers: Record<string, StreamHandler> = {};
   for (const [name, fn] of Object.entries(definition.streams ?? {})) {
     handlers[name] = (input, args, ctx) =>
-      (fn as (...a: unknown[]) => AsyncIterable<unknown>).apply(contextFor(ctx, session), [
+      (fn as (...a: unknown[]) => AsyncIterable<unknown>).apply(contextFor(ctx, session, ctx.traceparent), [
         input,
         ...args,
       ]);

@@ -63,6 +63,8 @@ export interface StreamOpenPayload {
   method: string;
   args: unknown[];
   hasInput: boolean;
+  /** The opener's W3C trace context, when it sent one. */
+  traceparent?: string;
 }
 
 /** An ERROR payload, also STREAM_END's when the stream failed. */
@@ -176,10 +178,10 @@ export function validateValue(kind: string, value: unknown): unknown {
 }
 
 function checkCall(kind: string, value: unknown): { method: string; args: unknown[] } {
-  // A REQUEST may carry a fourth element, the caller's trace context.
-  if (!Array.isArray(value) || (value.length !== 3 && !(kind === "REQUEST" && value.length === 4))) {
+  // A REQUEST or STREAM_OPEN may carry a fourth element, the caller's trace context.
+  if (!Array.isArray(value) || (value.length !== 3 && value.length !== 4)) {
     throw new BadRequestError(
-      `${kind} payload must be [method, args, ${kind === "REQUEST" ? "deadline, traceparent?" : "hasInput"}], got ${
+      `${kind} payload must be [method, args, ${kind === "REQUEST" ? "deadline" : "hasInput"}, traceparent?], got ${
         describe(value)
       }`,
     );
@@ -211,16 +213,21 @@ const traceparentPattern = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/
  */
 export function validateRequest(value: unknown): RequestPayload {
   const request = validateCall(value);
-  const traceparent = (value as unknown[])[3];
-  if (traceparent === undefined || traceparent === null) return request;
+  const traceparent = checkTraceparent("REQUEST", request.method, (value as unknown[])[3]);
+  if (traceparent !== undefined) request.traceparent = traceparent;
+  return request;
+}
+
+/** The optional fourth element of REQUEST and STREAM_OPEN: nil or a W3C traceparent. */
+function checkTraceparent(kind: string, method: string, traceparent: unknown): string | undefined {
+  if (traceparent === undefined || traceparent === null) return undefined;
   if (typeof traceparent !== "string" || !traceparentPattern.test(traceparent)) {
     throw new BadRequestError(
-      `REQUEST ${request.method}: traceparent must be nil or a W3C traceparent (${traceparentChars} characters, ` +
+      `${kind} ${method}: traceparent must be nil or a W3C traceparent (${traceparentChars} characters, ` +
         `00-<trace id>-<span id>-<flags> in lowercase hex), got ${describe(traceparent)}`,
     );
   }
-  request.traceparent = traceparent;
-  return request;
+  return traceparent;
 }
 
 /** REQUEST without its optional trace context. */
@@ -247,7 +254,8 @@ export function validateStreamOpen(value: unknown): StreamOpenPayload {
   if (typeof hasInput !== "boolean") {
     throw new BadRequestError(`STREAM_OPEN ${method}: hasInput must be a boolean, got ${describe(hasInput)}`);
   }
-  return { method, args, hasInput };
+  const traceparent = checkTraceparent("STREAM_OPEN", method, (value as unknown[])[3]);
+  return traceparent === undefined ? { method, args, hasInput } : { method, args, hasInput, traceparent };
 }
 
 /** ERROR (and a failed STREAM_END): `{code: str, message: str, stack?: str}`. */

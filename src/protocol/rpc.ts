@@ -312,7 +312,10 @@ export class RpcPeer {
     }
     this.#opened.set(state.id, state);
     options.signal?.addEventListener("abort", () => this.#cancelStream(state), { once: true });
-    this.#send(FrameKind.streamOpen, state.id, [method, args, input !== undefined], flagOpener);
+    const open = options.traceparent === undefined
+      ? [method, args, input !== undefined]
+      : [method, args, input !== undefined, options.traceparent];
+    this.#send(FrameKind.streamOpen, state.id, open, flagOpener);
     if (input) this.#pump(state, input, true);
     return state;
   }
@@ -593,9 +596,11 @@ export class RpcPeer {
   }
 
   #onStreamOpen(id: number, bytes: Uint8Array): void {
-    let method: string, args: unknown[], hasInput: boolean;
+    let method: string, args: unknown[], hasInput: boolean, traceparent: string | undefined;
     try {
-      ({ method, args, hasInput } = validateStreamOpen(decodePayload(bytes, this.#inflatedBytesMax)));
+      ({ method, args, hasInput, traceparent } = validateStreamOpen(
+        decodePayload(bytes, this.#inflatedBytesMax),
+      ));
     } catch (error) {
       this.#send(FrameKind.streamEnd, id, { code: "bad_request", message: (error as Error).message, stack: "" });
       return;
@@ -619,7 +624,7 @@ export class RpcPeer {
     if (!hasInput) state.ended = true;
     let output: AsyncIterable<unknown>;
     try {
-      output = handler(input, args, { signal: state.abort.signal, peer: this });
+      output = handler(input, args, { signal: state.abort.signal, peer: this, traceparent });
     } catch (error) {
       output = (async function* () {
         yield* [];
