@@ -197,3 +197,46 @@ test(
   },
   { timeoutMs: 120_000 },
 );
+
+test(
+  "metrics count stream items and their bytes both ways: ten chunks through a stream show ten each way",
+  async () => {
+    const metrics = new PluginMetrics({ sampleIntervalMs: 0 });
+    const host = new PluginHost({ dirs: [examples], logger: () => {} });
+    metrics.observe(host);
+    try {
+      await host.load("transform");
+      const input = (async function* () {
+        for (let i = 0; i < 10; i++) yield new TextEncoder().encode("a".repeat(1000));
+      })();
+      let chunks = 0;
+      for await (const chunk of host.stream("transform", "upper", [], input)) {
+        assert.equal(new TextDecoder().decode(chunk as Uint8Array), "A".repeat(1000));
+        chunks++;
+      }
+      assert.equal(chunks, 10);
+      const [stats] = host.transportStats();
+      assert.equal(stats.streamItemsSent, 10);
+      assert.equal(stats.streamItemsReceived, 10);
+      // Each item's frame holds its 1000 bytes plus the frame header and MessagePack framing.
+      assert.ok(stats.streamBytesSent >= 10_000 && stats.streamBytesSent < 11_000, `${stats.streamBytesSent} bytes`);
+      assert.ok(stats.streamBytesReceived >= 10_000 && stats.streamBytesReceived < 11_000);
+
+      const families = checkExposition(await metrics.prometheus());
+      const labels = { plugin: "transform", pid: String(stats.pid) };
+      assert.equal(sample(families, "plugin_shm_instance_stream_items_total", { ...labels, direction: "sent" }), 10);
+      assert.equal(
+        sample(families, "plugin_shm_instance_stream_items_total", { ...labels, direction: "received" }),
+        10,
+      );
+      assert.equal(
+        sample(families, "plugin_shm_instance_stream_bytes_total", { ...labels, direction: "received" }),
+        stats.streamBytesReceived,
+      );
+    } finally {
+      metrics.close();
+      await host.close();
+    }
+  },
+  { timeoutMs: 120_000 },
+);

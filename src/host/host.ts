@@ -299,7 +299,18 @@ export class PluginHost {
     for (const plugin of this.#core.plugins.values()) {
       for (const instance of plugin.instances) {
         const stats = instance.transport.stats?.();
-        if (stats) out.push({ plugin: plugin.manifest.name, instance: instance.id, pid: instance.pid, ...stats });
+        if (!stats) continue;
+        const streams = instance.peer.streamStats();
+        out.push({
+          plugin: plugin.manifest.name,
+          instance: instance.id,
+          pid: instance.pid,
+          ...stats,
+          streamItemsSent: streams.itemsSent,
+          streamItemsReceived: streams.itemsReceived,
+          streamBytesSent: streams.bytesSent,
+          streamBytesReceived: streams.bytesReceived,
+        });
       }
     }
     return out;

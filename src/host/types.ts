@@ -114,6 +114,14 @@ export interface InstanceTransportStats extends TransportStats {
   instance: number;
   /** The instance's process id, when it has one. */
   pid: number | undefined;
+  /** STREAM_DATA items the host sent to the instance (stream inputs). */
+  streamItemsSent: number;
+  /** STREAM_DATA items the host received from the instance (stream outputs). */
+  streamItemsReceived: number;
+  /** Frame bytes of those items, host to instance. */
+  streamBytesSent: number;
+  /** Frame bytes of those items, instance to host. */
+  streamBytesReceived: number;
 }
 
 /** The round trip of one heartbeat (PING to PONG) of an instance. */

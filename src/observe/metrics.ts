@@ -720,6 +720,24 @@ export class PluginMetrics {
       ]),
     );
     family(
+      "instance_stream_items_total",
+      "Stream items (STREAM_DATA frames) on each instance's connection, by direction (sent = host to plugin).",
+      "counter",
+      perTransport((s) => [
+        { labels: { ...instanceLabels(s), direction: "sent" }, value: s.streamItemsSent },
+        { labels: { ...instanceLabels(s), direction: "received" }, value: s.streamItemsReceived },
+      ]),
+    );
+    family(
+      "instance_stream_bytes_total",
+      "Frame bytes of those stream items, by direction (sent = host to plugin).",
+      "counter",
+      perTransport((s) => [
+        { labels: { ...instanceLabels(s), direction: "sent" }, value: s.streamBytesSent },
+        { labels: { ...instanceLabels(s), direction: "received" }, value: s.streamBytesReceived },
+      ]),
+    );
+    family(
       "instance_ring_used_bytes",
       "Bytes waiting in each shared-memory ring of an instance (ring=send: host to plugin, receive: plugin to host).",
       "gauge",

@@ -79,6 +79,14 @@ export type StreamHandler = (
   context: HandlerContext,
 ) => AsyncIterable<unknown>;
 
+/** Counters of an {@link RpcPeer}'s stream items (STREAM_DATA frames), for metrics. */
+export interface StreamStats {
+  itemsSent: number;
+  itemsReceived: number;
+  bytesSent: number;
+  bytesReceived: number;
+}
+
 /** Options for {@link RpcPeer}. */
 export interface RpcPeerOptions {
   /** The other side's name, for error messages ("host" or the plugin's name). */
@@ -160,6 +168,21 @@ export class RpcPeer {
   #closed: Error | undefined;
   /** performance.now() of the last frame received. */
   lastFrameAt: number = performance.now();
+  // STREAM_DATA frames each way, for streamStats(): plain increments.
+  #streamItemsSent = 0;
+  #streamBytesSent = 0;
+  #streamItemsReceived = 0;
+  #streamBytesReceived = 0;
+
+  /** STREAM_DATA items and their frame bytes (header and MessagePack payload) both ways, over all streams. */
+  streamStats(): StreamStats {
+    return {
+      itemsSent: this.#streamItemsSent,
+      itemsReceived: this.#streamItemsReceived,
+      bytesSent: this.#streamBytesSent,
+      bytesReceived: this.#streamBytesReceived,
+    };
+  }
   /** True once the remote said GOODBYE (it is draining). */
   remoteDraining = false;
   /** True once this side said GOODBYE: new requests from the remote are refused with `draining`. */
@@ -433,6 +456,10 @@ export class RpcPeer {
     if (frame.length > this.#transport.messageBytesMax) {
       return new MessageTooLargeError(frame.length, this.#transport.messageBytesMax);
     }
+    if (kind === FrameKind.streamData) {
+      this.#streamItemsSent++;
+      this.#streamBytesSent += frame.length;
+    }
     return frame;
   }
 
@@ -640,7 +667,11 @@ export class RpcPeer {
     const payload = decodePayload(bytes, this.#inflatedBytesMax);
     const credit = kind === FrameKind.streamCredit ? validateStreamCredit(payload) : 0;
     const end = kind === FrameKind.streamEnd ? validateStreamEnd(payload) : null;
-    if (kind === FrameKind.streamData) validateValue("STREAM_DATA", payload);
+    if (kind === FrameKind.streamData) {
+      validateValue("STREAM_DATA", payload);
+      this.#streamItemsReceived++;
+      this.#streamBytesReceived += bytes.length;
+    }
     const state = fromOpener ? this.#accepted.get(id) : this.#opened.get(id);
     if (!state) return; // Already cancelled or finished here.
     if (kind === FrameKind.streamCredit) {
