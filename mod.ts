@@ -132,5 +132,6 @@ export {
   RpcPeer,
   type RpcPeerOptions,
   type StreamHandler,
+  type StreamStats,
 } from "./src/protocol/rpc.ts";
 export { negotiateVersion, protocolVersions, type VersionRange } from "./src/protocol/handshake.ts";

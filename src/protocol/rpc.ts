@@ -81,9 +81,13 @@ export type StreamHandler = (
 
 /** Counters of an {@link RpcPeer}'s stream items (STREAM_DATA frames), for metrics. */
 export interface StreamStats {
+  /** STREAM_DATA frames sent, over all streams. */
   itemsSent: number;
+  /** STREAM_DATA frames received, over all streams. */
   itemsReceived: number;
+  /** Bytes of the STREAM_DATA frames sent (header and payload). */
   bytesSent: number;
+  /** Bytes of the STREAM_DATA frames received (header and payload). */
   bytesReceived: number;
 }
 
