@@ -125,6 +125,7 @@ export type { Limits, Permissions } from "./src/host/permissions_schema.ts";
 export type { Narrow, SandboxMode, SandboxNarrowing } from "./src/host/sandbox.ts";
 export type { LogEntry } from "./src/host/process.ts";
 export {
+  type CallObserver,
   type CallOptions,
   type Handler,
   type HandlerContext,

@@ -9,7 +9,7 @@
  */
 
 import { join } from "node:path";
-import type { Handler } from "../protocol/rpc.ts";
+import type { CallObserver, Handler } from "../protocol/rpc.ts";
 import type { TransportKind } from "../transport/transport.ts";
 import { HostClosedError, LoadInterruptedError, PermissionDeniedError, PluginNotFoundError } from "./errors.ts";
 import { EventBus } from "./_events.ts";
@@ -56,6 +56,8 @@ export interface PluginEntry {
   retiring: Set<Promise<void>>;
   /** The validated config values new instances start with (see _config.ts). */
   config?: Record<string, unknown>;
+  /** Ends the instrumentation's measurement of this plugin's calls (made at its first instrumented call). */
+  observer?: CallObserver;
 }
 
 /** Makes a closed gate. */

@@ -8,7 +8,7 @@
  */
 
 import { clearTimeout, setTimeout } from "node:timers";
-import type { CallOptions } from "../protocol/rpc.ts";
+import type { CallObserver, CallOptions } from "../protocol/rpc.ts";
 import type { HostCore } from "./_core.ts";
 import type { Instance } from "./_instance.ts";
 
@@ -24,17 +24,19 @@ export function pick(core: HostCore, name: string): Instance | undefined {
   return best;
 }
 
-/** Routes one call. */
+/** Routes one call; `observer` (the host's metrics and tracing) is told with `state` when it settles. */
 export function route(
   core: HostCore,
   name: string,
   method: string,
   args: unknown[],
   options: CallOptions,
+  observer?: CallObserver,
+  state?: unknown,
 ): Promise<unknown> {
   const instance = pick(core, name);
-  if (instance) return instance.peer.call(method, args, options);
-  return callLater(core, name, method, args, options);
+  if (instance) return instance.peer.call(method, args, options, observer, state);
+  return callLater(core, name, method, args, options, observer, state);
 }
 
 async function callLater(
@@ -43,19 +45,33 @@ async function callLater(
   method: string,
   args: unknown[],
   options: CallOptions,
+  observer: CallObserver | undefined,
+  state: unknown,
 ): Promise<unknown> {
+  const started = performance.now();
+  let instance: Instance;
+  try {
+    instance = await waitForInstance(core, name, options);
+  } catch (error) {
+    observer?.settled(method, state, error as Error);
+    throw error;
+  }
+  const left = options.deadlineMs === undefined
+    ? undefined
+    : Math.max(1, options.deadlineMs - (performance.now() - started));
+  return await instance.peer.call(method, args, { ...options, deadlineMs: left }, observer, state);
+}
+
+/** Waits at the plugin's gate for a running instance, up to the call's deadline or `callWaitMs`. */
+async function waitForInstance(core: HostCore, name: string, options: CallOptions): Promise<Instance> {
   const plugin = core.plugins.get(name);
   if (!plugin?.gate || core.options.callPolicy === "fail") throw core.unavailable(name);
   const waitMs = options.deadlineMs ?? core.options.callWaitMs;
-  const started = performance.now();
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)));
   await Promise.race([plugin.gate.promise, timeout]);
   clearTimeout(timer);
   const instance = pick(core, name);
   if (!instance) throw core.unavailable(name);
-  const left = options.deadlineMs === undefined
-    ? undefined
-    : Math.max(1, options.deadlineMs - (performance.now() - started));
-  return await instance.peer.call(method, args, { ...options, deadlineMs: left });
+  return instance;
 }

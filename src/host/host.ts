@@ -21,6 +21,7 @@ import { HostClosedError, PluginNotFoundError } from "./errors.ts";
 import { HostCore, type PluginEntry } from "./_core.ts";
 import { discover, resolveManifest } from "./_registry.ts";
 import { pick, route } from "./_router.ts";
+import { InstrumentedCalls, TracedCall } from "./_observed.ts";
 import { reloadPlugin } from "./_reload.ts";
 import { unloadPlugin } from "./_stop.ts";
 import { adopt, checkStalls, startAll } from "./_supervisor.ts";
@@ -187,37 +188,20 @@ export class PluginHost {
 
   /** Calls `method` on plugin `name`, on its least-loaded instance. */
   call(name: string, method: string, args: unknown[] = [], options: CallOptions = {}): Promise<unknown> {
-    if (this.#core.options.tracing) return this.#traced(name, method, args, options);
-    const instrumentation = this.#core.options.instrumentation;
+    const { tracing, instrumentation } = this.#core.options;
+    const span = tracing?.startCall(name, method);
+    if (span) {
+      // The span's trace context travels with the request; the peer ends the span when the call settles.
+      const traced = span.traceparent === undefined ? options : { ...options, traceparent: span.traceparent };
+      const call = new TracedCall(name, instrumentation, instrumentation?.begin(name, method), span);
+      return route(this.#core, name, method, args, traced, call);
+    }
     if (!instrumentation) return route(this.#core, name, method, args, options);
-    const state = instrumentation.begin(name, method);
-    return route(this.#core, name, method, args, options).then(
-      (value) => (instrumentation.end(name, method, state), value),
-      (error) => {
-        instrumentation.end(name, method, state, error);
-        throw error;
-      },
-    );
-  }
-
-  /** A call inside its client span, the span's trace context sent with the request. */
-  #traced(name: string, method: string, args: unknown[], options: CallOptions): Promise<unknown> {
-    const span = this.#core.options.tracing!.startCall(name, method);
-    const instrumentation = this.#core.options.instrumentation;
-    const state = instrumentation?.begin(name, method);
-    const traced = span.traceparent === undefined ? options : { ...options, traceparent: span.traceparent };
-    return route(this.#core, name, method, args, traced).then(
-      (value) => {
-        instrumentation?.end(name, method, state);
-        span.end();
-        return value;
-      },
-      (error) => {
-        instrumentation?.end(name, method, state, error);
-        span.end(error);
-        throw error;
-      },
-    );
+    const plugin = this.#core.plugins.get(name);
+    const observer = plugin
+      ? (plugin.observer ??= new InstrumentedCalls(name, instrumentation))
+      : new InstrumentedCalls(name, instrumentation);
+    return route(this.#core, name, method, args, options, observer, instrumentation.begin(name, method));
   }
 
   /**
@@ -244,10 +228,9 @@ export class PluginHost {
   ): AsyncIterable<unknown> {
     const instance = pick(this.#core, name);
     if (!instance) throw this.#core.unavailable(name);
-    const tracing = this.#core.options.tracing;
-    if (!tracing) return instance.peer.stream(method, args, input, options);
+    const span = this.#core.options.tracing?.startCall(name, method);
+    if (!span) return instance.peer.stream(method, args, input, options);
     // Like a call: a client span whose trace context the STREAM_OPEN carries; it ends with the stream.
-    const span = tracing.startCall(name, method);
     const traced = span.traceparent === undefined ? options : { ...options, traceparent: span.traceparent };
     const stream = instance.peer.stream(method, args, input, traced);
     return (async function* () {

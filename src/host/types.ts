@@ -295,8 +295,12 @@ export interface CallSpan {
  * it with @opentelemetry/api). Unset, the call path does no extra work.
  */
 export interface CallTracing {
-  /** A call the host routes to `plugin` is starting: its client span. */
-  startCall(plugin: string, method: string): CallSpan;
+  /**
+   * A call the host routes to `plugin` is starting: its client span, or
+   * undefined when nothing would record it (no SDK registered): the call then
+   * costs nothing more than an untraced one.
+   */
+  startCall(plugin: string, method: string): CallSpan | undefined;
   /**
    * Runs host function `name`, called by `plugin` with `traceparent` (if the
    * plugin sent one), inside a span that calls made from `run` descend from.

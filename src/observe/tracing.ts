@@ -33,8 +33,6 @@ export interface HostTracingOptions {
   tracer?: Tracer;
 }
 
-const noSpan: CallSpan = { traceparent: undefined, end() {} };
-
 /** The OpenTelemetry context a traceparent names, as a remote parent. */
 export function contextFromTraceparent(traceparent: string | undefined, base: Context = ROOT_CONTEXT): Context {
   const parsed = traceparent === undefined ? undefined : parseTraceparent(traceparent);
@@ -68,13 +66,13 @@ export function createHostTracing(options: HostTracingOptions = {}): CallTracing
   // The span of the host function running synchronously right now, for hosts without a context manager.
   let serving: Context | undefined;
   return {
-    startCall(plugin: string, method: string): CallSpan {
+    startCall(plugin: string, method: string): CallSpan | undefined {
       let parent = context.active();
       if (parent === ROOT_CONTEXT && serving) parent = serving;
       const attributes: Attributes = { "rpc.system": "plugin-shm", "rpc.service": plugin, "rpc.method": method };
       const span = tracer.startSpan(`${plugin}/${method}`, { kind: SpanKind.CLIENT, attributes }, parent);
       const traceparent = traceparentOf(span);
-      if (traceparent === undefined && !span.isRecording()) return noSpan;
+      if (traceparent === undefined && !span.isRecording()) return undefined;
       return { traceparent, end: (error?: unknown) => endSpan(span, error) };
     },
     serveHostFunction(plugin: string, name: string, traceparent: string | undefined, run: () => unknown): unknown {

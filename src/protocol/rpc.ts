@@ -22,8 +22,10 @@ import {
   type FrameKindValue,
 } from "./frame.ts";
 import {
+  type CallObserver,
   errorPayload,
   isThenable,
+  ObservedCall,
   type PendingCall,
   reportListenerError,
   ServedCall,
@@ -40,6 +42,8 @@ import {
   validateStreamOpen,
   validateValue,
 } from "./_payload.ts";
+
+export type { CallObserver } from "./_rpc_state.ts";
 
 /**
  * A remote side's methods as a caller sees them: every call is async.
@@ -250,11 +254,21 @@ export class RpcPeer {
     }
   }
 
-  /** Calls `method` on the other side. */
-  call(method: string, args: unknown[] = [], options: CallOptions = {}): Promise<unknown> {
-    if (this.#closed) return Promise.reject(this.#closed);
+  /**
+   * Calls `method` on the other side. An `observer` (the host's metrics and
+   * tracing) is told with `state` just before the returned promise settles,
+   * however it settles, without a second promise around the call.
+   */
+  call(
+    method: string,
+    args: unknown[] = [],
+    options: CallOptions = {},
+    observer?: CallObserver,
+    state?: unknown,
+  ): Promise<unknown> {
+    if (this.#closed) return failCall(this.#closed, method, observer, state);
     if (options.signal?.aborted) {
-      return Promise.reject(new CancelledError(`Call to ${method} was cancelled before it started`));
+      return failCall(new CancelledError(`Call to ${method} was cancelled before it started`), method, observer, state);
     }
     const request = options.traceparent === undefined
       ? [method, args, options.deadlineMs ?? null]
@@ -262,22 +276,27 @@ export class RpcPeer {
     const id = this.#allocateId();
     const frame = this.#encode(FrameKind.request, id, request, flagOpener);
     // Only this call fails (an argument too large to send, say); the connection stays up.
-    if (frame instanceof Error) return Promise.reject(frame);
+    if (frame instanceof Error) return failCall(frame, method, observer, state);
     return new Promise((resolve, reject) => {
-      const cleanup = this.#armCall(id, method, options, reject);
-      this.#calls.set(id, { resolve, reject, cleanup });
+      const cleanup = this.#armCall(id, method, options);
+      this.#calls.set(
+        id,
+        observer ? new ObservedCall(resolve, reject, cleanup, observer, method, state) : { resolve, reject, cleanup },
+      );
       this.#write(frame);
     });
   }
 
-  #armCall(id: number, method: string, options: CallOptions, reject: (e: Error) => void): () => void {
+  #armCall(id: number, method: string, options: CallOptions): () => void {
     const { signal, deadlineMs } = options;
     if (!signal && deadlineMs === undefined) return noop;
     const giveUp = (error: Error) => {
-      if (!this.#calls.delete(id)) return;
+      const call = this.#calls.get(id);
+      if (!call) return;
+      this.#calls.delete(id);
       cleanup();
       this.#send(FrameKind.cancel, id, null, flagOpener);
-      reject(error);
+      call.reject(error);
     };
     const onAbort = () => giveUp(new CancelledError(`Call to ${this.remoteName}.${method} was cancelled`));
     signal?.addEventListener("abort", onAbort, { once: true });
@@ -702,3 +721,9 @@ export class RpcPeer {
 }
 
 function noop(): void {}
+
+/** A call that fails before it is sent, its observer told first. */
+function failCall(error: Error, method: string, observer: CallObserver | undefined, state: unknown): Promise<never> {
+  observer?.settled(method, state, error);
+  return Promise.reject(error);
+}
