@@ -55,10 +55,15 @@ pub const Header = extern struct {
 
 /// One per side, on its own line. `parked` is set by the side itself and
 /// cleared by whoever wakes it; `doorbell` is the futex word the side sleeps on.
+/// `beat` is bumped by the side's own event loop on a timer, so its peer can
+/// see it alive by reading memory, with no PING frame and no wake-up; a side
+/// that never bumps it (0) is pinged instead. Added in place of zero padding,
+/// so it needs no new layout version.
 pub const SideControl = extern struct {
     parked: u32,
     doorbell: u32,
     closed: u32,
+    beat: u32,
 };
 
 /// Byte offsets inside the segment. Side s controls at side_offset(s); ring r
@@ -124,6 +129,7 @@ pub const Field = enum(u32) {
     off_side_parked = 22,
     off_side_doorbell = 23,
     off_side_closed = 24,
+    off_side_beat = 25,
     off_ring0_write = 30,
     off_ring0_read = 31,
     off_ring1_write = 32,
@@ -162,6 +168,7 @@ pub fn fieldValue(field: Field) u32 {
         .off_side_parked => @offsetOf(SideControl, "parked"),
         .off_side_doorbell => @offsetOf(SideControl, "doorbell"),
         .off_side_closed => @offsetOf(SideControl, "closed"),
+        .off_side_beat => @offsetOf(SideControl, "beat"),
         .off_ring0_write => ringWriteIndexOffset(0),
         .off_ring0_read => ringReadIndexOffset(0),
         .off_ring1_write => ringWriteIndexOffset(1),
@@ -189,7 +196,7 @@ comptime {
     std.debug.assert(@offsetOf(Header, "peer_pid") == 36);
     std.debug.assert(@offsetOf(Header, "token_sha256") == 48);
     std.debug.assert(@sizeOf(Header) <= line_bytes);
-    std.debug.assert(@sizeOf(SideControl) == 12);
+    std.debug.assert(@sizeOf(SideControl) == 16);
     std.debug.assert(ringReadIndexOffset(1) + line_bytes <= header_bytes);
     std.debug.assert(header_bytes % frame_align_bytes == 0);
     std.debug.assert(ring_bytes_min % frame_align_bytes == 0);

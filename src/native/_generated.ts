@@ -55,6 +55,7 @@ export const layoutFields = {
   off_side_parked: [22, 0],
   off_side_doorbell: [23, 4],
   off_side_closed: [24, 8],
+  off_side_beat: [25, 12],
   off_ring0_write: [30, 512],
   off_ring0_read: [31, 640],
   off_ring1_write: [32, 768],

@@ -175,9 +175,11 @@ export async function serve(definition: PluginDefinition): Promise<never> {
     remoteName: "host",
     handlers: { ...toHandlers(definition, session), ...toHookHandlers(definition, session), ...lifecycle },
     streamHandlers: toStreamHandlers(definition, session),
-    // The host pings at the interval it sent and judges our silence by our PONGs (any frame counts), so pings
-    // of our own would only double every idle plugin's wake-ups: we answer, we do not ask.
+    // The host judges our silence by its checks at the interval it sent; pings of our own would only double
+    // every idle plugin's wake-ups: we answer, we do not ask. Over shm we beat at that interval instead (a word
+    // the host reads), so the host need not ping us, and an idle plugin wakes once per interval for one store.
     heartbeatIntervalMs: 0,
+    beatIntervalMs: welcome.heartbeatIntervalMs,
     protocolVersion: welcome.version,
     compression: welcome.compression,
     onEvent: (name, data) => definition.onEvent?.call(contextFor({ peer, signal: idle() }, session), name, data),

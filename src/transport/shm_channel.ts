@@ -183,6 +183,8 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
   readonly #doorbellWord: number;
   readonly #peerParkedWord: number;
   readonly #peerClosedWord: number;
+  readonly #beatWord: number;
+  readonly #peerBeatWord: number;
   readonly #peerPidWord: number;
   readonly #receivers: Pending<Uint8Array>[] = [];
   readonly #sends: PendingSend[] = [];
@@ -232,6 +234,8 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     this.#doorbellWord = (own + L.off_side_doorbell) >> 2;
     this.#peerParkedWord = (peer + L.off_side_parked) >> 2;
     this.#peerClosedWord = (peer + L.off_side_closed) >> 2;
+    this.#beatWord = (own + L.off_side_beat) >> 2;
+    this.#peerBeatWord = (peer + L.off_side_beat) >> 2;
     this.#peerPidWord = (this.side === 0 ? L.off_peer_pid : L.off_owner_pid) >> 2;
     // The waiter thread runs with a doorbell too: disarmed, it still checks
     // every liveness interval whether the peer died.
@@ -345,6 +349,16 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
       receiveRingUsedBytes: open ? this.#reader.usedBytes() : 0,
       ringBytes: this.#writer.ringBytes,
     };
+  }
+
+  /** Bumps this side's heartbeat word (docs/protocol.md §7): one atomic add, nothing wakes. */
+  beat(): void {
+    if (!this.#released) Atomics.add(this.#u32, this.#beatWord, 1);
+  }
+
+  /** The peer's heartbeat word: 0 while it never beat. */
+  peerBeat(): number {
+    return this.#released ? 0 : Atomics.load(this.#u32, this.#peerBeatWord);
   }
 
   /** The next message, copied out of the ring. */

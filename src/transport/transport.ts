@@ -28,6 +28,14 @@ export interface Transport {
   readonly closed: boolean;
   /** Counters for metrics; cheap (no syscalls), a fresh object per call. */
   stats?(): TransportStats;
+  /**
+   * Shows the peer this side's event loop is alive, without a message: shm
+   * bumps a word in shared memory that the peer reads (no wake-up, no syscall).
+   * Absent on transports without shared memory.
+   */
+  beat?(): void;
+  /** The peer's count of {@link beat}s: 0 while it never beat (a peer that does not, such as the C peer). */
+  peerBeat?(): number;
 }
 
 /**

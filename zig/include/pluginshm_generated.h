@@ -53,6 +53,7 @@ enum pshm_wake_reason {
 #define PSHM_OFF_SIDE_PARKED 0u
 #define PSHM_OFF_SIDE_DOORBELL 4u
 #define PSHM_OFF_SIDE_CLOSED 8u
+#define PSHM_OFF_SIDE_BEAT 12u
 #define PSHM_OFF_RING0_WRITE 512u
 #define PSHM_OFF_RING0_READ 640u
 #define PSHM_OFF_RING1_WRITE 768u

@@ -1,0 +1,61 @@
+import assert from "node:assert/strict";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { PluginHost, ShmChannel, type TransportKind } from "../mod.ts";
+import { test } from "./_harness.ts";
+
+const examples = fileURLToPath(new URL("../examples/plugins", import.meta.url));
+
+test("a channel side's heartbeat word counts its beats and its peer reads them; 0 until the first", () => {
+  const a = ShmChannel.create();
+  const b = ShmChannel.attach(a.name, a.token);
+  try {
+    assert.equal(a.peerBeat(), 0);
+    b.beat();
+    b.beat();
+    assert.equal(a.peerBeat(), 2);
+    assert.equal(b.peerBeat(), 0, "each side has its own word");
+  } finally {
+    b.close();
+    a.close();
+  }
+});
+
+/** Host-to-plugin messages while the echo plugin sits idle for `checks` liveness checks. */
+async function idleMessages(transport: TransportKind, checks: number) {
+  const intervalMs = 40;
+  const host = new PluginHost({
+    dirs: [examples],
+    logger: () => {},
+    transport,
+    heartbeatIntervalMs: intervalMs,
+    // Generous: a loaded machine may delay a timer, and this test is about messages, not timing.
+    stallTimeoutMs: 2_000,
+  });
+  const unresponsive: string[] = [];
+  host.onState((e) => void (e.state === "unresponsive" && unresponsive.push(e.reason)));
+  try {
+    await host.load("echo");
+    const [before] = host.transportStats();
+    await sleep(intervalMs * checks);
+    const [after] = host.transportStats();
+    assert.equal(await host.call("echo", "echo", ["still here"]), "still here");
+    assert.deepEqual(unresponsive, [], "never judged silent");
+    return after.messagesSent - before.messagesSent;
+  } finally {
+    await host.close();
+  }
+}
+
+test(
+  "an idle shm plugin shows it is alive through its heartbeat word: the host pings it once per 10 checks, not each",
+  async () => {
+    const checks = 40;
+    const shm = await idleMessages("shm", checks);
+    const unix = await idleMessages("unix", checks);
+    // Over a socket every check is a PING; over shm only the round-trip samples are (about checks / 10).
+    assert.ok(unix >= checks / 2, `unix: ${unix} pings in ${checks} checks`);
+    assert.ok(shm >= 1 && shm <= checks / 10 + 2, `shm: ${shm} pings in ${checks} checks`);
+  },
+  { timeoutMs: 60_000 },
+);
