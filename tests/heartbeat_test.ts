@@ -1,10 +1,7 @@
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
 import { PluginHost, ShmChannel, type TransportKind } from "../mod.ts";
-import { test } from "./_harness.ts";
-
-const examples = fileURLToPath(new URL("../examples/plugins", import.meta.url));
+import { examples, test } from "./_harness.ts";
 
 test("a channel side's heartbeat word counts its beats and its peer reads them; 0 until the first", () => {
   const a = ShmChannel.create();
