@@ -22,6 +22,7 @@ import {
   messageBytesMaxDefault,
   messageBytesMaxLimit,
   receiveAll,
+  sentAtOnce,
   type Transport,
   type TransportStats,
 } from "./transport.ts";
@@ -78,7 +79,7 @@ interface PendingSend extends Pending<void> {
   offset: number;
 }
 
-const resolved: Promise<void> = Promise.resolve();
+const resolved: Promise<void> = sentAtOnce;
 
 /**
  * Small received messages are carved out of shared 64 KiB slabs, as Node does
