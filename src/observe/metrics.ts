@@ -8,14 +8,15 @@
  * The call path only bumps plain numbers (see {@link PluginMetrics.instrumentation}):
  * prom-client's own `observe()` hashes its labels on every call, which costs
  * more than a shared-memory call itself. The numbers are turned into
- * prom-client metric families when scraped.
+ * prom-client metric families when scraped (_exposition.ts).
  *
  * @module
  */
 
 import { readTreeUsage } from "../host/process_tree.ts";
-import { type Metric, Registry } from "prom-client";
-import type { PluginInfo, PluginState, StateEvent } from "../host/host.ts";
+import { Registry } from "prom-client";
+import { type MethodStats, type PluginCounters, registerFamilies } from "./_exposition.ts";
+import type { PluginInfo, StateEvent } from "../host/host.ts";
 import type { HeartbeatEvent, HostEvents, InstanceTransportStats } from "../host/types.ts";
 import type { CallInstrumentation } from "./instrumentation.ts";
 
@@ -92,38 +93,8 @@ export const historyPointsDefault = 300;
 /** Window over which the summary's rates and percentiles are computed. */
 export const summaryWindowMs = 60_000;
 
-const pluginStates: readonly PluginState[] = [
-  "starting",
-  "running",
-  "restarting",
-  "reloading",
-  "draining",
-  "stopped",
-  "failed",
-];
-
-/** Counters for one plugin method. */
-interface MethodStats {
-  readonly method: string;
-  calls: number;
-  /** Calls whose latency was measured (all of them unless `timedCallEvery` > 1). */
-  timed: number;
-  inFlight: number;
-  cancellations: number;
-  deadlineMisses: number;
-  sumSeconds: number;
-  /** Non-cumulative counts per bucket; the last slot is +Inf. */
-  readonly buckets: Float64Array;
-  readonly errors: Map<string, number>;
-}
-
-/** Counters for one plugin. */
-interface PluginStats {
-  readonly methods: Map<string, MethodStats>;
-  restarts: number;
-  crashes: number;
-  reloads: number;
-  reloadFailures: number;
+/** Counters for one plugin, with its history. */
+interface PluginStats extends PluginCounters {
   /** History samples, oldest first. */
   readonly history: Sample[];
   /** CPU seconds per pid at the previous sample, for utilisation. */
@@ -291,7 +262,16 @@ export class PluginMetrics {
   constructor(options: PluginMetricsOptions = {}) {
     this.#historyPoints = Math.max(2, options.historyPoints ?? historyPointsDefault);
     this.registry = new Registry();
-    this.#register(options.prefix ?? "plugin_shm_");
+    registerFamilies(this.registry, options.prefix ?? "plugin_shm_", {
+      plugins: this.#plugins,
+      list: () => this.#list(),
+      process: (pid) => this.#process(pid),
+      processCount: (pid) => this.#reading(pid)?.processes,
+      heartbeats: this.#heartbeats,
+      transportStats: () => this.#hosts.flatMap((host) => host.transportStats?.() ?? []),
+      limitActions: this.#limitActions,
+      denials: this.#denials,
+    });
     const every = Math.max(1, Math.floor(options.timedCallEvery ?? 1));
     let tick = 0;
     this.instrumentation = {
@@ -572,245 +552,6 @@ export class PluginMetrics {
     else if (event.state === "reloaded") stats.reloads++;
     else if (event.state === "rolled-back") stats.reloadFailures++;
   }
-
-  #register(prefix: string): void {
-    const family = (name: string, help: string, type: "counter" | "gauge" | "histogram", values: () => Value[]) => {
-      const metric = {
-        name: prefix + name,
-        help,
-        type,
-        aggregator: "sum",
-        get: () => ({ ...metric, values: values() }),
-      };
-      // prom-client formats and escapes any object with this shape; its own metric
-      // classes would cost a label hash per call on the call path.
-      this.registry.registerMetric(metric as unknown as Metric);
-    };
-    const perMethod = (pick: (m: MethodStats) => number) => () => {
-      const values: Value[] = [];
-      for (const [plugin, stats] of this.#plugins) {
-        for (const m of stats.methods.values()) values.push({ labels: { plugin, method: m.method }, value: pick(m) });
-      }
-      return values;
-    };
-    const perPlugin = (pick: (p: PluginStats) => number) => () =>
-      [...this.#plugins].map(([plugin, stats]) => ({ labels: { plugin }, value: pick(stats) }));
-
-    family("calls_total", "Calls completed, successful or not.", "counter", perMethod((m) => m.calls));
-    family("call_errors_total", "Calls that failed, by error code.", "counter", () => {
-      const values: Value[] = [];
-      for (const [plugin, stats] of this.#plugins) {
-        for (const m of stats.methods.values()) {
-          for (const [code, n] of m.errors) values.push({ labels: { plugin, method: m.method, code }, value: n });
-        }
-      }
-      return values;
-    });
-    family(
-      "call_duration_seconds",
-      "Call latency as the host sees it (of one call in timedCallEvery).",
-      "histogram",
-      () => {
-        const values: Value[] = [];
-        const name = prefix + "call_duration_seconds";
-        for (const [plugin, stats] of this.#plugins) {
-          for (const m of stats.methods.values()) {
-            let cumulative = 0;
-            for (let i = 0; i < latencyBucketsSeconds.length; i++) {
-              cumulative += m.buckets[i];
-              const labels = { plugin, method: m.method, le: latencyBucketsSeconds[i] };
-              values.push({ metricName: `${name}_bucket`, labels, value: cumulative });
-            }
-            const labels = { plugin, method: m.method };
-            values.push({ metricName: `${name}_bucket`, labels: { ...labels, le: "+Inf" }, value: m.timed });
-            values.push({ metricName: `${name}_sum`, labels, value: m.sumSeconds });
-            values.push({ metricName: `${name}_count`, labels, value: m.timed });
-          }
-        }
-        return values;
-      },
-    );
-    family("calls_in_flight", "Calls sent and not yet settled.", "gauge", perMethod((m) => m.inFlight));
-    family(
-      "call_cancellations_total",
-      "Calls cancelled by their caller.",
-      "counter",
-      perMethod((m) => m.cancellations),
-    );
-    family(
-      "call_deadline_misses_total",
-      "Calls that exceeded their deadline.",
-      "counter",
-      perMethod((m) => m.deadlineMisses),
-    );
-    family(
-      "plugin_state",
-      "1 for the plugin's current state, 0 for the others.",
-      "gauge",
-      () =>
-        this.#list().flatMap((info) =>
-          pluginStates.map((state) => ({ labels: { plugin: info.name, state }, value: info.state === state ? 1 : 0 }))
-        ),
-    );
-    family(
-      "plugin_info",
-      "Plugin version, runtime and transport (value always 1).",
-      "gauge",
-      () =>
-        this.#list().map((info) => ({
-          labels: { plugin: info.name, version: info.version, runtime: info.runtime, transport: info.transport },
-          value: 1,
-        })),
-    );
-    family(
-      "plugin_restarts_total",
-      "Automatic restarts after a crash or stall.",
-      "counter",
-      perPlugin((p) => p.restarts),
-    );
-    family("plugin_crashes_total", "Instances that crashed.", "counter", perPlugin((p) => p.crashes));
-    family("plugin_reloads_total", "Hot reloads that completed.", "counter", perPlugin((p) => p.reloads));
-    family(
-      "plugin_reload_failures_total",
-      "Hot reloads that failed and were rolled back.",
-      "counter",
-      perPlugin((p) => p.reloadFailures),
-    );
-    const perProcess = (pick: (p: ProcessSample) => number) => () =>
-      this.#list().flatMap((info) =>
-        info.pids.map((pid) => this.#process(pid)).filter((p) => p !== undefined).map((p) => ({
-          labels: { plugin: info.name, pid: p.pid },
-          value: pick(p),
-        }))
-      );
-    family(
-      "instance_resident_memory_bytes",
-      "Resident memory of each plugin process.",
-      "gauge",
-      perProcess((p) => p.rssBytes),
-    );
-    family(
-      "instance_cpu_seconds_total",
-      "User and system CPU time of each plugin process.",
-      "counter",
-      perProcess((p) => p.cpuSeconds),
-    );
-    family(
-      "instance_processes",
-      "Processes in each plugin instance's tree (the runtime, a sandbox launcher, children), per the host's reading.",
-      "gauge",
-      () =>
-        this.#list().flatMap((info) =>
-          info.pids.flatMap((pid) => {
-            const reading = this.#reading(pid);
-            return reading ? [{ labels: { plugin: info.name, pid }, value: reading.processes }] : [];
-          })
-        ),
-    );
-    family(
-      "instance_heartbeat_rtt_seconds",
-      "Round trip of the instance's last heartbeat (PING to PONG): how quickly its event loop answers.",
-      "gauge",
-      () => {
-        const values: Value[] = [];
-        for (const [pid, e] of this.#heartbeats) {
-          if (Date.now() - e.at > heartbeatReadingFreshMs) this.#heartbeats.delete(pid); // gone, or no longer beating
-          else values.push({ labels: { plugin: e.plugin, pid }, value: e.rttMs / 1000 });
-        }
-        return values;
-      },
-    );
-    const perTransport = (pick: (s: InstanceTransportStats) => Value[]) => () =>
-      this.#hosts.flatMap((host) => host.transportStats?.() ?? []).flatMap(pick);
-    const instanceLabels = (s: InstanceTransportStats) => ({ plugin: s.plugin, pid: s.pid ?? "none" });
-    family(
-      "instance_messages_total",
-      "Messages on the host's connection to each instance, by direction (sent = host to plugin).",
-      "counter",
-      perTransport((s) => [
-        { labels: { ...instanceLabels(s), direction: "sent" }, value: s.messagesSent },
-        { labels: { ...instanceLabels(s), direction: "received" }, value: s.messagesReceived },
-      ]),
-    );
-    family(
-      "instance_transport_bytes_total",
-      "Bytes of messages on the host's connection to each instance, by direction (sent = host to plugin).",
-      "counter",
-      perTransport((s) => [
-        { labels: { ...instanceLabels(s), direction: "sent" }, value: s.bytesSent },
-        { labels: { ...instanceLabels(s), direction: "received" }, value: s.bytesReceived },
-      ]),
-    );
-    family(
-      "instance_stream_items_total",
-      "Stream items (STREAM_DATA frames) on each instance's connection, by direction (sent = host to plugin).",
-      "counter",
-      perTransport((s) => [
-        { labels: { ...instanceLabels(s), direction: "sent" }, value: s.streamItemsSent },
-        { labels: { ...instanceLabels(s), direction: "received" }, value: s.streamItemsReceived },
-      ]),
-    );
-    family(
-      "instance_stream_bytes_total",
-      "Frame bytes of those stream items, by direction (sent = host to plugin).",
-      "counter",
-      perTransport((s) => [
-        { labels: { ...instanceLabels(s), direction: "sent" }, value: s.streamBytesSent },
-        { labels: { ...instanceLabels(s), direction: "received" }, value: s.streamBytesReceived },
-      ]),
-    );
-    family(
-      "instance_ring_used_bytes",
-      "Bytes waiting in each shared-memory ring of an instance (ring=send: host to plugin, receive: plugin to host).",
-      "gauge",
-      perTransport((s) =>
-        s.ringBytes === 0 ? [] : [
-          { labels: { ...instanceLabels(s), ring: "send" }, value: s.sendRingUsedBytes },
-          { labels: { ...instanceLabels(s), ring: "receive" }, value: s.receiveRingUsedBytes },
-        ]
-      ),
-    );
-    family(
-      "instance_ring_capacity_bytes",
-      "Capacity of each shared-memory ring of an instance (both rings are this size).",
-      "gauge",
-      perTransport((s) => s.ringBytes === 0 ? [] : [{ labels: instanceLabels(s), value: s.ringBytes }]),
-    );
-    family(
-      "instance_wakeups_sent_total",
-      "Times the host woke the instance's parked side (a wake syscall or doorbell ring).",
-      "counter",
-      perTransport((s) => s.ringBytes === 0 ? [] : [{ labels: instanceLabels(s), value: s.wakeupsSent }]),
-    );
-    family(
-      "instance_wakeups_received_total",
-      "Times the host's side of the instance's connection was woken after parking.",
-      "counter",
-      perTransport((s) => s.ringBytes === 0 ? [] : [{ labels: instanceLabels(s), value: s.wakeupsReceived }]),
-    );
-    family(
-      "plugin_limit_actions_total",
-      "Times the host paused, resumed or killed an instance for a memory limit of its manifest.",
-      "counter",
-      () =>
-        [...this.#limitActions.values()].map((e) => ({
-          labels: { plugin: e.plugin, limit: e.limit, action: e.action },
-          value: e.count,
-        })),
-    );
-    family(
-      "plugin_permission_denials_total",
-      "Calls the host refused because the plugin's manifest does not grant them.",
-      "counter",
-      () => [...this.#denials].map(([plugin, count]) => ({ labels: { plugin }, value: count })),
-    );
-  }
-}
-
-interface Value {
-  metricName?: string;
-  labels: Record<string, string | number>;
-  value: number;
 }
 
 function newMethodStats(method: string): MethodStats {
