@@ -28,6 +28,7 @@
 
 export type { CallInstrumentation } from "./src/observe/instrumentation.ts";
 export {
+  autoTimedCallEvery,
   codeOverflowLabel,
   errorCodesPerMethodMax,
   heartbeatReadingFreshMs,
@@ -47,6 +48,7 @@ export {
   sampleIntervalMsDefault,
   type SeriesPoint,
   summaryWindowMs,
+  timeEveryCallBelowPerSecond,
 } from "./src/observe/metrics.ts";
 export {
   bytesPerPluginMaxDefault,

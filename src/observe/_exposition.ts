@@ -24,6 +24,12 @@ export interface MethodStats {
   /** Non-cumulative counts per bucket; the last slot is +Inf. */
   readonly buckets: Float64Array;
   readonly errors: Map<string, number>;
+  /** Time one call in this many now (see PluginMetricsOptions.timedCallEvery), and the calls since the last timed one. */
+  timeEvery: number;
+  tick: number;
+  /** `calls` and Date.now() at the last history sample, for the call rate that picks `timeEvery` in "auto". */
+  callsAtSample: number;
+  sampledAt: number;
 }
 
 /** Counters for one plugin (the history fields are the metrics' own). */
@@ -103,7 +109,7 @@ export function registerFamilies(registry: Registry, prefix: string, source: Exp
   });
   family(
     "call_duration_seconds",
-    "Call latency as the host sees it (of one call in timedCallEvery).",
+    "Call latency as the host sees it (every call, or one in timedCallEvery above the auto threshold).",
     "histogram",
     () => {
       const values: Value[] = [];

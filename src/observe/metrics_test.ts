@@ -78,3 +78,21 @@ test("with timedCallEvery, every call is counted and one in N is timed into the 
   assert.equal(metrics.methods()[0].inFlight, 0);
   metrics.close();
 });
+
+test("by default a method is timed on every call until a sample finds it busy, then one call in 8", async () => {
+  const metrics = new PluginMetrics({ sampleIntervalMs: 0 });
+  metrics.observe({ list: () => [fakeInfo("p")], onState: () => () => {} });
+  const calls = async (n: number) => {
+    for (let i = 0; i < n; i++) metrics.instrumentation.end("p", "m", metrics.instrumentation.begin("p", "m"));
+    const text = await metrics.prometheus();
+    return Number(/plugin_shm_call_duration_seconds_count\{plugin="p",method="m"\} (\d+)\n/.exec(text)![1]);
+  };
+  assert.equal(await calls(200), 200, "not sampled yet: every call timed");
+  metrics.sample(); // 200 calls in far less than the 200 ms that would make them 1000 a second: busy.
+  assert.equal(await calls(200), 225, "busy: one in 8 of the next 200");
+  metrics.sample(); // Still busy: the 200 calls since the last sample.
+  metrics.sample(); // No call since the last sample: quiet again.
+  assert.equal(await calls(10), 235, "quiet: every call");
+  assert.match(await metrics.prometheus(), /plugin_shm_calls_total\{plugin="p",method="m"\} 410\n/);
+  metrics.close();
+});

@@ -13,6 +13,7 @@ import {
   type Attributes,
   type Context,
   context,
+  INVALID_SPAN_CONTEXT,
   isSpanContextValid,
   ROOT_CONTEXT,
   type Span,
@@ -71,6 +72,9 @@ export function createHostTracing(options: HostTracingOptions = {}): CallTracing
       if (parent === ROOT_CONTEXT && serving) parent = serving;
       const attributes: Attributes = { "rpc.system": "plugin-shm", "rpc.service": plugin, "rpc.method": method };
       const span = tracer.startSpan(`${plugin}/${method}`, { kind: SpanKind.CLIENT, attributes }, parent);
+      // The API's no-op tracer (no SDK registered, no parent) hands out the shared invalid context: nothing to
+      // record or send, found without traceparentOf's validating regular expressions (~5 % of an echo call).
+      if (!span.isRecording() && span.spanContext() === INVALID_SPAN_CONTEXT) return undefined;
       const traceparent = traceparentOf(span);
       if (traceparent === undefined && !span.isRecording()) return undefined;
       return { traceparent, end: (error?: unknown) => endSpan(span, error) };
