@@ -42,6 +42,7 @@ export {
   type HandshakeFailure,
   HookError,
   HostClosedError,
+  InspectError,
   LoadInterruptedError,
   ManifestError,
   type ManifestProblem,
@@ -76,6 +77,8 @@ export {
 } from "./src/host/_hooks.ts";
 export { dependencyDepthMax } from "./src/host/_deps.ts";
 export {
+  blameSampleMsDefault,
+  blameSampleMsMax,
   callWaitMsDefault,
   crashLimitDefault,
   crashWindowMsDefault,
@@ -95,12 +98,15 @@ export type {
   Discovered,
   HeartbeatEvent,
   HostEvents,
+  InspectEvent,
+  InspectorEndpoint,
   InstanceTransportStats,
   LaunchPlan,
   LaunchPlanner,
   LifecycleKind,
   LimitEvent,
   ListenerErrorEvent,
+  LoadOptions,
   PermissionDeniedEvent,
   PluginEvent,
   PluginInfo,
@@ -108,9 +114,17 @@ export type {
   PluginVerifier,
   RefusedEvent,
   ResourceEvent,
+  StallEvent,
   StateEvent,
   VerifyResult,
 } from "./src/host/types.ts";
+export {
+  type Blame,
+  type BlameFrame,
+  blameFramesMax,
+  type BlameFunction,
+  blameFunctionsMax,
+} from "./src/host/_blame.ts";
 export { defaultLaunchPlan, inheritedEnv, launchEntry, launchEntryFor, pathMinimal } from "./src/host/launch_plan.ts";
 export { exitCodeNotLaunched, launchEnv, reservedMethods } from "./src/protocol/launch.ts";
 export {

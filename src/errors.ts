@@ -35,6 +35,7 @@ export {
   DependencyError,
   HookError,
   HostClosedError,
+  InspectError,
   LoadInterruptedError,
   ManifestError,
   type ManifestProblem,

@@ -63,8 +63,9 @@ function launchHostile(
   limits: Limits,
   args: string[],
   onStdout?: (line: string) => void,
+  inspect?: SandboxContext["inspect"],
 ): Promise<Run> & { pid: () => number | undefined; kill: (s: NodeJS.Signals) => void } {
-  const plan = planSandbox(context(`${root}tests/hostile`, hostile), grants, limits);
+  const plan = planSandbox({ ...context(`${root}tests/hostile`, hostile), inspect }, grants, limits);
   const launcherArgs = plan.args.slice(0, plan.args.indexOf("--"));
   const runtimeArgs = attacker === "deno" ? ["run", "-A", hostile, ...args] : [hostile, ...args];
   const child = spawn(launcher, [...launcherArgs, "--", attackerBinary, ...runtimeArgs], {
@@ -94,8 +95,13 @@ function launchHostile(
   return Object.assign(done, { pid: () => child.pid, kill: (s: NodeJS.Signals) => child.kill(s) });
 }
 
-async function attempt(grants: Permissions, args: string[], limits: Limits = {}): Promise<Run["result"]> {
-  const run = await launchHostile(grants, limits, args);
+async function attempt(
+  grants: Permissions,
+  args: string[],
+  limits: Limits = {},
+  inspect?: SandboxContext["inspect"],
+): Promise<Run["result"]> {
+  const run = await launchHostile(grants, limits, args, undefined, inspect);
   assert.equal(run.code, 0, `hostile ${args.join(" ")} exited ${run.code}: ${run.stderr}`);
   return run.result;
 }
@@ -161,6 +167,33 @@ test("sandbox: TCP bind without net is denied, with the port granted it binds", 
   const granted = await attempt({ net: [`127.0.0.1:${port}`] }, ["bind", String(port)]);
   assert.equal(granted.ok, true);
 }, { timeoutMs: 60_000 });
+
+test(
+  "sandbox: an inspected plugin may bind its inspector port and nothing more: no other port, no connect, no UDP",
+  async () => {
+    const { server, port: listeningPort } = await listening();
+    const { server: spare, port: inspectPort } = await listening();
+    spare.close(); // a free port we know
+    const inspect = { host: "127.0.0.1", port: inspectPort };
+    try {
+      const bound = await attempt({}, ["bind", String(inspectPort)], {}, inspect);
+      assert.equal(bound.ok, true, `binding the inspector port: ${JSON.stringify(bound)}`);
+      const otherPort = await attempt({}, ["bind", String(listeningPort + 1)], {}, inspect);
+      assert.deepEqual([otherPort.ok, otherPort.errno], [false, EACCES], "another port stays closed");
+      const connect = await attempt({}, ["connect", String(listeningPort)], {}, inspect);
+      assert.deepEqual([connect.ok, connect.errno], [false, EACCES], "connecting anywhere stays denied");
+      const udp = await attempt({}, ["udp"], {}, inspect);
+      assert.deepEqual([udp.ok, udp.errno], [false, EPERM], "a UDP socket stays denied");
+      const notInspected = await attempt({}, ["udp"]);
+      assert.deepEqual([notInspected.ok, notInspected.errno], [false, EAFNOSUPPORT]);
+      const granted = await attempt({ net: [`127.0.0.1:${listeningPort}`] }, ["udp"]);
+      assert.equal(granted.ok, true, "a net grant still allows every socket type, as before");
+    } finally {
+      server.close();
+    }
+  },
+  { timeoutMs: 60_000 },
+);
 
 test("sandbox: exec of /bin/sh without run is denied, granted it runs", async () => {
   const denied = await attempt({}, ["exec", "/bin/sh"]);

@@ -20,8 +20,11 @@ import { pluginCallHandler } from "./_deps.ts";
 import { type Manifest, manifestFile } from "./manifest.ts";
 import type { ResolvedOptions } from "./options.ts";
 import type { LogEntry } from "./process.ts";
-import type { LaunchPlanner, LifecycleKind, PluginInfo, PluginState, StateEvent } from "./types.ts";
+import type { InspectorEndpoint, LaunchPlanner, LifecycleKind, PluginInfo, PluginState, StateEvent } from "./types.ts";
 import { effectiveGrants, sandboxPlanner } from "./sandbox.ts";
+import { inspectorHost, inspectorSecret, reserveInspectPort } from "./_inspect.ts";
+import { canBlame } from "./_blame.ts";
+import { InspectError } from "./errors.ts";
 
 /** Transitions kept per plugin. */
 export const historyLengthMax = 100;
@@ -58,6 +61,8 @@ export interface PluginEntry {
   config?: Record<string, unknown>;
   /** Ends the instrumentation's measurement of this plugin's calls (made at its first instrumented call). */
   observer?: CallObserver;
+  /** Start its instances under the runtime's inspector (`load(name, {inspect})`), on this port if given. */
+  inspect?: { port?: number };
 }
 
 /** Makes a closed gate. */
@@ -149,6 +154,8 @@ export class HostCore {
   async #spawn(plugin: PluginEntry, manifest: Manifest): Promise<Instance> {
     const runManifest = await this.#verify(plugin, manifest);
     if (!this.wanted(plugin)) throw this.#interrupted(plugin);
+    const inspect = await this.#inspectEndpoint(plugin, runManifest);
+    if (!this.wanted(plugin)) throw this.#interrupted(plugin);
     let pid: number | undefined;
     const instance = await startInstance(runManifest, {
       transport: plugin.transport,
@@ -167,7 +174,11 @@ export class HostCore {
       },
       plan: (connection) => {
         const launchEnv = { ...connection, [launchEnvNames.config]: JSON.stringify(plugin.config ?? {}) };
-        const base = defaultLaunchPlan(runManifest, { launchEnv, hostEnv: this.options.env });
+        const base = defaultLaunchPlan(runManifest, {
+          launchEnv,
+          hostEnv: this.options.env,
+          inspect: inspect?.endpoint,
+        });
         const planner = this.options.launchPlanner;
         if (planner?.sandboxes) return planner.plan(runManifest, base);
         return this.#sandbox.plan(runManifest, planner ? planner.plan(runManifest, base) : base);
@@ -176,7 +187,21 @@ export class HostCore {
         pid = spawned;
         this.record(plugin, 0, "started", `pid ${spawned} spawned`);
       },
+      inspect,
     });
+    const inspector = instance.inspector;
+    if (inspector?.debugging && this.wanted(plugin)) {
+      this.bus.emit("inspect", {
+        plugin: manifest.name,
+        instance: instance.id,
+        pid: instance.pid,
+        runtime: runManifest.runtime,
+        port: inspector.endpoint.port,
+        webSocketUrl: inspector.webSocketUrl!,
+        devtoolsUrl: inspector.devtoolsUrl!,
+        at: Date.now(),
+      });
+    }
     if (!this.wanted(plugin)) {
       instance.state = "stopping";
       instance.peer.close();
@@ -185,6 +210,31 @@ export class HostCore {
       throw this.#interrupted(plugin);
     }
     return instance;
+  }
+
+  /**
+   * Where this instance's inspector listens, if it gets one: asked for (`load(name, {inspect})`), or for
+   * blame (`blameStalls`, runtimes whose inspector can profile a busy plugin). A given port still held by
+   * one of the plugin's own instances (a reload) makes way for a free one.
+   */
+  async #inspectEndpoint(
+    plugin: PluginEntry,
+    manifest: Manifest,
+  ): Promise<{ endpoint: InspectorEndpoint; debugging: boolean } | undefined> {
+    const debugging = plugin.inspect !== undefined;
+    if (!debugging && !(this.options.blameStalls && canBlame(manifest.runtime))) return undefined;
+    let requested = plugin.inspect?.port;
+    if (requested !== undefined && plugin.size > 1) {
+      throw new InspectError(
+        "bad_port",
+        `Cannot inspect plugin "${manifest.name}" on port ${requested}: it runs ${plugin.size} instances and a port ` +
+          `serves one; use inspect: true (a free port each) or one instance`,
+      );
+    }
+    if (plugin.instances.some((i) => i.inspector?.endpoint.port === requested)) requested = undefined;
+    const port = await reserveInspectPort(manifest.name, requested);
+    const path = manifest.runtime === "bun" ? inspectorSecret() : undefined;
+    return { endpoint: { host: inspectorHost, port, ...(path ? { path } : {}) }, debugging };
   }
 
   /** Runs the verifier; a refusal is recorded and rethrown. Returns the manifest to run (maybe from a verified copy). */

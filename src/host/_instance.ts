@@ -16,7 +16,8 @@ import type { Transport, TransportKind } from "../transport/transport.ts";
 import { launchEnv } from "../protocol/launch.ts";
 import type { Manifest } from "./manifest.ts";
 import { type ExitStatus, type LogEntry, PluginProcess } from "./process.ts";
-import type { LaunchPlan } from "./types.ts";
+import type { InspectorEndpoint, LaunchPlan } from "./types.ts";
+import { inspectorTarget } from "./_inspect.ts";
 
 /** What starting an instance needs. */
 export interface InstanceOptions {
@@ -36,6 +37,21 @@ export interface InstanceOptions {
   plan: (launchEnv: Record<string, string>) => LaunchPlan;
   /** Called when the process has been spawned, before the handshake. */
   onSpawned?: (pid: number | undefined) => void;
+  /** The runtime's inspector listens here (the plan carries the flag); see {@link InstanceInspector}. */
+  inspect?: { endpoint: InspectorEndpoint; debugging: boolean };
+}
+
+/** An instance's inspector, when it was started under one. */
+export interface InstanceInspector {
+  readonly endpoint: InspectorEndpoint;
+  /**
+   * Asked for by a human (`load(name, {inspect})`): silence may be a breakpoint, so the instance is
+   * never killed as stalled. False when the inspector is there for blame only (`blameStalls`).
+   */
+  readonly debugging: boolean;
+  /** Where a debugger connects; resolved at start when debugging, else when first needed. */
+  webSocketUrl?: string;
+  devtoolsUrl?: string;
 }
 
 /**
@@ -70,6 +86,10 @@ export interface Instance {
   state: "running" | "unresponsive" | "dying" | "stopping" | "dead";
   /** Memory-budget state, kept by _limits.ts. */
   readonly limits: InstanceLimits;
+  /** Its runtime's inspector, when started under one. */
+  readonly inspector?: InstanceInspector;
+  /** True while the supervisor profiles it before a stall kill (_blame.ts). */
+  blaming?: boolean;
 }
 
 /** Where an instance stands against its memory budget (see _limits.ts). */
@@ -122,6 +142,10 @@ export async function startInstance(manifest: Manifest, options: InstanceOptions
       "handshaking",
       options.handshakeTimeoutMs,
     );
+    const inspector = options.inspect && await inspectorOf(manifest, process, options).catch((error) => {
+      transport.close();
+      throw error;
+    });
     const peer = new RpcPeer(transport, {
       remoteName: manifest.name,
       handlers: options.handlers,
@@ -159,6 +183,7 @@ export async function startInstance(manifest: Manifest, options: InstanceOptions
       description: `${hello.name} ${hello.version} on ${hello.runtime}, pid ${process.pid}`,
       state: "running",
       limits: { paused: false, pausedPids: [], resumedAt: 0, pauseWaived: false, lastRssBytes: 0 },
+      ...(inspector ? { inspector } : {}),
     };
   } catch (error) {
     process.kill("SIGKILL");
@@ -167,6 +192,22 @@ export async function startInstance(manifest: Manifest, options: InstanceOptions
   } finally {
     listener.close();
   }
+}
+
+/** The instance's inspector; a debugging one must answer now (its URL is what the user asked for). */
+async function inspectorOf(
+  manifest: Manifest,
+  process: PluginProcess,
+  options: InstanceOptions,
+): Promise<InstanceInspector> {
+  const { endpoint, debugging } = options.inspect!;
+  if (!debugging) return { endpoint, debugging };
+  const target = inspectorTarget(manifest.runtime, endpoint, options.handshakeTimeoutMs);
+  return {
+    endpoint,
+    debugging,
+    ...await raceExit(manifest, process, target, "starting its inspector", options.handshakeTimeoutMs),
+  };
 }
 
 function hello_(transport: Transport, token: string, options: InstanceOptions) {

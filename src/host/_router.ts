@@ -17,11 +17,15 @@ export function pick(core: HostCore, name: string): Instance | undefined {
   const plugin = core.plugins.get(name);
   if (!plugin || plugin.gate || plugin.state === "draining") return undefined;
   let best: Instance | undefined;
+  let debugged: Instance | undefined;
   for (const instance of plugin.instances) {
-    if (instance.state !== "running" || instance.peer.remoteDraining) continue;
+    if (instance.peer.remoteDraining) continue;
+    // Silent under a debugger (paused at a breakpoint, say): the call waits for the resume, up to its deadline.
+    if (instance.state === "unresponsive" && instance.inspector?.debugging) debugged ??= instance;
+    if (instance.state !== "running") continue;
     if (!best || instance.peer.pendingCalls < best.peer.pendingCalls) best = instance;
   }
-  return best;
+  return best ?? debugged;
 }
 
 /** Routes one call; `observer` (the host's metrics and tracing) is told with `state` when it settles. */

@@ -14,6 +14,8 @@ import { type HostCore, makeGate, type PluginEntry } from "./_core.ts";
 import type { Instance } from "./_instance.ts";
 import type { ExitStatus } from "./process.ts";
 import { killInstance } from "./_stop.ts";
+import { type Blame, bunBlameUnsupported, describeBlame, describeFrame, takeBlame } from "./_blame.ts";
+import { inspectorTarget } from "./_inspect.ts";
 
 /** A restarted instance that stays up this long has recovered: the next crash backs off from the start. */
 export const recoveredAfterMs = 5_000;
@@ -122,7 +124,11 @@ function fail(core: HostCore, plugin: PluginEntry, reason: string): void {
   core.openGate(plugin);
 }
 
-/** Marks silent instances unresponsive, and kills those silent past the grace period. */
+/**
+ * Marks silent instances unresponsive, and kills those silent past the grace period (after
+ * profiling them, with `blameStalls`). An instance under a debugger is never killed for silence:
+ * it may be paused at a breakpoint.
+ */
 export function checkStalls(core: HostCore): void {
   const { stallTimeoutMs, stallGraceMs } = core.options;
   const now = performance.now();
@@ -130,21 +136,75 @@ export function checkStalls(core: HostCore): void {
     for (const instance of plugin.instances) {
       if (instance.state !== "running" && instance.state !== "unresponsive") continue;
       // Paused for its memory budget: silent on purpose, and the silence before a resume does not count.
-      if (instance.limits.paused) continue;
+      if (instance.limits.paused || instance.blaming) continue;
       const silentMs = now - Math.max(instance.peer.lastFrameAt, instance.limits.resumedAt);
+      const debugging = instance.inspector?.debugging === true;
       if (instance.state === "running" && silentMs > stallTimeoutMs) {
         instance.state = "unresponsive";
-        core.record(plugin, instance.id, "unresponsive", `no frame for ${Math.round(silentMs)} ms`);
+        const why = debugging ? " (under the inspector, perhaps paused at a breakpoint: it is not killed)" : "";
+        core.record(plugin, instance.id, "unresponsive", `no frame for ${Math.round(silentMs)} ms${why}`);
       } else if (instance.state === "unresponsive" && silentMs <= stallTimeoutMs) {
         instance.state = "running";
         core.record(plugin, instance.id, "ready", "answering again");
-      } else if (instance.state === "unresponsive" && silentMs > stallTimeoutMs + stallGraceMs) {
-        markDying(core, plugin, instance);
-        instance.peer.close(new PluginStalledError(plugin.manifest.name, silentMs));
-        instance.kill("SIGKILL");
+      } else if (instance.state === "unresponsive" && silentMs > stallTimeoutMs + stallGraceMs && !debugging) {
+        killStalled(core, plugin, instance).catch((error) => core.bus.emit("listener-error", { type: "stall", error }));
       }
     }
   }
+}
+
+/** Blames (with `blameStalls`), reports and kills a stalled instance. */
+async function killStalled(core: HostCore, plugin: PluginEntry, instance: Instance): Promise<void> {
+  const name = plugin.manifest.name;
+  let blame: Blame | undefined;
+  let blameError: string | undefined;
+  if (core.options.blameStalls) {
+    instance.blaming = true;
+    try {
+      blame = await blameInstance(core, plugin, instance);
+    } catch (error) {
+      blameError = (error as Error)?.message ?? String(error);
+    } finally {
+      instance.blaming = false;
+    }
+    // Stopped, or dead by itself, while it was profiled: nothing left to kill.
+    if (instance.state !== "unresponsive") return;
+  }
+  const silentMs = performance.now() - Math.max(instance.peer.lastFrameAt, instance.limits.resumedAt);
+  const where = blame?.stack[0] ?? blame?.top[0];
+  const error = new PluginStalledError(name, silentMs, where && describeFrame(where));
+  core.bus.emit("stall", {
+    plugin: name,
+    instance: instance.id,
+    pid: instance.pid,
+    silentMs,
+    ...(blame ? { blame } : {}),
+    ...(blameError ? { blameError } : {}),
+    at: Date.now(),
+  });
+  const detail = blame ? `; ${describeBlame(blame)}` : blameError ? `; no blame: ${blameError}` : "";
+  core.record(plugin, instance.id, "killed", `stalled: no frame for ${Math.round(silentMs)} ms${detail}`);
+  markDying(core, plugin, instance);
+  instance.peer.close(error);
+  instance.kill("SIGKILL");
+}
+
+/** Profiles the stalled instance through its inspector (see _blame.ts). */
+async function blameInstance(core: HostCore, plugin: PluginEntry, instance: Instance): Promise<Blame> {
+  const inspector = instance.inspector;
+  if (!inspector) {
+    throw new Error(
+      plugin.manifest.runtime === "bun" ? bunBlameUnsupported : "it was started without an inspector",
+    );
+  }
+  inspector.webSocketUrl ??= (await inspectorTarget(plugin.manifest.runtime, inspector.endpoint)).webSocketUrl;
+  return await takeBlame({
+    plugin: plugin.manifest.name,
+    instance: instance.id,
+    webSocketUrl: inspector.webSocketUrl,
+    sampleMs: core.options.blameSampleMs,
+    profileDir: core.options.profileDir,
+  });
 }
 
 /** Starts `plugin.size` instances; if any fails, kills the others and rethrows the first failure. */

@@ -125,10 +125,12 @@ export class PluginStalledError extends PluginShmError {
   /** The plugin's name, from its manifest. */
   readonly plugin: string;
   /** Creates a PluginStalledError; plugin-shm throws these itself, and tests or adapters may construct one too. */
-  constructor(plugin: string, silentMs: number) {
+  constructor(plugin: string, silentMs: number, blame?: string) {
     super(
       `Plugin "${plugin}" sent nothing for ${Math.round(silentMs)} ms (not even a heartbeat) and was killed; ` +
-        `it is probably stuck in a synchronous loop. It will be restarted`,
+        (blame
+          ? `it was busy in ${blame}. It will be restarted`
+          : `it is probably stuck in a synchronous loop. It will be restarted`),
     );
     this.plugin = plugin;
   }
@@ -369,5 +371,29 @@ export class DependencyError extends PluginShmError {
     super(message, options);
     this.code = code;
     this.chain = chain;
+  }
+}
+
+/**
+ * A plugin cannot be started under its runtime's inspector as asked: the port is not a
+ * usable number or another process listens there, the inspector did not come up, or the
+ * plugin already runs without one.
+ *
+ * @example
+ * ```ts
+ * import { InspectError } from "./errors.ts";
+ * const e = new InspectError("port_in_use", "Port 9229 is taken; pick another");
+ * console.assert(e.code === "port_in_use");
+ * ```
+ */
+export class InspectError extends PluginShmError {
+  /** The class name, "InspectError", as stack traces and `error.name` show it. */
+  override name = "InspectError";
+  /** Which inspector failure this is: the stable identifier to check instead of the message. */
+  readonly code: "bad_port" | "port_in_use" | "unreachable" | "already_running";
+  /** Creates an InspectError; plugin-shm throws these itself, and tests or adapters may construct one too. */
+  constructor(code: InspectError["code"], message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
   }
 }

@@ -29,11 +29,20 @@ import { resolveConfig } from "./_config.ts";
 import { configurePlugin } from "./_configure.ts";
 import { type HookResult, runHook, type RunHookOptions } from "./_hooks.ts";
 import { checkUnload, dependencyOrder } from "./_deps.ts";
-import { DependencyError } from "./errors.ts";
+import { DependencyError, InspectError } from "./errors.ts";
+import { checkInspectPort } from "./_inspect.ts";
 import type { Manifest } from "./manifest.ts";
 import { ResourceSampler, resumePlugin } from "./_limits.ts";
 import { type PluginHostOptions, resolveOptions } from "./options.ts";
-import type { Discovered, HostEvents, InstanceTransportStats, PluginEvent, PluginInfo, StateEvent } from "./types.ts";
+import type {
+  Discovered,
+  HostEvents,
+  InstanceTransportStats,
+  LoadOptions,
+  PluginEvent,
+  PluginInfo,
+  StateEvent,
+} from "./types.ts";
 
 // The host's vocabulary, re-exported so `host.ts` is one import for its users.
 export type { PluginHostOptions } from "./options.ts";
@@ -102,24 +111,33 @@ export class PluginHost {
   /**
    * Starts a plugin by name (from discovery) or by directory, and waits until
    * it serves. A second load() of a plugin that is starting waits for the
-   * same start.
+   * same start. `options.inspect` starts it under its runtime's inspector
+   * (see {@link LoadOptions} and docs/debugging.md).
    */
-  load(nameOrDir: string): Promise<PluginInfo> {
+  load(nameOrDir: string, options: LoadOptions = {}): Promise<PluginInfo> {
     const core = this.#core;
     if (core.closed) return Promise.reject(new HostClosedError("This PluginHost is closed; make a new one"));
-    let manifest, config, needs: Manifest[];
+    let manifest, config, needs: Manifest[], inspect: { port?: number } | undefined;
     try {
       manifest = resolveManifest(nameOrDir, core.options.dirs, core.plugins.get(nameOrDir)?.manifest.dir);
       config = core.plugins.get(manifest.name)?.config ?? resolveConfig(manifest.name, manifest.config, core.options);
       needs = dependencyOrder(core, manifest);
+      inspect = inspectOption(manifest.name, options);
     } catch (error) {
       return Promise.reject(error);
     }
     const existing = core.plugins.get(manifest.name);
-    if (existing?.loading) return existing.loading;
-    if (existing && existing.state !== "stopped" && existing.state !== "failed") {
-      return Promise.resolve(core.info(existing));
+    const running = existing && existing.state !== "stopped" && existing.state !== "failed";
+    if (running && inspect && !existing.inspect) {
+      return Promise.reject(
+        new InspectError(
+          "already_running",
+          `Plugin "${manifest.name}" already runs without the inspector; unload it first, then load it with inspect`,
+        ),
+      );
     }
+    if (existing?.loading) return existing.loading;
+    if (running) return Promise.resolve(core.info(existing));
     const plugin: PluginEntry = {
       manifest,
       transport: core.options.transports[manifest.name] ?? core.options.transport,
@@ -132,6 +150,7 @@ export class PluginHost {
       spawning: new Set(),
       retiring: new Set(),
       config,
+      ...(inspect ? { inspect } : {}),
     };
     core.plugins.set(manifest.name, plugin);
     const loading = this.#start(plugin, needs);
@@ -183,7 +202,8 @@ export class PluginHost {
     const plugin = this.#core.plugins.get(name);
     if (!plugin) throw new PluginNotFoundError(`Plugin "${name}" was never loaded; use host.load("${name}")`);
     if (plugin.state !== "failed" && plugin.state !== "stopped") await this.unload(name, { force: true });
-    return await this.load(name);
+    // Under the inspector before, under it again.
+    return await this.load(name, plugin.inspect ? { inspect: plugin.inspect } : {});
   }
 
   /** Calls `method` on plugin `name`, on its least-loaded instance. */
@@ -390,6 +410,18 @@ export class PluginHost {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/** The load's `inspect` option, checked. */
+function inspectOption(name: string, options: LoadOptions): { port?: number } | undefined {
+  if (typeof options !== "object" || options === null) throw new TypeError("load() options must be an object");
+  const inspect = options.inspect;
+  if (inspect === undefined || inspect === false) return undefined;
+  if (inspect === true) return {};
+  if (typeof inspect !== "object" || inspect === null) {
+    throw new TypeError(`load() option inspect must be true, false or {port}, got ${JSON.stringify(inspect)}`);
+  }
+  return inspect.port === undefined ? {} : { port: checkInspectPort(name, inspect.port) };
 }
 
 /**

@@ -16,7 +16,8 @@ import { delimiter, dirname, extname, join, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { libraryEnv } from "../native/native.ts";
 import type { Manifest } from "./manifest.ts";
-import type { LaunchPlan } from "./types.ts";
+import type { InspectorEndpoint, LaunchPlan } from "./types.ts";
+import { inspectFlag } from "./_inspect.ts";
 
 /** The PATH a plugin gets: the system's binaries, nothing of the host user's. */
 export const pathMinimal = "/usr/local/bin:/usr/bin:/bin";
@@ -99,6 +100,15 @@ export function runtimeArgs(runtime: Manifest["runtime"], script: string, args: 
   return runtime === "deno" ? ["run", "-A", "--no-prompt", script, ...args] : [script, ...args];
 }
 
+/**
+ * `args` (a runtime invocation from {@link runtimeArgs}) with runtime `flags` added where the runtime
+ * reads them: after Deno's `run`, before the script for Bun and Node.
+ */
+export function withRuntimeFlags(runtime: Manifest["runtime"], args: string[], flags: string[]): string[] {
+  if (flags.length === 0) return args;
+  return runtime === "deno" ? [args[0], ...flags, ...args.slice(1)] : [...flags, ...args];
+}
+
 /** Names of host variables the manifest grants (`permissions.env`), if any. */
 function grantedEnvNames(manifest: Manifest): string[] {
   const env = (manifest as { permissions?: { env?: unknown } }).permissions?.env;
@@ -130,7 +140,12 @@ function pick(names: readonly string[]): Record<string, string> {
  */
 export function defaultLaunchPlan(
   manifest: Manifest,
-  options: { launchEnv: Record<string, string>; hostEnv: Record<string, string> },
+  options: {
+    launchEnv: Record<string, string>;
+    hostEnv: Record<string, string>;
+    /** Start the runtime's inspector there (`load(name, {inspect})`, `blameStalls`). */
+    inspect?: InspectorEndpoint;
+  },
 ): LaunchPlan {
   const env: Record<string, string> = {
     PATH: pathMinimal,
@@ -142,10 +157,13 @@ export function defaultLaunchPlan(
     // Last: nothing granted may override the connection details.
     ...options.launchEnv,
   };
+  const args = runtimeArgs(manifest.runtime, launchEntryFor(manifest.runtime), [manifest.entryPath]);
+  const inspect = options.inspect;
   return {
     command: runtimeBinary(manifest.runtime),
-    args: runtimeArgs(manifest.runtime, launchEntryFor(manifest.runtime), [manifest.entryPath]),
+    args: inspect ? withRuntimeFlags(manifest.runtime, args, [inspectFlag(manifest.runtime, inspect)]) : args,
     env,
     cwd: manifest.dir,
+    ...(inspect ? { inspect } : {}),
   };
 }

@@ -8,6 +8,8 @@
  * @module
  */
 
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { heartbeatIntervalMsDefault } from "../protocol/rpc.ts";
 import { protocolVersions, type VersionRange } from "../protocol/handshake.ts";
 import type { TransportKind } from "../transport/transport.ts";
@@ -90,7 +92,25 @@ export interface PluginHostOptions {
   instrumentation?: CallInstrumentation;
   /** Carries trace context into requests and host functions; unset, the call path does no extra work. */
   tracing?: CallTracing;
+  /**
+   * Blame for a stall: before killing an instance that went silent, take a CPU profile of it through its
+   * runtime's inspector, pause it once to read its stack, save the profile under `profileDir` and name the
+   * busy functions in the "stall" event and the "killed" lifecycle event. Default false. When on, every Deno
+   * and Node plugin starts with its inspector on a random loopback port that the sandbox lets it bind: an
+   * unauthenticated port any local process could connect to (see docs/debugging.md). Bun's inspector cannot
+   * profile a busy plugin, so Bun plugins start without one and their stall event says so.
+   */
+  blameStalls?: boolean;
+  /** Where `blameStalls` saves `.cpuprofile` files. Default `<tmpdir>/plugin-shm-profiles`. */
+  profileDir?: string;
+  /** How long `blameStalls` samples a stalled instance before it is killed. Default 300 ms; 10 ms – 10 s. */
+  blameSampleMs?: number;
 }
+
+/** Default {@link PluginHostOptions.blameSampleMs}. */
+export const blameSampleMsDefault = 300;
+/** Longest {@link PluginHostOptions.blameSampleMs}: the stalled plugin's calls wait that much longer to fail. */
+export const blameSampleMsMax = 10_000;
 
 /** Default {@link PluginHostOptions.handshakeTimeoutMs}. */
 export const handshakeTimeoutMsDefault = 10_000;
@@ -151,6 +171,9 @@ export interface ResolvedOptions {
   narrow: Narrow | undefined;
   instrumentation: CallInstrumentation | undefined;
   tracing: CallTracing | undefined;
+  blameStalls: boolean;
+  profileDir: string;
+  blameSampleMs: number;
 }
 
 const transportKinds: readonly string[] = ["shm", "unix", "tcp"];
@@ -193,6 +216,20 @@ function ringBytes(value: number | undefined): number | undefined {
   const ok = Number.isInteger(value) && value >= 4096 && value <= 2 ** 30 && (value & (value - 1)) === 0;
   if (!ok) {
     throw new RangeError(`PluginHost option ringBytes must be a power of two from 4096 to 2^30, got ${value}`);
+  }
+  return value;
+}
+
+function flag(name: string, value: unknown): boolean {
+  if (value !== undefined && typeof value !== "boolean") {
+    throw new TypeError(`PluginHost option ${name} must be true or false, got ${JSON.stringify(value)}`);
+  }
+  return value ?? false;
+}
+
+function directory(name: string, value: unknown): string | undefined {
+  if (value !== undefined && (typeof value !== "string" || value === "")) {
+    throw new TypeError(`PluginHost option ${name} must be a directory path, got ${JSON.stringify(value)}`);
   }
   return value;
 }
@@ -289,6 +326,9 @@ export function resolveOptions(options: PluginHostOptions): ResolvedOptions {
     narrow: narrowOption(options.narrow),
     instrumentation: options.instrumentation,
     tracing: options.tracing,
+    blameStalls: flag("blameStalls", options.blameStalls),
+    profileDir: directory("profileDir", options.profileDir) ?? join(tmpdir(), "plugin-shm-profiles"),
+    blameSampleMs: range("blameSampleMs", options.blameSampleMs, blameSampleMsDefault, 10, blameSampleMsMax),
   };
 }
 

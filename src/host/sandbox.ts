@@ -224,6 +224,7 @@ export function sandboxPlanner(options: SandboxPlannerOptions = {}): LaunchPlann
         transportPort: transportPort && Number.isInteger(transportPort) ? transportPort : undefined,
         transportSocket: transport === "unix" ? address : undefined,
         mode: mode === "required" ? "required" : "best-effort",
+        inspect: base.inspect,
       };
       const plan = planSandbox(context, permissions, limits);
       if (!confined) return { ...base, env, args: [...plan.runtimeArgs, ...entryArgs] };

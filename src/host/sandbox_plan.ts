@@ -9,6 +9,8 @@
  */
 
 import { resolve } from "node:path";
+import type { InspectorEndpoint } from "./types.ts";
+import { inspectFlag } from "./_inspect.ts";
 
 export {
   grantEntriesMax,
@@ -90,6 +92,11 @@ export interface SandboxContext {
   transportSocket?: string;
   /** `required`: a kernel without Landlock/seccomp refuses the plugin; `best-effort`: reported only. */
   mode: "required" | "best-effort";
+  /**
+   * The runtime's inspector listens here (loopback): the plugin may bind this one TCP port (and create TCP
+   * sockets to do so, `--inet=tcp`), nothing more; without a net grant it still connects nowhere.
+   */
+  inspect?: InspectorEndpoint;
 }
 
 /** Readable by every plugin: what a runtime needs to start, found by running them under the launcher. */
@@ -161,10 +168,12 @@ export function planSandbox(ctx: SandboxContext, granted: Permissions, limits: L
     ...(ctx.transportPort ? [`127.0.0.1:${ctx.transportPort}`] : []),
     ...socket.map((path) => `unix:${path}`),
   ];
+  const inspect = ctx.inspect ? [inspectFlag(ctx.runtime, ctx.inspect)] : [];
   const runtimeArgs = ctx.runtime === "deno"
     ? [
       "run",
       "--no-prompt",
+      ...inspect,
       `--allow-read=${[
         ctx.pluginDir,
         ctx.packageDir,
@@ -184,7 +193,8 @@ export function planSandbox(ctx: SandboxContext, granted: Permissions, limits: L
       "--allow-ffi",
       ctx.entryPath,
     ]
-    : [ctx.entryPath];
+    : [...inspect, ctx.entryPath];
+  const inet = ports.length > 0 || Boolean(ctx.transportPort);
 
   const args = [
     `--mode=${ctx.mode}`,
@@ -202,8 +212,9 @@ export function planSandbox(ctx: SandboxContext, granted: Permissions, limits: L
     ...(ctx.denoDir ? [`--ro=${ctx.denoDir}`] : []),
     ...(ctx.listPaths ?? []).map((p) => `--list=${p}`),
     ...[...runtimeWritePaths, ...permissions.write].map((p) => `--rw=${p}`),
-    ...(ports.length || ctx.transportPort ? ["--inet"] : []),
+    ...(inet ? ["--inet"] : ctx.inspect ? ["--inet=tcp"] : []),
     ...ports.flatMap((port) => [`--connect=${port}`, `--bind=${port}`]),
+    ...(ctx.inspect && !ports.includes(ctx.inspect.port) ? [`--bind=${ctx.inspect.port}`] : []),
     ...(ctx.transportPort && !ports.includes(ctx.transportPort) ? [`--connect=${ctx.transportPort}`] : []),
     ...(limits.processesMax ? [`--nproc=${limits.processesMax}`] : []),
     ...(limits.openFilesMax ? [`--nofile=${limits.openFilesMax}`] : []),

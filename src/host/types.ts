@@ -12,6 +12,10 @@ import type { TransportKind, TransportStats } from "../transport/transport.ts";
 import type { ManifestError } from "./errors.ts";
 import type { Manifest } from "./manifest.ts";
 import type { LogEntry } from "./process.ts";
+import type { InspectEvent } from "./_inspect.ts";
+import type { StallEvent } from "./_blame.ts";
+
+export type { InspectEvent, StallEvent };
 
 /** A plugin's state as a whole. */
 export type PluginState =
@@ -190,6 +194,22 @@ export interface HostEvents {
   limit: LimitEvent;
   /** The round trip of every heartbeat of every instance. */
   heartbeat: HeartbeatEvent;
+  /** An instance started under its runtime's inspector (`load(name, {inspect})`): where to attach a debugger. */
+  inspect: InspectEvent;
+  /** An instance went silent past the stall timeout and grace and is being killed; with blame when profiled. */
+  stall: StallEvent;
+}
+
+/** Options of {@link PluginHost.load}. */
+export interface LoadOptions {
+  /**
+   * Start the plugin under its runtime's inspector on a loopback port: `true` for a free port, `{port}` for
+   * that one. The "inspect" event carries the URL to attach Chrome DevTools or VS Code; while inspected, an
+   * instance that is silent (paused at a breakpoint) is reported unresponsive but never killed as stalled.
+   * Kept across restarts (crash restarts and `restart()`); a reload gets a fresh port while the old instance
+   * still holds the given one.
+   */
+  inspect?: boolean | { port?: number };
 }
 
 /** A plugin's current picture, from {@link PluginHost.list}. */
@@ -258,6 +278,22 @@ export interface LaunchPlan {
   env: Record<string, string>;
   /** The working directory (the plugin's directory, or its verified copy). */
   cwd: string;
+  /**
+   * Where the runtime's inspector listens, when the plugin is started under it (`args` then carry the
+   * runtime's `--inspect` flag). The sandbox lets the plugin bind exactly this port; a planner that
+   * rebuilds the arguments keeps the flag and this field together.
+   */
+  inspect?: InspectorEndpoint;
+}
+
+/** A loopback address an inspector listens on. */
+export interface InspectorEndpoint {
+  /** Always the loopback address 127.0.0.1. */
+  host: string;
+  /** The TCP port. */
+  port: number;
+  /** Bun only: the WebSocket path, a per-launch secret (Deno and Node choose theirs). */
+  path?: string;
 }
 
 /** Turns a manifest's grants into a launch plan, starting from the host's default plan. */

@@ -4,7 +4,7 @@
  * sandbox stands between the caller and the action. Used by hostile.ts (a
  * program) and by the hostile plugin of tests/sandbox_host_test.ts.
  *
- * Actions: read PATH, write PATH, connect PORT, bind PORT, exec PATH, ptrace PID,
+ * Actions: read PATH, write PATH, connect PORT, bind PORT, udp, exec PATH, ptrace PID,
  * vmread PID, procmem PID, alloc MIB, spawn-detached MARKER.
  *
  * @module
@@ -138,6 +138,13 @@ export async function act(libc: Libc, action: string, arg: string): Promise<Reco
       const errno = rc < 0 ? libc.errno() : 0;
       libc.close(fd);
       return { ok: rc === 0, errno, stage: action };
+    }
+    case "udp": {
+      // A datagram socket: Landlock does not confine UDP, so only seccomp's socket-type check stands here.
+      const fd = libc.socket(2, 2, 0);
+      if (fd < 0) return { ok: false, errno: libc.errno(), stage: "socket" };
+      libc.close(fd);
+      return { ok: true, errno: 0, stage: "socket" };
     }
     case "exec": {
       // execv only returns on failure; on success the shell prints the ok line itself.

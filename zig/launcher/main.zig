@@ -10,6 +10,7 @@
 //!   --connect=PORT (repeatable)  TCP connect allowed to this port (needs --inet)
 //!   --bind=PORT    (repeatable)  TCP bind allowed on this port (needs --inet)
 //!   --inet                       AF_INET/AF_INET6 sockets allowed (AF_UNIX always is)
+//!   --inet=tcp                   AF_INET/AF_INET6 stream (TCP) sockets only: no UDP, no raw (an inspector port)
 //!   --data-mib=N --as-mib=N --nproc=N --nofile=N   resource limits (0 or absent: unchanged)
 //!   --no-pidns                   skip the PID namespace (descendants are then killed via a subreaper)
 //! Whatever the kernel lacks is reported on stderr, one line each:

@@ -11,6 +11,9 @@ pub const ports_max = 64;
 
 pub const Mode = enum { required, best_effort };
 
+/// Which internet sockets a plugin may create: none, TCP only (an inspector's listening port), or any.
+pub const Inet = enum { none, tcp, all };
+
 pub const Plan = struct {
     mode: Mode = .required,
     ro: [paths_max][*:0]const u8 = undefined,
@@ -27,7 +30,7 @@ pub const Plan = struct {
     connect_count: usize = 0,
     bind: [ports_max]u16 = undefined,
     bind_count: usize = 0,
-    inet: bool = false,
+    inet: Inet = .none,
     pidns: bool = true,
     data_mib: u64 = 0,
     as_mib: u64 = 0,
@@ -45,7 +48,10 @@ pub fn parse(plan: *Plan, args: []const [*:0]const u8) !usize {
             return index + 1;
         }
         if (std.mem.eql(u8, arg, "--inet")) {
-            plan.inet = true;
+            plan.inet = .all;
+        } else if (std.mem.eql(u8, arg, "--inet=tcp")) {
+            // The wider grant wins whatever the order.
+            if (plan.inet == .none) plan.inet = .tcp;
         } else if (std.mem.eql(u8, arg, "--no-pidns")) {
             plan.pidns = false;
         } else if (value(arg_z, "--mode=")) |v| {
@@ -194,12 +200,15 @@ const bpf_jeq_k: u16 = 0x05 | 0x10 | 0x00;
 const bpf_jge_k: u16 = 0x05 | 0x30 | 0x00;
 const bpf_jset_k: u16 = 0x05 | 0x40 | 0x00;
 const bpf_ret_k: u16 = 0x06 | 0x00;
+const bpf_alu_and_k: u16 = 0x04 | 0x50 | 0x00;
 const ret_allow: u32 = 0x7fff0000;
 const ret_kill_process: u32 = 0x80000000;
 const ret_errno: u32 = 0x00050000;
 const offset_nr = 0;
 const offset_arch = 4;
 const offset_arg0 = 16;
+/// The low 32 bits of the second argument (little-endian targets only, see audit_arch).
+const offset_arg1 = 24;
 
 const audit_arch: u32 = switch (builtin.cpu.arch) {
     .x86_64 => 0xC000003E,
@@ -232,6 +241,9 @@ const af_inet6 = 10;
 const errno_perm = 1;
 const errno_nosys = 38;
 const errno_afnosupport = 97;
+const sock_stream = 1;
+/// socket()'s type argument without SOCK_NONBLOCK and SOCK_CLOEXEC.
+const sock_type_mask = 0xf;
 
 fn nr(comptime name: []const u8) ?u32 {
     if (!@hasField(linux.SYS, name)) return null;
@@ -247,7 +259,7 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) SockFilter {
 }
 
 /// Builds the filter into `out`; returns its length.
-pub fn buildFilter(out: *[filter_max]SockFilter, inet: bool) usize {
+pub fn buildFilter(out: *[filter_max]SockFilter, inet: Inet) usize {
     var len: usize = 0;
     const emit = struct {
         fn f(o: *[filter_max]SockFilter, l: *usize, insn: SockFilter) void {
@@ -282,18 +294,38 @@ pub fn buildFilter(out: *[filter_max]SockFilter, inet: bool) usize {
     emit(out, &len, jump(bpf_jset_k, clone_namespace_flags, 0, 1));
     emit(out, &len, stmt(bpf_ret_k, ret_errno | errno_perm));
     emit(out, &len, stmt(bpf_ret_k, ret_allow));
-    // socket and socketpair: AF_UNIX always, AF_INET/AF_INET6 only with the net grant.
-    const families_count: u8 = if (inet) 3 else 1;
-    const block_len: u8 = 1 + families_count + 2;
+    // socket and socketpair: AF_UNIX always, AF_INET/AF_INET6 only with the net grant (or, for an
+    // inspector's port, of type SOCK_STREAM only).
     for ([_]u32{ nr("socket").?, nr("socketpair").? }) |number| {
-        emit(out, &len, jump(bpf_jeq_k, number, 0, block_len));
-        emit(out, &len, stmt(bpf_ld_w_abs, offset_arg0));
-        const families = [_]u32{ af_unix, af_inet, af_inet6 };
-        for (families[0..families_count], 0..) |family, index| {
-            emit(out, &len, jump(bpf_jeq_k, family, families_count - @as(u8, @intCast(index)), 0));
+        switch (inet) {
+            .none, .all => {
+                const families_count: u8 = if (inet == .all) 3 else 1;
+                const block_len: u8 = 1 + families_count + 2;
+                emit(out, &len, jump(bpf_jeq_k, number, 0, block_len));
+                emit(out, &len, stmt(bpf_ld_w_abs, offset_arg0));
+                const families = [_]u32{ af_unix, af_inet, af_inet6 };
+                for (families[0..families_count], 0..) |family, index| {
+                    emit(out, &len, jump(bpf_jeq_k, family, families_count - @as(u8, @intCast(index)), 0));
+                }
+                emit(out, &len, stmt(bpf_ret_k, ret_errno | errno_afnosupport));
+                emit(out, &len, stmt(bpf_ret_k, ret_allow));
+            },
+            .tcp => {
+                // 0: syscall?  1: family  2-4: unix → allow, inet/inet6 → type check  5: refuse the family
+                // 6-8: type == SOCK_STREAM?  9: refuse the type  10: allow
+                emit(out, &len, jump(bpf_jeq_k, number, 0, 10));
+                emit(out, &len, stmt(bpf_ld_w_abs, offset_arg0));
+                emit(out, &len, jump(bpf_jeq_k, af_unix, 7, 0));
+                emit(out, &len, jump(bpf_jeq_k, af_inet, 2, 0));
+                emit(out, &len, jump(bpf_jeq_k, af_inet6, 1, 0));
+                emit(out, &len, stmt(bpf_ret_k, ret_errno | errno_afnosupport));
+                emit(out, &len, stmt(bpf_ld_w_abs, offset_arg1));
+                emit(out, &len, stmt(bpf_alu_and_k, sock_type_mask));
+                emit(out, &len, jump(bpf_jeq_k, sock_stream, 1, 0));
+                emit(out, &len, stmt(bpf_ret_k, ret_errno | errno_perm));
+                emit(out, &len, stmt(bpf_ret_k, ret_allow));
+            },
         }
-        emit(out, &len, stmt(bpf_ret_k, ret_errno | errno_afnosupport));
-        emit(out, &len, stmt(bpf_ret_k, ret_allow));
     }
     emit(out, &len, stmt(bpf_ret_k, ret_allow));
     return len;
@@ -320,6 +352,10 @@ pub fn parseParentPid(stat: []const u8) ?linux.pid_t {
 
 /// A tiny BPF interpreter for the subset buildFilter emits, so the filter's decisions are tested.
 fn run(filter: []const SockFilter, arch: u32, number: u32, arg0: u32) u32 {
+    return run2(filter, arch, number, arg0, 0);
+}
+
+fn run2(filter: []const SockFilter, arch: u32, number: u32, arg0: u32, arg1: u32) u32 {
     var pc: usize = 0;
     var acc: u32 = 0;
     while (pc < filter.len) {
@@ -329,8 +365,10 @@ fn run(filter: []const SockFilter, arch: u32, number: u32, arg0: u32) u32 {
                 offset_nr => number,
                 offset_arch => arch,
                 offset_arg0 => arg0,
+                offset_arg1 => arg1,
                 else => unreachable,
             },
+            bpf_alu_and_k => acc &= insn.k,
             bpf_ret_k => return insn.k,
             bpf_jeq_k, bpf_jge_k, bpf_jset_k => {
                 const taken = switch (insn.code) {
@@ -349,7 +387,7 @@ fn run(filter: []const SockFilter, arch: u32, number: u32, arg0: u32) u32 {
 
 test "filter denies ptrace and process_vm_readv, allows read" {
     var filter: [filter_max]SockFilter = undefined;
-    const len = buildFilter(&filter, false);
+    const len = buildFilter(&filter, .none);
     try std.testing.expectEqual(ret_errno | errno_perm, run(filter[0..len], audit_arch, nr("ptrace").?, 0));
     try std.testing.expectEqual(ret_errno | errno_perm, run(filter[0..len], audit_arch, nr("process_vm_readv").?, 0));
     try std.testing.expectEqual(ret_allow, run(filter[0..len], audit_arch, nr("read").?, 0));
@@ -358,19 +396,36 @@ test "filter denies ptrace and process_vm_readv, allows read" {
 
 test "filter allows AF_UNIX always and AF_INET only with inet" {
     var filter: [filter_max]SockFilter = undefined;
-    const closed = buildFilter(&filter, false);
+    const closed = buildFilter(&filter, .none);
     try std.testing.expectEqual(ret_allow, run(filter[0..closed], audit_arch, nr("socket").?, af_unix));
     try std.testing.expectEqual(ret_errno | errno_afnosupport, run(filter[0..closed], audit_arch, nr("socket").?, af_inet));
     try std.testing.expectEqual(ret_errno | errno_afnosupport, run(filter[0..closed], audit_arch, nr("socketpair").?, af_inet6));
-    const open = buildFilter(&filter, true);
+    const open = buildFilter(&filter, .all);
     try std.testing.expectEqual(ret_allow, run(filter[0..open], audit_arch, nr("socket").?, af_inet));
     try std.testing.expectEqual(ret_allow, run(filter[0..open], audit_arch, nr("socket").?, af_inet6));
     try std.testing.expectEqual(ret_errno | errno_afnosupport, run(filter[0..open], audit_arch, nr("socket").?, 16));
 }
 
+test "filter with inet=tcp allows TCP sockets only, whatever the flags" {
+    var filter: [filter_max]SockFilter = undefined;
+    const len = buildFilter(&filter, .tcp);
+    const socket = nr("socket").?;
+    const sock_dgram = 2;
+    const sock_raw = 3;
+    const nonblock_cloexec = 0o4000 | 0o2000000;
+    try std.testing.expectEqual(ret_allow, run2(filter[0..len], audit_arch, socket, af_unix, sock_dgram));
+    try std.testing.expectEqual(ret_allow, run2(filter[0..len], audit_arch, socket, af_inet, sock_stream));
+    try std.testing.expectEqual(ret_allow, run2(filter[0..len], audit_arch, socket, af_inet6, sock_stream | nonblock_cloexec));
+    try std.testing.expectEqual(ret_errno | errno_perm, run2(filter[0..len], audit_arch, socket, af_inet, sock_dgram));
+    try std.testing.expectEqual(ret_errno | errno_perm, run2(filter[0..len], audit_arch, socket, af_inet6, sock_dgram | nonblock_cloexec));
+    try std.testing.expectEqual(ret_errno | errno_perm, run2(filter[0..len], audit_arch, socket, af_inet, sock_raw));
+    try std.testing.expectEqual(ret_errno | errno_afnosupport, run2(filter[0..len], audit_arch, socket, 16, sock_stream));
+    try std.testing.expectEqual(ret_allow, run2(filter[0..len], audit_arch, nr("read").?, 0, 0));
+}
+
 test "filter refuses namespace flags in clone but allows threads" {
     var filter: [filter_max]SockFilter = undefined;
-    const len = buildFilter(&filter, false);
+    const len = buildFilter(&filter, .none);
     try std.testing.expectEqual(ret_errno | errno_perm, run(filter[0..len], audit_arch, nr("clone").?, linux.CLONE.NEWUSER));
     try std.testing.expectEqual(ret_allow, run(filter[0..len], audit_arch, nr("clone").?, linux.CLONE.VM | linux.CLONE.THREAD));
     try std.testing.expectEqual(ret_errno | errno_nosys, run(filter[0..len], audit_arch, nr("clone3").?, 0));
@@ -383,7 +438,14 @@ test "parse reads grants up to -- and refuses a relative program" {
     try std.testing.expectEqual(@as(usize, 1), plan.list_count);
     try std.testing.expectEqual(@as(usize, 1), plan.ro_count);
     try std.testing.expectEqual(@as(u16, 8080), plan.connect[0]);
-    try std.testing.expect(plan.inet);
+    try std.testing.expectEqual(Inet.all, plan.inet);
+    var tcp_plan: Plan = .{};
+    const tcp_args = [_][*:0]const u8{ "--inet=tcp", "--bind=9229", "--", "/bin/true" };
+    _ = try parse(&tcp_plan, &tcp_args);
+    try std.testing.expectEqual(Inet.tcp, tcp_plan.inet);
+    const both = [_][*:0]const u8{ "--inet", "--inet=tcp", "--", "/bin/true" };
+    _ = try parse(&tcp_plan, &both);
+    try std.testing.expectEqual(Inet.all, tcp_plan.inet);
     try std.testing.expectEqual(Mode.best_effort, plan.mode);
     const relative = [_][*:0]const u8{ "--", "true" };
     try std.testing.expectError(error.ProgramNotAbsolute, parse(&plan, &relative));
