@@ -10,8 +10,9 @@
 import process from "node:process";
 import { PluginNotFoundError } from "../errors.ts";
 import type { LogEntry } from "../host/process.ts";
-import type { PluginHost, PluginInfo, StateEvent } from "../host/host.ts";
+import type { InspectEvent, PluginHost, PluginInfo, StateEvent } from "../host/host.ts";
 import { didYouMean } from "../host/suggest.ts";
+import { checkInspectPort } from "../host/_inspect.ts";
 import { ControlError, type ControlRequest, type ControlServer, listenControl } from "./_control.ts";
 import type { Output } from "./_output.ts";
 import { stripAnsi } from "./_output.ts";
@@ -75,10 +76,22 @@ export class ServeLog {
     if (record.stream === "stdout" || record.stream === "stderr") {
       this.#out.plugin(record.plugin, record.stream, record.line);
     } else {
-      const paint = /^(crashed|failed|unresponsive|rolled-back)/.test(record.line) ? this.#out.red : this.#out.dim;
+      const paint = /^(crashed|failed|unresponsive|rolled-back|killed)/.test(record.line)
+        ? this.#out.red
+        : this.#out.dim;
       this.#out.info(`${this.#out.dim(record.at)} ${record.plugin}: ${paint(record.line)}`);
     }
   }
+
+  /** Subscribe with host.on("inspect", log.onInspect): where to attach a debugger, for the terminal and `logs`. */
+  readonly onInspect = (event: InspectEvent): void => {
+    this.add({
+      at: new Date(event.at).toISOString(),
+      plugin: event.plugin,
+      stream: "lifecycle",
+      line: inspectLine(event),
+    });
+  };
 
   recent(plugin: string | undefined, lines: number): LogRecord[] {
     return this.#kept.filter((r) => !plugin || r.plugin === plugin).slice(-lines);
@@ -87,6 +100,47 @@ export class ServeLog {
   follow(listener: (record: LogRecord) => void): () => void {
     this.#followers.add(listener);
     return () => this.#followers.delete(listener);
+  }
+}
+
+/** One line saying where to attach a debugger to an inspected instance. */
+export function inspectLine(event: InspectEvent): string {
+  const instance = event.instance ? ` #${event.instance}` : "";
+  const open = event.runtime === "bun"
+    ? `open ${event.devtoolsUrl} (Bun's debugger; VS Code: the Bun extension attaches to ${event.webSocketUrl})`
+    : `open ${event.devtoolsUrl} in Chrome (or chrome://inspect → Configure → ${
+      event.webSocketUrl.slice(5).split("/")[0]
+    }); ` +
+      `VS Code: attach (type "node") to port ${event.port}; WebSocket ${event.webSocketUrl}`;
+  return `inspect${instance}: ${event.runtime} inspector on 127.0.0.1:${event.port}: ${open}`;
+}
+
+/**
+ * `serve --inspect NAME[:PORT]` values, by plugin name. A bad port is an InspectError (`bad_port`);
+ * the same plugin twice is a UsageError-like CLI failure reported by the caller.
+ */
+export function parseInspectFlags(values: readonly string[]): Map<string, { port?: number }> {
+  const targets = new Map<string, { port?: number }>();
+  for (const value of values) {
+    const colon = value.lastIndexOf(":");
+    const name = colon > 0 ? value.slice(0, colon) : value;
+    const port = colon > 0 ? value.slice(colon + 1) : undefined;
+    targets.set(
+      name,
+      port === undefined ? {} : { port: checkInspectPort(name, /^\d+$/.test(port) ? Number(port) : port) },
+    );
+  }
+  return targets;
+}
+
+/** Every `--inspect` name must be a plugin this serve found: a typo fails before anything starts. */
+export function checkInspectTargets(targets: ReadonlyMap<string, unknown>, found: readonly string[]): void {
+  for (const name of targets.keys()) {
+    if (found.includes(name)) continue;
+    throw new PluginNotFoundError(
+      `--inspect ${name}: no plugin "${name}" in the served directories${didYouMean(name, [...found])}; ` +
+        `found: ${found.join(", ") || "none"}`,
+    );
   }
 }
 

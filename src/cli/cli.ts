@@ -24,7 +24,7 @@ import { securityCommands, securityFlags, securitySetup, trustCell, trustContext
 import { authorCommands, runNew, runTest } from "./_authors.ts";
 import { Output } from "./_output.ts";
 import { examplePlugins, packageVersion } from "./_paths.ts";
-import { type LogRecord, Serve, ServeLog } from "./_serve.ts";
+import { checkInspectTargets, type LogRecord, parseInspectFlags, Serve, ServeLog } from "./_serve.ts";
 
 const program = "cli.ts";
 const defaultDir = examplePlugins;
@@ -49,6 +49,19 @@ const commands = {
     flags: {
       transport: { type: "string", value: "kind", choices: transports, description: "shm (default), unix or tcp" },
       watch: { type: "boolean", description: "reload a plugin when its files change (development mode)" },
+      inspect: {
+        type: "string",
+        multiple: true,
+        value: "plugin[:port]",
+        description: "start <plugin> under its runtime's inspector (loopback; a free port, or :port) and print the " +
+          "URL for Chrome DevTools / VS Code; it is never killed as stalled (repeatable)",
+      },
+      "blame-stalls": {
+        type: "boolean",
+        description: "before killing a stalled Deno/Node plugin, profile it and name the busy functions (see " +
+          "docs/debugging.md: this opens a loopback inspector port per plugin)",
+      },
+      "profile-dir": { type: "string", value: "dir", description: "where --blame-stalls saves .cpuprofile files" },
       socket: socketFlag,
       ...adminFlags,
       ...securityFlags,
@@ -56,7 +69,10 @@ const commands = {
     details: `Each dir is a plugin directory (with a plugin.json) or holds plugin directories; relative dirs
 resolve against the current directory. Without one the bundled examples are served.
 Crashed plugins restart with backoff; after 5 crashes in a minute a plugin stays down until
-"cli.ts restart <name>". Lifecycle changes and plugin output go to stderr.`,
+"cli.ts restart <name>". Lifecycle changes and plugin output go to stderr.
+Debugging (docs/debugging.md): "serve --inspect kv" prints a devtools:// URL to open in Chrome and a
+port for VS Code's "attach"; "--inspect kv:9229" picks the port. A plugin paused at a breakpoint is
+reported unresponsive but not killed.`,
   },
   call: {
     name: "call",
@@ -357,12 +373,23 @@ async function serve(out: Output, positionals: string[], values: Record<string, 
   const log = new ServeLog(out);
   const security = securitySetup(values, dirs.length ? dirs : [defaultDir]);
   const admin = ServeAdmin.fromFlags(values, "serve", out);
+  const inspect = parseInspectFlags((values.inspect as string[] | undefined) ?? []);
   const host = new PluginHost({
     ...hostOptions(dirs, values.transport, log.logger),
     ...security.options,
     ...admin?.hostOptions(log.logger, security.options.verifier),
+    ...(values["blame-stalls"] ? { blameStalls: true } : {}),
+    ...(values["profile-dir"] ? { profileDir: resolve(values["profile-dir"] as string) } : {}),
   });
   security.attach(host);
+  const found = host.discover();
+  try {
+    checkInspectTargets(inspect, found.flatMap((d) => (d.manifest ? [d.manifest.name] : [])));
+  } catch (error) {
+    await host.close();
+    await security.close();
+    throw error;
+  }
   const server = new Serve(host, log, out);
   try {
     await server.openControl(resolve((values.socket as string | undefined) ?? defaultSocketPath()));
@@ -375,10 +402,16 @@ async function serve(out: Output, positionals: string[], values: Record<string, 
   }
   host.onState(log.onState);
   host.onEvent(log.onEvent);
-  const found = host.discover();
+  host.on("inspect", log.onInspect);
   for (const d of found) if (d.error) out.error(`skipping ${d.dir}: ${d.error.message}`);
   // A load that fails is reported once, by its "failed" lifecycle line.
-  await Promise.allSettled(found.flatMap((d) => (d.manifest ? [host.load(d.manifest.dir)] : [])));
+  await Promise.allSettled(
+    found.flatMap((d) => {
+      if (!d.manifest) return [];
+      const inspected = inspect.get(d.manifest.name);
+      return [host.load(d.manifest.dir, inspected ? { inspect: inspected } : {})];
+    }),
+  );
   if (values.watch) {
     for (const p of host.list()) if (p.state === "running") host.watch(p.name);
     out.info("watching plugin files; a change reloads the plugin");

@@ -72,7 +72,7 @@ export function checkInspectPort(plugin: string, port: unknown): number {
     throw new InspectError(
       "bad_port",
       `Cannot inspect plugin "${plugin}" on port ${JSON.stringify(port)}: give an integer from ${inspectPortMin} ` +
-        `to 65535, or inspect: true for a free port`,
+        `to 65535, or inspect: true (serve --inspect NAME without a port) for a free one`,
     );
   }
   return port;
@@ -93,7 +93,7 @@ export async function reserveInspectPort(plugin: string, requested?: number): Pr
         "port_in_use",
         `Cannot inspect plugin "${plugin}" on ${inspectorHost}:${requested}: ${
           code === "EADDRINUSE" ? "another process listens there" : "the port is not allowed"
-        }; pick another port, or inspect: true (--inspect without a port) for a free one`,
+        }; pick another port, or inspect: true (serve --inspect NAME without a port) for a free one`,
         { cause: error },
       );
     }
