@@ -141,7 +141,17 @@ for (const runtime of ["deno", "node"] as const) {
       try {
         await withHost({ ...supervision, blameStalls: true, profileDir }, async (host, seen) => {
           const name = plugins[runtime];
-          await host.load(name);
+          const info = await host.load(name);
+          const cmdline = readFileSync(`/proc/${info.pid}/cmdline`, "utf8").split("\0");
+          const flag = cmdline.find((arg) => arg.startsWith("--inspect")) ?? "";
+          if (runtime === "node") {
+            // On demand: Node gets its port but opens nothing until the host sends SIGUSR1, at a stall.
+            assert.match(flag, /^--inspect-port=127\.0\.0\.1:\d+$/);
+            const port = Number(flag.slice(flag.lastIndexOf(":") + 1));
+            await assert.rejects(fetch(`http://127.0.0.1:${port}/json/list`), "no Node inspector before the stall");
+          } else {
+            assert.match(flag, /^--inspect=127\.0\.0\.1:\d+$/);
+          }
           await assert.rejects(host.call(name, "spin"), (error: unknown) => {
             assert.ok(error instanceof PluginStalledError, String(error));
             assert.match(error.message, /busy in spinForever \(main\.m?[jt]s:\d+\)/);

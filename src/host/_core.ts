@@ -234,7 +234,12 @@ export class HostCore {
     if (plugin.instances.some((i) => i.inspector?.endpoint.port === requested)) requested = undefined;
     const port = await reserveInspectPort(manifest.name, requested);
     const path = manifest.runtime === "bun" ? inspectorSecret() : undefined;
-    return { endpoint: { host: inspectorHost, port, ...(path ? { path } : {}) }, debugging };
+    // For blame alone, Node opens its inspector only when the host asks (SIGUSR1), at a stall.
+    const onDemand = !debugging && manifest.runtime === "node";
+    return {
+      endpoint: { host: inspectorHost, port, ...(path ? { path } : {}), ...(onDemand ? { onDemand } : {}) },
+      debugging,
+    };
   }
 
   /** Runs the verifier; a refusal is recorded and rethrown. Returns the manifest to run (maybe from a verified copy). */

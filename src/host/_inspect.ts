@@ -55,8 +55,9 @@ export interface InspectEvent {
   at: number;
 }
 
-/** The runtime flag that starts the inspector at `endpoint`. */
+/** The runtime flag that starts the inspector at `endpoint` (or, on demand, only sets its port). */
 export function inspectFlag(runtime: Manifest["runtime"], endpoint: InspectorEndpoint): string {
+  if (endpoint.onDemand && runtime === "node") return `--inspect-port=${endpoint.host}:${endpoint.port}`;
   const path = runtime === "bun" && endpoint.path ? `/${endpoint.path}` : "";
   return `--inspect=${endpoint.host}:${endpoint.port}${path}`;
 }

@@ -197,6 +197,8 @@ async function blameInstance(core: HostCore, plugin: PluginEntry, instance: Inst
       plugin.manifest.runtime === "bun" ? bunBlameUnsupported : "it was started without an inspector",
     );
   }
+  // Node opens an on-demand inspector on SIGUSR1 (the launcher forwards it), even in a busy loop.
+  if (inspector.endpoint.onDemand && !inspector.webSocketUrl) instance.kill("SIGUSR1");
   inspector.webSocketUrl ??= (await inspectorTarget(plugin.manifest.runtime, inspector.endpoint)).webSocketUrl;
   return await takeBlame({
     plugin: plugin.manifest.name,

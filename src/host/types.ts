@@ -294,6 +294,11 @@ export interface InspectorEndpoint {
   port: number;
   /** Bun only: the WebSocket path, a per-launch secret (Deno and Node choose theirs). */
   path?: string;
+  /**
+   * Node only: the port is set (`--inspect-port`) but nothing listens until the host sends SIGUSR1, which
+   * Node answers even in a busy loop. Blame uses it so a Node plugin has no open inspector until it stalls.
+   */
+  onDemand?: boolean;
 }
 
 /** Turns a manifest's grants into a launch plan, starting from the host's default plan. */
