@@ -19,7 +19,7 @@ LAUNCHER_SOURCES := build.zig $(wildcard zig/launcher/*.zig)
 NATIVE := native/manifest.json
 
 .PHONY: cosign setup build dist package test test-publish test-zig test-cross test-deno test-bun test-node test-ops ops-tools lint bench bench-sandbox bench-shmipc bench-integrity bench-scale demo clean
-.PHONY: fuzz doc-lint bench-compression
+.PHONY: fuzz doc-lint bench-compression bench-inspect
 
 setup: node_modules/.installed $(ZIG)
 
@@ -187,6 +187,11 @@ bench-sandbox: build
 bench-integrity: build
 	$(DENO) run -A bench/integrity_bench.ts $(BENCH_ARGS)
 	$(BUN) bench/integrity_bench.ts $(BENCH_ARGS)
+
+# What an inspector costs a plugin's cold start (none / blameStalls / inspect, per plugin runtime), interleaved.
+# A smoke run: make bench-inspect BENCH_ARGS="--runs 2"
+bench-inspect: build dist
+	$(DENO) run -A bench/inspect_bench.ts $(BENCH_ARGS)
 
 demo: build
 	$(DENO) run -A cli.ts demo --admin

@@ -24,6 +24,7 @@ import {
   type StateEvent,
 } from "../mod.ts";
 import { CdpSession } from "../src/host/_cdp.ts";
+import { createAdminApp } from "../src/admin/app.ts";
 import { fixtures, processRunning, segmentsLeft, segmentsOf, test } from "./_harness.ts";
 
 /** Short supervision times so a stall is decided quickly; the pause below outlasts them many times. */
@@ -169,6 +170,12 @@ for (const runtime of ["deno", "node"] as const) {
           assert.ok(Array.isArray(profile.nodes) && profile.nodes.length > 0 && Array.isArray(profile.samples));
           const killed = seen.states.find((e) => e.state === "killed");
           assert.match(killed?.reason ?? "", /stalled: no frame for \d+ ms; stuck in spinForever/);
+          // The dashboard renders each plugin's history from the admin API: the blame is in it.
+          const token = "inspect-test-token-0123456789";
+          const admin = createAdminApp(host, { token });
+          const detail = await admin.request(`/api/plugins/${name}`, { headers: { authorization: `Bearer ${token}` } });
+          const { history } = await detail.json() as { history: StateEvent[] };
+          assert.ok(history.some((e) => e.state === "killed" && /stuck in spinForever/.test(e.reason)));
           assert.equal(await host.call(name, "add", [1, 1]), 2, "restarted and serving");
         });
       } finally {

@@ -96,9 +96,10 @@ export interface PluginHostOptions {
    * Blame for a stall: before killing an instance that went silent, take a CPU profile of it through its
    * runtime's inspector, pause it once to read its stack, save the profile under `profileDir` and name the
    * busy functions in the "stall" event and the "killed" lifecycle event. Default false. When on, every Deno
-   * and Node plugin starts with its inspector on a random loopback port that the sandbox lets it bind: an
-   * unauthenticated port any local process could connect to (see docs/debugging.md). Bun's inspector cannot
-   * profile a busy plugin, so Bun plugins start without one and their stall event says so.
+   * plugin starts with its inspector listening on a random loopback port that the sandbox lets it bind: an
+   * unauthenticated port any local process could connect to (see docs/debugging.md). A Node plugin only gets
+   * the port and opens it when the host sends SIGUSR1 at a stall. Bun's inspector cannot profile a busy
+   * plugin, so Bun plugins start without one and their stall event says so.
    */
   blameStalls?: boolean;
   /** Where `blameStalls` saves `.cpuprofile` files. Default `<tmpdir>/plugin-shm-profiles`. */
