@@ -244,6 +244,30 @@ test(
   { timeoutMs: 60_000 },
 );
 
+test(
+  "inspect: a reload moves off the port the old instance holds, a restart comes back under the inspector",
+  async () => {
+    const spare = createServer();
+    await new Promise<void>((resolve) => spare.listen(0, "127.0.0.1", resolve));
+    const port = (spare.address() as { port: number }).port;
+    await new Promise<void>((resolve) => spare.close(() => resolve()));
+    await withHost(supervision, async (host, seen) => {
+      await host.load("spinner", { inspect: { port } });
+      assert.equal(seen.inspects[0].port, port);
+      await host.reload("spinner");
+      assert.equal(seen.inspects.length, 2);
+      assert.notEqual(seen.inspects[1].port, port, "the old instance held the port while the new one started");
+      assert.equal(await host.call("spinner", "add", [1, 1]), 2);
+      await host.restart("spinner");
+      assert.equal(seen.inspects.length, 3);
+      assert.equal(seen.inspects[2].port, port, "restart() starts it on the given port again");
+      const targets = await (await fetch(`http://127.0.0.1:${port}/json/list`)).json();
+      assert.equal(targets[0].webSocketDebuggerUrl, seen.inspects[2].webSocketUrl);
+    });
+  },
+  { timeoutMs: 60_000 },
+);
+
 test("inspect: without inspect or blameStalls no plugin gets an inspector (no --inspect flag, no port)", async () => {
   await withHost(supervision, async (host) => {
     const info = await host.load("spinner");

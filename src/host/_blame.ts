@@ -22,7 +22,7 @@
  * @module
  */
 
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CdpSession } from "./_cdp.ts";
 import { withTimeout } from "./_inspect.ts";
@@ -34,6 +34,8 @@ export const blameFunctionsMax = 5;
 export const blameFramesMax = 8;
 /** Sampling interval of the blame profile, µs (V8's default is 1000). */
 export const blameSamplingIntervalUs = 500;
+/** `.cpuprofile` files kept in `profileDir`: beyond this many, the oldest are removed (a crash-looping plugin must not fill the disk). */
+export const profilesKeptMax = 100;
 /** How long connecting and each inspector command may take before the host gives up blaming and kills. */
 export const blameStepTimeoutMs = 3_000;
 
@@ -174,6 +176,25 @@ interface PausedParams {
   }[];
 }
 
+/** Removes the oldest `.cpuprofile` files of `dir` beyond {@link profilesKeptMax}. */
+export function pruneProfiles(dir: string, keep: number = profilesKeptMax): void {
+  const files = readdirSync(dir).filter((name) => name.endsWith(".cpuprofile")).flatMap((name) => {
+    try {
+      return [{ path: join(dir, name), mtimeMs: statSync(join(dir, name)).mtimeMs }];
+    } catch {
+      return []; // Removed meanwhile.
+    }
+  });
+  files.sort((a, b) => b.mtimeMs - a.mtimeMs);
+  for (const { path } of files.slice(keep)) {
+    try {
+      unlinkSync(path);
+    } catch {
+      // Removed meanwhile.
+    }
+  }
+}
+
 /** What {@link takeBlame} needs to know. */
 export interface BlameTarget {
   plugin: string;
@@ -222,6 +243,7 @@ export async function takeBlame(target: BlameTarget): Promise<Blame> {
     const profilePath = join(target.profileDir, `${target.plugin}-${target.instance}-${stamp}.cpuprofile`);
     // The profile names the plugin's files and functions: readable by the host's user only.
     writeFileSync(profilePath, JSON.stringify(profile), { mode: 0o600 });
+    pruneProfiles(target.profileDir);
     return { stack, top: topSelfTime(profile), sampledMs, profilePath };
   } finally {
     await session.close();

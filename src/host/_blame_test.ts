@@ -4,11 +4,14 @@
  * WebSocket framing of the inspector client against a real server.
  */
 import assert from "node:assert/strict";
+import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createHash } from "node:crypto";
 import { createServer, type Socket } from "node:net";
 import { Buffer } from "node:buffer";
 import { test } from "../../tests/_harness.ts";
-import { type CpuProfile, describeBlame, topSelfTime } from "./_blame.ts";
+import { type CpuProfile, describeBlame, pruneProfiles, topSelfTime } from "./_blame.ts";
 import { CdpSession } from "./_cdp.ts";
 import { checkInspectPort, inspectFlag } from "./_inspect.ts";
 import { InspectError } from "./errors.ts";
@@ -34,6 +37,21 @@ test("topSelfTime sums self time per function, busiest first, without V8's pseud
   assert.ok(top[0].share > 0.5 && top[0].share < 1);
   const line = describeBlame({ stack: [top[0]], top, sampledMs: 10, profilePath: "/tmp/x.cpuprofile" });
   assert.match(line, /^stuck in spinForever \(main\.ts:3\); self time over 10 ms: spinForever \(main\.ts:3\) \d+ %/);
+});
+
+test("pruneProfiles keeps the newest profiles and leaves other files alone", () => {
+  const dir = mkdtempSync(join(tmpdir(), "pshm-prune-"));
+  try {
+    for (let i = 0; i < 5; i++) {
+      writeFileSync(join(dir, `p-${i}.cpuprofile`), "{}");
+      utimesSync(join(dir, `p-${i}.cpuprofile`), 1000 + i, 1000 + i);
+    }
+    writeFileSync(join(dir, "notes.txt"), "mine");
+    pruneProfiles(dir, 2);
+    assert.deepEqual(readdirSync(dir).sort(), ["notes.txt", "p-3.cpuprofile", "p-4.cpuprofile"]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test("topSelfTime of a profile without samples is empty", () => {
