@@ -66,7 +66,9 @@ test(
       assert.match(line, /VS Code: attach \(type "node"\) to port \d+/);
       assert.ok(!/echo: inspect/.test(err), "only the plugin named gets an inspector");
       const port = Number(/inspector on 127\.0\.0\.1:(\d+)/.exec(line)![1]);
-      const targets = await (await fetch(`http://127.0.0.1:${port}/json/list`)).json();
+      const targets = await (await fetch(`http://127.0.0.1:${port}/json/list`)).json() as {
+        webSocketDebuggerUrl: string;
+      }[];
       assert.equal(targets.length, 1);
       assert.equal(line.includes(targets[0].webSocketDebuggerUrl), true, "the printed URL is the inspector's");
     } finally {

@@ -261,9 +261,38 @@ test(
       await host.restart("spinner");
       assert.equal(seen.inspects.length, 3);
       assert.equal(seen.inspects[2].port, port, "restart() starts it on the given port again");
-      const targets = await (await fetch(`http://127.0.0.1:${port}/json/list`)).json();
+      const targets = await (await fetch(`http://127.0.0.1:${port}/json/list`)).json() as {
+        webSocketDebuggerUrl: string;
+      }[];
       assert.equal(targets[0].webSocketDebuggerUrl, seen.inspects[2].webSocketUrl);
     });
+  },
+  { timeoutMs: 60_000 },
+);
+
+test(
+  "blame (node plugin): an on-demand inspector port someone took since the start is not trusted; the stall is still killed",
+  async () => {
+    await withHost(
+      { ...supervision, blameStalls: true, profileDir: `${tmpdir()}/pshm-never-written` },
+      async (host, seen) => {
+        const info = await host.load("spinner-node");
+        const flag = readFileSync(`/proc/${info.pid}/cmdline`, "utf8").split("\0").find((a) =>
+          a.startsWith("--inspect-port=")
+        );
+        const port = Number(flag!.slice(flag!.lastIndexOf(":") + 1));
+        const squatter = createServer((socket) => socket.destroy());
+        await new Promise<void>((resolve) => squatter.listen(port, "127.0.0.1", resolve));
+        try {
+          await assert.rejects(host.call("spinner-node", "spin"), PluginStalledError);
+          assert.equal(seen.stalls[0].blame, undefined);
+          assert.match(seen.stalls[0].blameError ?? "", new RegExp(`another process took its inspector port ${port}`));
+          assert.ok(!existsSync(`${tmpdir()}/pshm-never-written`));
+        } finally {
+          squatter.close();
+        }
+      },
+    );
   },
   { timeoutMs: 60_000 },
 );

@@ -16,7 +16,7 @@
  */
 
 import { randomBytes } from "node:crypto";
-import { createServer } from "node:net";
+import { connect, createServer } from "node:net";
 import { clearTimeout, setTimeout } from "node:timers";
 import { InspectError } from "./errors.ts";
 import type { Manifest } from "./manifest.ts";
@@ -155,6 +155,21 @@ export async function inspectorTarget(
       `${last ? ` (${(last as Error).message})` : ""}; check the plugin's stderr (a sandbox that does not let ` +
       `it bind the port, or a port taken meanwhile)`,
   );
+}
+
+/** Whether something accepts TCP connections at `endpoint` now (refused, or no answer within 1 s: false). */
+export function portAnswers(endpoint: InspectorEndpoint): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(endpoint.port, endpoint.host);
+    const done = (answers: boolean) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(answers);
+    };
+    const timer = setTimeout(() => done(false), 1000);
+    socket.once("connect", () => done(true));
+    socket.once("error", () => done(false));
+  });
 }
 
 /** Races `promise` against `timeoutMs`; rejects with `what` on timeout. */

@@ -15,7 +15,7 @@ import type { Instance } from "./_instance.ts";
 import type { ExitStatus } from "./process.ts";
 import { killInstance } from "./_stop.ts";
 import { type Blame, bunBlameUnsupported, describeBlame, describeFrame, takeBlame } from "./_blame.ts";
-import { inspectorTarget } from "./_inspect.ts";
+import { inspectorTarget, portAnswers } from "./_inspect.ts";
 
 /** A restarted instance that stays up this long has recovered: the next crash backs off from the start. */
 export const recoveredAfterMs = 5_000;
@@ -197,8 +197,14 @@ async function blameInstance(core: HostCore, plugin: PluginEntry, instance: Inst
       plugin.manifest.runtime === "bun" ? bunBlameUnsupported : "it was started without an inspector",
     );
   }
-  // Node opens an on-demand inspector on SIGUSR1 (the launcher forwards it), even in a busy loop.
-  if (inspector.endpoint.onDemand && !inspector.webSocketUrl) instance.kill("SIGUSR1");
+  // Node opens an on-demand inspector on SIGUSR1 (the launcher forwards it), even in a busy loop. The port
+  // was free at spawn; if someone took it since, what answers there is not this plugin: blame nothing.
+  if (inspector.endpoint.onDemand && !inspector.webSocketUrl) {
+    if (await portAnswers(inspector.endpoint)) {
+      throw new Error(`another process took its inspector port ${inspector.endpoint.port} since it started`);
+    }
+    instance.kill("SIGUSR1");
+  }
   inspector.webSocketUrl ??= (await inspectorTarget(plugin.manifest.runtime, inspector.endpoint)).webSocketUrl;
   return await takeBlame({
     plugin: plugin.manifest.name,
