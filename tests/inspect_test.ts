@@ -28,7 +28,7 @@ import { createAdminApp } from "../src/admin/app.ts";
 import { fixtures, processRunning, segmentsLeft, segmentsOf, test } from "./_harness.ts";
 
 /** Short supervision times so a stall is decided quickly; the pause below outlasts them many times. */
-const supervision = { heartbeatIntervalMs: 100, stallTimeoutMs: 300, stallGraceMs: 200 } as const;
+const supervision = { heartbeatIntervalMs: 100, stallTimeoutMs: 500, stallGraceMs: 300 } as const;
 const stallKillMs = supervision.stallTimeoutMs + supervision.stallGraceMs;
 
 const plugins = { deno: "spinner", bun: "spinner-bun", node: "spinner-node" } as const;
@@ -106,9 +106,8 @@ for (const [runtime, name] of Object.entries(plugins)) {
             () => seen.states.slice(pausedAt).some((e) => e.state === "unresponsive"),
           );
           const unresponsiveAt = Date.now();
-          // Stay paused for several stall kills' worth of silence.
-          await new Promise((r) => setTimeout(r, 3 * stallKillMs));
-          assert.ok(Date.now() - unresponsiveAt >= 3 * stallKillMs);
+          // Stay paused for several stall kills' worth of silence (polled: a timer may fire a tick early).
+          await until("three stall kills' worth of silence", () => Date.now() - unresponsiveAt >= 3 * stallKillMs);
           const after = seen.states.slice(pausedAt);
           assert.deepEqual(
             after.filter((e) => e.state !== "unresponsive"),
