@@ -296,20 +296,6 @@ test(
   { timeoutMs: 60_000 },
 );
 
-test(
-  "unload escalates to SIGKILL after SIGTERM even under a Deno host, whose ChildProcess ignores a second kill()",
-  async () => {
-    await withHost({ ...supervision, stopTimeoutMs: 200 }, async (host) => {
-      const info = await host.load("stubborn");
-      host.call("stubborn", "spin").catch(() => {}); // Stuck: it can neither drain nor stop politely.
-      await host.unload("stubborn");
-      assert.ok(!processRunning(info.pid), "SIGTERM is ignored, so only the SIGKILL that followed can have ended it");
-      assert.equal(host.list()[0].state, "stopped");
-    });
-  },
-  { timeoutMs: 60_000 },
-);
-
 test("inspect: without inspect or blameStalls no plugin gets an inspector (no --inspect flag, no port)", async () => {
   await withHost(supervision, async (host) => {
     const info = await host.load("spinner");

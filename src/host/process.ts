@@ -6,7 +6,6 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
-import process from "node:process";
 import type { LaunchPlan } from "./types.ts";
 
 /** A line a plugin wrote, as the host's logger receives it. */
@@ -79,20 +78,9 @@ export class PluginProcess {
     return [...this.#stderrTail];
   }
 
-  /**
-   * Sends a signal if the process still runs. By pid, not through ChildProcess.kill(): Deno's
-   * ChildProcess ignores every kill() after the first, which would swallow the SIGKILL that follows
-   * an ignored SIGTERM (tests/inspect_test.ts has the stubborn plugin that shows it).
-   */
+  /** Sends a signal if the process still runs. */
   kill(signal: NodeJS.Signals): void {
-    // Reaped already (exit seen, close not yet): its pid may belong to another process soon.
-    const reaped = this.child.exitCode !== null || this.child.signalCode !== null;
-    if (this.#exit || reaped || this.child.pid === undefined) return;
-    try {
-      process.kill(this.child.pid, signal);
-    } catch {
-      // Exited meanwhile (its exit event is on its way).
-    }
+    if (!this.#exit) this.child.kill(signal);
   }
 
   /** Waits up to `timeoutMs` for the exit; true if it exited. */
