@@ -296,6 +296,25 @@ test(
   { timeoutMs: 60_000 },
 );
 
+test(
+  "unload escalates to SIGKILL after SIGTERM even under a Deno host, whose ChildProcess ignores a second kill()",
+  async () => {
+    // Default stall detection (seconds): the unload's own escalation must be what ends it, not a stall kill.
+    await withHost({ stopTimeoutMs: 200 }, async (host, seen) => {
+      const info = await host.load("stubborn");
+      host.call("stubborn", "spin").catch(() => {}); // Stuck: it can neither drain nor stop politely.
+      await host.unload("stubborn");
+      assert.ok(!processRunning(info.pid), "SIGTERM is ignored, so only the SIGKILL that followed can have ended it");
+      assert.equal(host.list()[0].state, "stopped");
+      const ends = seen.states.filter((e) => e.plugin === "stubborn" && e.state !== "started");
+      // Deno's ChildProcess would also name the first signal it sent (SIGTERM) as the one the process died of.
+      assert.ok(ends.some((e) => /"signal":"SIGKILL"/.test(e.reason)), JSON.stringify(ends));
+      assert.ok(!ends.some((e) => /stall/.test(e.reason)), JSON.stringify(ends));
+    });
+  },
+  { timeoutMs: 60_000 },
+);
+
 test("inspect: without inspect or blameStalls no plugin gets an inspector (no --inspect flag, no port)", async () => {
   await withHost(supervision, async (host) => {
     const info = await host.load("spinner");

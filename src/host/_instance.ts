@@ -7,7 +7,6 @@
  */
 
 import { randomBytes } from "node:crypto";
-import nodeProcess from "node:process";
 import { PluginCrashedError, SandboxError } from "./errors.ts";
 import { HandshakeError } from "../protocol/errors.ts";
 import { acceptHello, compressionThresholdBytesDefault, type VersionRange } from "../protocol/handshake.ts";
@@ -177,7 +176,7 @@ export async function startInstance(manifest: Manifest, options: InstanceOptions
       get stderrTail() {
         return process.stderrTail;
       },
-      kill: (signal) => signal === "SIGUSR1" ? signalPid(process, signal) : process.kill(signal),
+      kill: (signal) => process.kill(signal),
       waitForExit: (timeoutMs) => process.waitForExit(timeoutMs),
       protocolVersion: version,
       peer,
@@ -212,20 +211,6 @@ async function inspectorOf(
     debugging,
     ...await raceExit(manifest, process, target, "starting its inspector", options.handshakeTimeoutMs),
   };
-}
-
-/**
- * Sends a signal that does not end the process by its pid, not through ChildProcess.kill():
- * Deno's ChildProcess ignores every kill() after the first, so a SIGUSR1 there would swallow the
- * SIGKILL that follows it.
- */
-function signalPid(child: PluginProcess, signal: "SIGUSR1"): void {
-  if (child.exitStatus || child.pid === undefined) return;
-  try {
-    nodeProcess.kill(child.pid, signal);
-  } catch {
-    // Gone already: its exit is reported as usual.
-  }
 }
 
 function hello_(transport: Transport, token: string, options: InstanceOptions) {

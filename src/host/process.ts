@@ -6,6 +6,8 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import process from "node:process";
 import type { LaunchPlan } from "./types.ts";
 
 /** A line a plugin wrote, as the host's logger receives it. */
@@ -37,6 +39,10 @@ export class PluginProcess {
   readonly exited: Promise<ExitStatus>;
   readonly #stderrTail: string[] = [];
   #exit: ExitStatus | undefined;
+  /** The child's "exit" was seen: the runtime has reaped it and its pid may be reused. */
+  #reaped = false;
+  /** Under a Deno host: the child's start time in clock ticks (see kill()); undefined elsewhere or without /proc. */
+  #startTicks: string | undefined;
 
   constructor(name: string, plan: LaunchPlan, log: (entry: LogEntry) => void) {
     this.child = spawn(plan.command, plan.args, {
@@ -48,6 +54,9 @@ export class PluginProcess {
       // host, which then stops its plugins gracefully, not the plugins first.
       detached: true,
     });
+    // Read now, before the event loop runs: Deno reaps a child only from its event loop, so this is our child's.
+    if (isDeno && this.child.pid !== undefined) this.#startTicks = processStartTicks(this.child.pid);
+    this.child.on("exit", () => (this.#reaped = true));
     this.#forward(name, "stdout", log);
     this.#forward(name, "stderr", log);
     this.exited = new Promise((resolve) => {
@@ -78,9 +87,26 @@ export class PluginProcess {
     return [...this.#stderrTail];
   }
 
-  /** Sends a signal if the process still runs. */
+  /**
+   * Sends a signal if the process still runs. Under Node and Bun through ChildProcess.kill(), which may be called
+   * again and knows when the child is reaped. Under Deno by pid: its ChildProcess ignores every kill() after the
+   * first (an unload's SIGKILL after an ignored SIGTERM never arrived: tests/inspect_test.ts has the stubborn plugin
+   * that shows it) and then reports the first signal as the one that ended the process.
+   */
   kill(signal: NodeJS.Signals): void {
-    if (!this.#exit) this.child.kill(signal);
+    if (this.#exit || this.#reaped || this.child.pid === undefined) return;
+    if (!isDeno) {
+      this.child.kill(signal);
+      return;
+    }
+    // Deno may have reaped the child before its "exit" reached us; its pid is then free for another process. The
+    // start time still matches only while the pid is our child's (running or a zombie, which ignores signals).
+    if (this.#startTicks !== undefined && processStartTicks(this.child.pid) !== this.#startTicks) return;
+    try {
+      process.kill(this.child.pid, signal);
+    } catch {
+      // Exited meanwhile: its exit is reported as usual.
+    }
   }
 
   /** Waits up to `timeoutMs` for the exit; true if it exited. */
@@ -120,6 +146,22 @@ export class PluginProcess {
       }
     });
     source.on("end", () => pending && emit(pending));
+  }
+}
+
+/** Whether this host runs under Deno (see PluginProcess.kill()). */
+const isDeno = typeof (globalThis as { Deno?: unknown }).Deno === "object";
+
+/**
+ * A process's start time since boot in clock ticks (field 22 of /proc/<pid>/stat, after the parenthesised name,
+ * which may itself hold spaces and parentheses); undefined if there is no such process (or no /proc).
+ */
+function processStartTicks(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return undefined;
   }
 }
 
