@@ -72,10 +72,11 @@ export function test(name: string, fn: TestFn, options: { timeoutMs?: number } =
     return;
   }
   // Deno's runner has no per-test timeout: without one a hung test would hang CI.
-  const deno = (globalThis as unknown as { Deno: { test(o: { name: string; fn: TestFn }): void } }).Deno;
+  const deno = (globalThis as unknown as { Deno: DenoTesting }).Deno;
   deno.test({
     name,
     fn: async () => {
+      oneFileAtATime(deno.env, name);
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error(`test timed out after ${timeoutMs} ms`)), timeoutMs);
@@ -84,9 +85,36 @@ export function test(name: string, fn: TestFn, options: { timeoutMs?: number } =
         await Promise.race([fn(), timeout]);
       } finally {
         clearTimeout(timer);
+        deno.env.delete(runningTestKey);
       }
     },
   });
+}
+
+/** What the harness uses of Deno (env: the process's environment, which every test worker shares). */
+interface DenoTesting {
+  test(o: { name: string; fn: TestFn }): void;
+  env: { get(key: string): string | undefined; set(key: string, value: string): void; delete(key: string): void };
+}
+
+/** Names the Deno test running in this process (with the pid, so that a child process inheriting it is not fooled). */
+const runningTestKey = "PLUGIN_SHM_RUNNING_TEST";
+
+/**
+ * Fails a Deno test that starts while a test of another file runs in the same process (`deno test --parallel`, or
+ * --parallel=false, which Deno 2.9.6 takes as --parallel): the leak checks read this process's sockets, segments and
+ * children, so they would blame one file for the other's. The environment is what its workers share.
+ */
+function oneFileAtATime(env: DenoTesting["env"], name: string): void {
+  const running = env.get(runningTestKey);
+  if (running?.startsWith(`${process.pid}:`)) {
+    throw new Error(
+      `"${name}" started while "${running.slice(running.indexOf(":") + 1)}" runs in this process: test files run ` +
+        "side by side (deno test --parallel?) and would see each other's sockets and processes as leaks; run " +
+        "deno test without --parallel",
+    );
+  }
+  env.set(runningTestKey, `${process.pid}:${name}`);
 }
 
 /** Our segments currently in /dev/shm. */
