@@ -106,6 +106,21 @@ async function attempt(
   return run.result;
 }
 
+/**
+ * Every attempt of `args` without grants fails, and with `errno` within a few attempts: errno is read by a second
+ * FFI call after the failing one, and something on the thread sometimes sets it (ENOENT) in between (see the ptrace
+ * test below; seen for the UDP socket under node --test too).
+ */
+async function deniedWith(errno: number, args: string[], inspect?: SandboxContext["inspect"]): Promise<void> {
+  const seen: number[] = [];
+  for (let i = 0; i < 5 && !seen.includes(errno); i++) {
+    const result = await attempt({}, args, {}, inspect);
+    assert.equal(result.ok, false, `${args.join(" ")} succeeded`);
+    seen.push(result.errno);
+  }
+  assert.ok(seen.includes(errno), `${args.join(" ")}: errno ${seen.join(", ")}, expected ${errno}`);
+}
+
 function scratch(): string {
   return realpathSync(mkdtempSync(`${tmpdir()}/pshm-sandbox-`));
 }
@@ -178,14 +193,10 @@ test(
     try {
       const bound = await attempt({}, ["bind", String(inspectPort)], {}, inspect);
       assert.equal(bound.ok, true, `binding the inspector port: ${JSON.stringify(bound)}`);
-      const otherPort = await attempt({}, ["bind", String(listeningPort + 1)], {}, inspect);
-      assert.deepEqual([otherPort.ok, otherPort.errno], [false, EACCES], "another port stays closed");
-      const connect = await attempt({}, ["connect", String(listeningPort)], {}, inspect);
-      assert.deepEqual([connect.ok, connect.errno], [false, EACCES], "connecting anywhere stays denied");
-      const udp = await attempt({}, ["udp"], {}, inspect);
-      assert.deepEqual([udp.ok, udp.errno], [false, EPERM], "a UDP socket stays denied");
-      const notInspected = await attempt({}, ["udp"]);
-      assert.deepEqual([notInspected.ok, notInspected.errno], [false, EAFNOSUPPORT]);
+      await deniedWith(EACCES, ["bind", String(listeningPort + 1)], inspect); // another port stays closed
+      await deniedWith(EACCES, ["connect", String(listeningPort)], inspect); // connecting anywhere stays denied
+      await deniedWith(EPERM, ["udp"], inspect); // a UDP socket stays denied
+      await deniedWith(EAFNOSUPPORT, ["udp"]);
       const granted = await attempt({ net: [`127.0.0.1:${listeningPort}`] }, ["udp"]);
       assert.equal(granted.ok, true, "a net grant still allows every socket type, as before");
     } finally {
