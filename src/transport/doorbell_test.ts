@@ -2,8 +2,12 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import os from "node:os";
 import process from "node:process";
-import { test } from "../../tests/_harness.ts";
+import { peerPath, runtime, startPeer, test } from "../../tests/_harness.ts";
+import { existsSync } from "node:fs";
+import { dirname } from "node:path";
 import { type Doorbell, ShmChannel, socketDoorbell } from "./shm_channel.ts";
+import { connectDoorbell, doorbellKeyBytes, listenDoorbell } from "./_doorbell.ts";
+import { ConnectError } from "./errors.ts";
 
 /** Both ends of a connected unix socket in this process, as doorbells that count what they do. */
 async function doorbellPair() {
@@ -83,3 +87,132 @@ test("a channel without a doorbell still parks on the waiter thread when its pee
     bells.a.doorbell.close();
   }
 });
+
+/** A host and a plugin end set up as the plugin launch does: listen, connect with the key, hand both to channels. */
+async function launchedPair(wrap: (pluginEnd: Doorbell) => Doorbell = (d) => d) {
+  const listener = await listenDoorbell();
+  const host = ShmChannel.create({ spinMicros: 0 });
+  listener.onAccepted((doorbell) => host.useDoorbell(doorbell, false));
+  const plugin = ShmChannel.attach(host.name, host.token, { spinMicros: 0 });
+  try {
+    plugin.useDoorbell(wrap(await connectDoorbell(listener.address)), true);
+  } catch (error) {
+    plugin.close();
+    host.close();
+    throw error;
+  } finally {
+    listener.close();
+  }
+  await host.waitForPeer(10_000);
+  return { host, plugin, path: listener.address.path };
+}
+
+/** Both sides echo `count` messages; every receive parks first (spinMicros 0). */
+async function pingPong(host: ShmChannel, plugin: ShmChannel, count: number): Promise<void> {
+  const echo = (async () => {
+    for (let i = 0; i < count; i++) await plugin.send(await plugin.receive());
+  })();
+  for (let i = 0; i < count; i++) {
+    const message = new Uint8Array([i & 0xff, i >> 8, 9]);
+    const reply = host.receive();
+    await new Promise((resolve) => setTimeout(resolve, 0)); // Both sides park before the send.
+    await host.send(message);
+    assert.deepEqual(await reply, message);
+  }
+  await echo;
+}
+
+test("a doorbell set up as at plugin launch wakes both parked sides through the runtime's own socket", async () => {
+  const { host, plugin, path } = await launchedPair();
+  try {
+    // The socket and its private directory are gone once the plugin's end connected.
+    assert.equal(existsSync(path), false);
+    assert.equal(existsSync(dirname(path)), false);
+    // The host learns that the plugin rings only from the plugin's first ring.
+    for (let i = 0; i < 100 && host.wakePath !== "doorbell"; i++) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(host.wakePath, "doorbell");
+    assert.equal(plugin.wakePath, "doorbell");
+    const before = host.stats().wakeupsReceived;
+    await pingPong(host, plugin, 50);
+    // The host parked and was woken for (nearly) every reply: by the doorbell, since it armed no waiter.
+    assert.ok(host.stats().wakeupsReceived - before > 0);
+    assert.ok(plugin.stats().wakeupsSent > 0);
+  } finally {
+    plugin.close();
+    host.close();
+  }
+});
+
+test("a channel whose doorbell peer went away parks on the futex again and keeps delivering", async () => {
+  // The plugin's end, wrapped so the test can break the socket under the channel as a crash would: the
+  // descriptor closes and the channel hears of it, like the host's end does from the kernel.
+  let breakSocket = () => {};
+  const { host, plugin } = await launchedPair((inner) => ({
+    ring: () => inner.ring(),
+    listen(onRing, onEnd) {
+      inner.listen(onRing, onEnd);
+      breakSocket = () => (inner.close(), onEnd?.());
+    },
+    close: () => inner.close(),
+  }));
+  try {
+    for (let i = 0; i < 100 && host.wakePath !== "doorbell"; i++) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(host.wakePath, "doorbell");
+    const parked = host.receive();
+    await new Promise((resolve) => setTimeout(resolve, 10)); // The host parks on the doorbell.
+    breakSocket();
+    const wakePath = (channel: ShmChannel): string => channel.wakePath; // Read afresh, not narrowed.
+    for (let i = 0; i < 200 && (wakePath(host) !== "futex" || wakePath(plugin) !== "futex"); i++) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.equal(host.wakePath, "futex");
+    assert.equal(plugin.wakePath, "futex");
+    await plugin.send(new Uint8Array([42]));
+    assert.deepEqual(await parked, new Uint8Array([42]));
+    await pingPong(host, plugin, 20);
+  } finally {
+    plugin.close();
+    host.close();
+  }
+});
+
+test("a connection to the doorbell with the wrong key is closed and the plugin's own still gets through", async () => {
+  const listener = await listenDoorbell();
+  const accepted: Doorbell[] = [];
+  listener.onAccepted((doorbell) => accepted.push(doorbell));
+  try {
+    const wrong = { path: listener.address.path, key: "00".repeat(doorbellKeyBytes) };
+    await assert.rejects(connectDoorbell(wrong), (error: Error) => error instanceof ConnectError);
+    // Short keys and garbage are refused before anything is sent.
+    await assert.rejects(connectDoorbell({ path: listener.address.path, key: "abc" }), TypeError);
+    assert.equal(accepted.length, 0);
+    assert.equal(existsSync(listener.address.path), true);
+    const right = await connectDoorbell(listener.address);
+    assert.equal(accepted.length, 1);
+    assert.equal(existsSync(listener.address.path), false);
+    // Nobody else gets in afterwards: the socket file is gone.
+    await assert.rejects(connectDoorbell(listener.address), (error: Error) => error instanceof ConnectError);
+    right.close();
+  } finally {
+    listener.close();
+    for (const doorbell of accepted) doorbell.close();
+  }
+});
+
+test("closing a doorbell listener nobody connected to removes its socket and directory", async () => {
+  const listener = await listenDoorbell();
+  const { path } = listener.address;
+  assert.equal(existsSync(path), true);
+  listener.close();
+  listener.close();
+  assert.equal(existsSync(dirname(path)), false);
+  await assert.rejects(connectDoorbell(listener.address), (error: Error) => error instanceof ConnectError);
+});
+
+test("an idle doorbell keeps no process alive: channels and sockets left open, the process still exits", async () => {
+  const peer = startPeer(runtime, peerPath("doorbell_idle.ts"), {});
+  const { code, signal } = await peer.exited;
+  assert.equal(signal, null, peer.stderr());
+  assert.equal(code, 0, peer.stderr());
+  assert.match(peer.stdout(), /wake paths: host doorbell, plugin doorbell/);
+}, { timeoutMs: 30_000 });

@@ -5,9 +5,11 @@
  * peer out of band (an environment variable or an inherited pipe, never
  * stdout); the peer attaches with them. Messages are written into the ring in
  * place. A side that finds nothing to do spins for `spinMicros`, then parks:
- * it sets its `parked` bits and arms its native waiter thread, which sleeps on
- * a cross-process futex and calls back on the event loop. The peer makes a
- * wake-up syscall only when it sees those bits, so a busy channel makes none.
+ * it sets its `parked` bits and either arms its native waiter thread, which
+ * sleeps on a cross-process futex and calls back on the event loop, or, given
+ * a doorbell its peer rings (see _doorbell.ts), waits on that with the
+ * runtime's own poller: one hop instead of two. The peer makes a wake-up
+ * syscall only when it sees those bits, so a busy channel makes none.
  *
  * @module
  */
@@ -37,7 +39,9 @@ export interface ShmChannelOptions {
   spinMicros?: number;
   /**
    * Park on a file-descriptor doorbell instead of the native waiter thread
-   * (see _doorbell.ts). Both sides must be given one; the channel closes it.
+   * (see _doorbell.ts). Both sides must be given one here (they trust each
+   * other to ring it); for a doorbell set up later, or a peer that may have
+   * none, see {@link ShmChannel.useDoorbell}. The channel closes it.
    */
   doorbell?: Doorbell;
 }
@@ -46,6 +50,8 @@ export interface ShmChannelOptions {
 // re-exported here because the channel's options document them.
 export { messageBytesMaxDefault, messageBytesMaxLimit } from "./transport.ts";
 export { type Doorbell, socketDoorbell } from "./_doorbell.ts";
+/** How a parked side is woken: see {@link ShmChannel.wakePath}. */
+export type WakePath = "futex" | "doorbell";
 /** Default {@link ShmChannelOptions.spinMicros}. */
 export const spinMicrosDefault = 50;
 /**
@@ -205,7 +211,11 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
   #bytesReceived = 0;
   #wakeupsSent = 0;
   #wakeupsReceived = 0;
-  readonly #doorbell: Doorbell | undefined;
+  #doorbell: Doorbell | undefined;
+  /** The peer rings #doorbell when it sees parkedOnDoorbell: only then may this side park on it. */
+  #peerRings = false;
+  /** Parked on the doorbell (not the waiter thread) right now. */
+  #parkedOnBell = false;
   #closed: ChannelClosedError | undefined;
   #peerGone: CloseReason | undefined;
 
@@ -241,8 +251,51 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     // The waiter thread runs with a doorbell too: disarmed, it still checks
     // every liveness interval whether the peer died.
     native.startWaiter(handle, (reason) => this.#onWake(reason));
+    if (doorbell) this.#listenTo(doorbell, true);
+  }
+
+  /**
+   * Takes a doorbell set up after the channel (the plugin launch does this,
+   * see factory.ts). `peerRings` says whether the peer is known to ring it:
+   * true on the side that learns of it second (the peer already holds its
+   * end), which then rings once to say so; false on the side that holds it
+   * first, which keeps parking on the futex until that first ring arrives.
+   * So neither side ever parks on a doorbell its peer does not ring, and a
+   * peer without one (the C peer, anything written from docs/protocol.md)
+   * keeps being woken through the futex. If the doorbell's other end goes
+   * away, this side goes back to the futex. The channel closes the doorbell.
+   */
+  useDoorbell(doorbell: Doorbell, peerRings: boolean): void {
+    if (this.#released || this.#doorbell) {
+      doorbell.close();
+      return;
+    }
+    this.#listenTo(doorbell, peerRings);
+    if (peerRings) doorbell.ring();
+  }
+
+  /** How this side is woken when it parks now: "doorbell" once both sides hold one, else "futex". */
+  get wakePath(): WakePath {
+    return this.#doorbell && this.#peerRings ? "doorbell" : "futex";
+  }
+
+  #listenTo(doorbell: Doorbell, peerRings: boolean): void {
     this.#doorbell = doorbell;
-    doorbell?.listen(() => this.#onWake(wakeReasons.doorbell));
+    this.#peerRings = peerRings;
+    doorbell.listen(() => {
+      if (this.#doorbell !== doorbell) return;
+      this.#peerRings = true;
+      this.#onWake(wakeReasons.doorbell);
+    }, () => this.#onDoorbellEnd(doorbell));
+  }
+
+  /** The peer's end went away (it closed, or died): back to the futex; a parked side re-parks there. */
+  #onDoorbellEnd(doorbell: Doorbell): void {
+    if (this.#doorbell !== doorbell) return;
+    this.#doorbell = undefined;
+    this.#peerRings = false;
+    doorbell.close();
+    if (this.#parkedOnBell) this.#onWake(wakeReasons.doorbell);
   }
 
   /** Creates a segment; this side is side 0. */
@@ -611,6 +664,8 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     const parked = Atomics.and(u32, this.#peerParkedWord, ~want);
     if ((parked & want) === 0) return;
     this.#wakeupsSent++;
+    // Without our end (the socket broke) the futex wake reaches no armed waiter, but the peer's end broke too:
+    // its end-of-doorbell handler wakes it and it re-parks on the futex.
     if ((parked & parkedOnDoorbell) !== 0 && this.#doorbell) this.#doorbell.ring();
     else this.#native.wake(this.#handle, 1 - this.side);
   }
@@ -709,7 +764,8 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     if (want === 0) return;
     const u32 = this.#u32;
     const seen = Atomics.load(u32, this.#doorbellWord);
-    const bits = this.#doorbell ? want | parkedOnDoorbell : want;
+    const onBell = this.#doorbell !== undefined && this.#peerRings;
+    const bits = onBell ? want | parkedOnDoorbell : want;
     Atomics.or(u32, this.#parkedWord, bits);
     if (this.#progressPossible(want)) {
       Atomics.and(u32, this.#parkedWord, ~bits);
@@ -717,14 +773,16 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
       return;
     }
     this.#armed = true;
+    this.#parkedOnBell = onBell;
     keepAlive.acquire();
-    if (!this.#doorbell) this.#native.arm(this.#handle, seen);
+    if (!onBell) this.#native.arm(this.#handle, seen);
   }
 
   #onWake(reason: number): void {
     if (this.#released) return;
     if (this.#armed) {
       this.#armed = false;
+      this.#parkedOnBell = false;
       keepAlive.release();
       this.#wakeupsReceived++;
     }
