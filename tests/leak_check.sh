@@ -27,5 +27,11 @@ copies="$copies${copies:+${beside:+$'\n'}}$beside"
 if [ -n "$copies" ]; then
   echo "leak check: verified plugin copies left:"; echo "$copies"; status=1
 fi
-[ $status -eq 0 ] && echo "leak check: no segments in /dev/shm, no peer or plugin processes, no verified copies left"
+# Doorbell sockets (src/transport/_doorbell.ts): each in its own private directory, removed once the plugin connected
+# or the listener closed.
+bells=$(ls -d "${TMPDIR:-/tmp}"/plugin-shm-bell-* 2>/dev/null || true)
+if [ -n "$bells" ]; then
+  echo "leak check: doorbell socket directories left:"; echo "$bells"; status=1
+fi
+[ $status -eq 0 ] && echo "leak check: no segments in /dev/shm, no peer or plugin processes, no verified copies or doorbells left"
 exit $status

@@ -163,6 +163,7 @@ export class HostCore {
       heartbeatIntervalMs: this.options.heartbeatIntervalMs,
       handshakeTimeoutMs: this.options.handshakeTimeoutMs,
       ringBytes: this.options.ringBytes,
+      wake: this.options.wake,
       handlers: this.#hostHandlers(manifest),
       logger: this.#logger(),
       onEvent: (event, data) => this.bus.emit("plugin-event", { plugin: manifest.name, name: event, data }),

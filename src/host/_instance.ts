@@ -26,6 +26,8 @@ export interface InstanceOptions {
   heartbeatIntervalMs: number;
   handshakeTimeoutMs: number;
   ringBytes?: number;
+  /** How a parked side of an shm connection is woken (see TransportOptions.wake). */
+  wake?: "doorbell" | "futex";
   handlers: Record<string, Handler>;
   logger: (entry: LogEntry) => void;
   onEvent: (name: string, data: unknown) => void;
@@ -116,7 +118,7 @@ export const crashReportWaitMs = 1000;
 
 /** Spawns the plugin, waits for it to connect and complete the handshake. */
 export async function startInstance(manifest: Manifest, options: InstanceOptions): Promise<Instance> {
-  const listener = await listenTransport(options.transport, { ringBytes: options.ringBytes });
+  const listener = await listenTransport(options.transport, { ringBytes: options.ringBytes, wake: options.wake });
   const token = randomBytes(32).toString("hex");
   let plan: LaunchPlan;
   try {
@@ -126,6 +128,9 @@ export async function startInstance(manifest: Manifest, options: InstanceOptions
       [launchEnv.secret]: listener.secret,
       [launchEnv.token]: token,
       [launchEnv.name]: manifest.name,
+      ...(listener.doorbell
+        ? { [launchEnv.doorbell]: listener.doorbell.path, [launchEnv.doorbellKey]: listener.doorbell.key }
+        : {}),
     });
   } catch (error) {
     listener.close();

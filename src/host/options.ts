@@ -60,6 +60,12 @@ export interface PluginHostOptions {
   /** Ring size per direction for shm plugins. */
   ringBytes?: number;
   /**
+   * How a parked shm side is woken: "doorbell" (default) through a unix socket each runtime's own poller
+   * watches, set up per instance at launch; "futex" through the native waiter thread only. A plugin that
+   * does not connect the doorbell is woken through the futex either way (docs/protocol.md, "Doorbell").
+   */
+  wake?: "doorbell" | "futex";
+  /**
    * How often each instance's memory (RSS of its process tree) and CPU time are read from /proc, for the
    * manifest's `limits.memorySoftMiB` / `limits.memoryMiB` and for "resource" listeners. Default 100 ms
    * (a crossing is acted on within about one interval); 10 ms – 1 min. Plugins without memory limits are
@@ -162,6 +168,7 @@ export interface ResolvedOptions {
   callPolicy: CallPolicy;
   callWaitMs: number;
   ringBytes: number | undefined;
+  wake: "doorbell" | "futex" | undefined;
   resourceSampleMs: number;
   env: Record<string, string>;
   config: Record<string, Record<string, unknown>>;
@@ -233,6 +240,11 @@ function directory(name: string, value: unknown): string | undefined {
     throw new TypeError(`PluginHost option ${name} must be a directory path, got ${JSON.stringify(value)}`);
   }
   return value;
+}
+
+function wakeOption(value: "doorbell" | "futex" | undefined): "doorbell" | "futex" | undefined {
+  if (value === undefined || value === "doorbell" || value === "futex") return value;
+  throw new TypeError(`PluginHost option wake must be "doorbell" or "futex", got ${JSON.stringify(value)}`);
 }
 
 function configFile(value: string | undefined): string | undefined {
@@ -309,6 +321,7 @@ export function resolveOptions(options: PluginHostOptions): ResolvedOptions {
     callPolicy,
     callWaitMs: range("callWaitMs", options.callWaitMs, callWaitMsDefault, 0, durationMsMax),
     ringBytes: ringBytes(options.ringBytes),
+    wake: wakeOption(options.wake),
     resourceSampleMs: range("resourceSampleMs", options.resourceSampleMs, resourceSampleMsDefault, 10, 60_000),
     env: record("env", options.env, (k, v) => {
       if (typeof v !== "string") throw new TypeError(`PluginHost option env.${k} must be a string`);

@@ -222,7 +222,8 @@ export function sandboxPlanner(options: SandboxPlannerOptions = {}): LaunchPlann
         // The SDK also probes variables the host may not set (the library location).
         sdkEnv: [...new Set([...Object.keys(env), libraryEnv, ...Object.values(launchEnv)])],
         transportPort: transportPort && Number.isInteger(transportPort) ? transportPort : undefined,
-        transportSocket: transport === "unix" ? address : undefined,
+        // The doorbell (shm) is a unix socket too: Deno's checks want the same grants for it.
+        transportSocket: transport === "unix" ? address : env[launchEnv.doorbell] || undefined,
         mode: mode === "required" ? "required" : "best-effort",
         inspect: base.inspect,
       };

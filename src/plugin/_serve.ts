@@ -115,10 +115,17 @@ export async function serve(definition: PluginDefinition): Promise<never> {
   if (!launchedByHost()) exitNotLaunched(`"${definition.name}"`);
   const env = process.env;
   currentConfig = readLaunchConfig();
+  const doorbellPath = env[launchEnv.doorbell];
   const transport = await connectTransport(
     env[launchEnv.transport] as TransportKind,
     env[launchEnv.address]!,
     env[launchEnv.secret] ?? "",
+    {
+      doorbell: doorbellPath ? { path: doorbellPath, key: env[launchEnv.doorbellKey] ?? "" } : undefined,
+      // Not fatal: the channel parks on the futex instead. Said once, for whoever wonders about wake-up times.
+      onDoorbellUnavailable: (error) =>
+        process.stderr.write(`plugin ${definition.name}: no doorbell, woken through the futex: ${error.message}\n`),
+    },
   );
   let welcome;
   try {

@@ -30,6 +30,14 @@ export const launchEnv = {
   name: "PLUGIN_SHM_NAME",
   /** The plugin's config values as JSON, validated against its manifest's `config` schema. */
   config: "PLUGIN_SHM_CONFIG",
+  /**
+   * shm only, optional: the unix socket of this instance's doorbell (docs/protocol.md, "Doorbell"). A plugin
+   * that connects, presents the key and gets the host's answer is woken through it while parked; a plugin
+   * that ignores it is woken through the futex as before.
+   */
+  doorbell: "PLUGIN_SHM_DOORBELL",
+  /** The doorbell's one-time key, hex (32 bytes): the first thing a plugin writes on the doorbell socket. */
+  doorbellKey: "PLUGIN_SHM_DOORBELL_KEY",
 } as const;
 
 /**

@@ -51,7 +51,11 @@ export const doorbellAckTimeoutMs = 5_000;
  * Linux (104 on macOS) including the terminating NUL.
  */
 const socketPathBytesMax = 103;
-/** Unauthenticated connections the host keeps at once; more are closed at once (a flood changes nothing). */
+/**
+ * Connections the host keeps at once while they have not presented the key. A newer one makes the host close
+ * the oldest: a plugin writes its key as soon as it connected, so strangers that connect and say nothing
+ * cannot crowd it out, however many they open.
+ */
 const pendingConnectionsMax = 8;
 
 /** A single byte per ring: its content carries nothing, its arrival is the message. */
@@ -334,6 +338,14 @@ function socketApi(): SocketApi {
 
 // ------------------------------------------------------------------ doorbells
 
+/** A timer that does not keep the event loop alive (a stranger's idle connection must not keep a host up). */
+function unrefTimer(timer: ReturnType<typeof setTimeout>): ReturnType<typeof setTimeout> {
+  const deno = (globalThis as { Deno?: { unrefTimer(id: number): void } }).Deno;
+  if (typeof timer === "number") deno?.unrefTimer(timer);
+  else (timer as { unref?(): void }).unref?.();
+  return timer;
+}
+
 function byteSocketDoorbell(socket: ByteSocket): Doorbell {
   return {
     ring: () => socket.write(ding),
@@ -379,7 +391,8 @@ export class DoorbellListener {
   readonly #key: Uint8Array;
   readonly #directory: string;
   #server: ByteServer | undefined;
-  readonly #pending = new Set<ByteSocket>();
+  /** Connections that have not presented the key yet, oldest first, each with what closes it. */
+  readonly #pending = new Map<ByteSocket, () => void>();
   #onAccepted: ((doorbell: Doorbell) => void) | undefined;
   #accepted: Doorbell | undefined;
   #closed = false;
@@ -432,17 +445,16 @@ export class DoorbellListener {
     this.#server = undefined;
     // Synchronous, so nothing is left on disk by the time close() returns.
     rmSync(this.#directory, { recursive: true, force: true });
-    for (const socket of this.#pending) socket.close();
-    this.#pending.clear();
+    for (const drop of [...this.#pending.values()]) drop();
     if (!this.#accepted) this.#onAccepted = undefined;
   }
 
   #onConnection(socket: ByteSocket): void {
-    if (this.#closed || this.#accepted || this.#pending.size >= pendingConnectionsMax) {
+    if (this.#closed || this.#accepted) {
       socket.close();
       return;
     }
-    this.#pending.add(socket);
+    if (this.#pending.size >= pendingConnectionsMax) this.#pending.values().next().value?.();
     const received = new Uint8Array(doorbellKeyBytes);
     let filled = 0;
     const drop = () => {
@@ -450,7 +462,8 @@ export class DoorbellListener {
       this.#pending.delete(socket);
       socket.close();
     };
-    const timer = setTimeout(drop, doorbellAuthTimeoutMs);
+    this.#pending.set(socket, drop);
+    const timer = unrefTimer(setTimeout(drop, doorbellAuthTimeoutMs));
     socket.setHandlers((chunk) => {
       if (!this.#pending.has(socket)) return;
       // Anything past the key before the answer is a protocol error: a plugin waits for the answer.

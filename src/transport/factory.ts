@@ -17,7 +17,8 @@ import { createConnection, createServer, type Server, type Socket } from "node:n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ChannelClosedError, ConnectError } from "./errors.ts";
-import { ShmChannel } from "./shm_channel.ts";
+import { ShmChannel, type WakePath } from "./shm_channel.ts";
+import { connectDoorbell, type DoorbellAddress, type DoorbellListener, listenDoorbell } from "./_doorbell.ts";
 import { StreamTransport } from "./stream_transport.ts";
 import { messageBytesMaxLimit, type Transport, type TransportKind, type TransportListener } from "./transport.ts";
 
@@ -27,7 +28,25 @@ export interface TransportOptions {
   messageBytesMax?: number;
   /** Bytes per shm ring; see `ShmChannelOptions.ringBytes`. Ignored by unix and tcp. */
   ringBytes?: number;
+  /**
+   * shm listener: how a parked side is woken. "doorbell" (default, see {@link wakeDefault}) also listens on
+   * a unix socket the plugin may connect as its doorbell (the listener's `doorbell`); "futex" only uses the
+   * native waiter thread. Either way a plugin without a doorbell is woken through the futex.
+   */
+  wake?: WakePath;
+  /** shm connect: the listener's `doorbell`, to be woken through it while parked. */
+  doorbell?: DoorbellAddress;
+  /** shm connect: called when the doorbell cannot be set up; the channel then parks on the futex. */
+  onDoorbellUnavailable?: (error: Error) => void;
 }
+
+/**
+ * Default {@link TransportOptions.wake}: "doorbell". Measured across processes (bench/RESULTS.md, "doorbell in
+ * the plugin launch"): a parked side woken through a socket its runtime polls has a p99 about that of a unix
+ * socket, while the waiter thread's second hop (futex -> thread -> thread-safe callback) is what a loaded
+ * scheduler punishes; a busy channel rings nothing, so the busy path is the same.
+ */
+export const wakeDefault: WakePath = "doorbell";
 
 /** The only address a TCP listener binds: plugins run on the same machine. */
 export const tcpListenHost = "127.0.0.1";
@@ -60,7 +79,7 @@ const socketFileName = "plugin.sock";
  */
 export async function listenTransport(kind: TransportKind, options: TransportOptions = {}): Promise<TransportListener> {
   checkKind(kind);
-  if (kind === "shm") return new ShmListener(ShmChannel.create(options));
+  if (kind === "shm") return await ShmListener.open(options);
   // Validates the options before anything is created on disk or on the network.
   checkMessageBytesMax(options);
   return await SocketListener.open(kind, options);
@@ -90,7 +109,7 @@ export async function connectTransport(
   options: TransportOptions = {},
 ): Promise<Transport> {
   checkKind(kind);
-  if (kind === "shm") return ShmChannel.attach(address, secret, options);
+  if (kind === "shm") return await attachShm(address, secret, options);
   checkMessageBytesMax(options);
   const socket = await connectSocket(kind, address);
   return new StreamTransport(socket, { kind, messageBytesMax: options.messageBytesMax, address });
@@ -125,18 +144,74 @@ function timeoutError(kind: string, address: string, timeoutMs: number): Error {
   );
 }
 
-/** Listens on a shm segment: the segment is the listener and, once attached, the transport. */
+function checkWake(wake: WakePath | undefined): WakePath {
+  if (wake === undefined) return wakeDefault;
+  if (wake !== "doorbell" && wake !== "futex") {
+    throw new TypeError(`wake must be "doorbell" or "futex", got ${JSON.stringify(wake)}`);
+  }
+  return wake;
+}
+
+/**
+ * Attaches to the host's segment and, given a doorbell address, connects the doorbell. A doorbell that
+ * cannot be set up (the host went away, a sandbox refused the path) leaves the channel on the futex.
+ */
+async function attachShm(address: string, secret: string, options: TransportOptions): Promise<ShmChannel> {
+  const channel = ShmChannel.attach(address, secret, { messageBytesMax: options.messageBytesMax });
+  if (!options.doorbell) return channel;
+  try {
+    // The host held its end first: it rings as soon as this side says so (useDoorbell's first ring).
+    channel.useDoorbell(await connectDoorbell(options.doorbell), true);
+  } catch (error) {
+    if (!(error instanceof ConnectError || error instanceof TypeError)) {
+      channel.close();
+      throw error;
+    }
+    options.onDoorbellUnavailable?.(error);
+  }
+  return channel;
+}
+
+/**
+ * Listens on a shm segment: the segment is the listener and, once attached, the transport. With a
+ * doorbell it also listens on the doorbell's socket until the plugin connected it or the listener closes.
+ */
 class ShmListener implements TransportListener {
   readonly kind = "shm";
   readonly address: string;
   readonly secret: string;
+  readonly doorbell: DoorbellAddress | undefined;
   readonly #channel: ShmChannel;
+  readonly #bell: DoorbellListener | undefined;
   #state: "listening" | "accepting" | "accepted" | "closed" = "listening";
 
-  constructor(channel: ShmChannel) {
+  private constructor(channel: ShmChannel, bell: DoorbellListener | undefined) {
     this.#channel = channel;
+    this.#bell = bell;
     this.address = channel.name;
     this.secret = channel.token;
+    this.doorbell = bell?.address;
+    // The host's channel holds its end first: it parks on the futex until the plugin's first ring.
+    bell?.onAccepted((doorbell) => channel.useDoorbell(doorbell, false));
+  }
+
+  static async open(options: TransportOptions): Promise<ShmListener> {
+    const wake = checkWake(options.wake);
+    const channel = ShmChannel.create({ ringBytes: options.ringBytes, messageBytesMax: options.messageBytesMax });
+    let bell: DoorbellListener | undefined;
+    if (wake === "doorbell") {
+      try {
+        bell = await listenDoorbell();
+      } catch (error) {
+        // The futex path needs no socket: a host that cannot make one (TMPDIR too long or not writable)
+        // still serves, only without the faster wake-up. Anything else is a bug and surfaces.
+        if (!(error instanceof RangeError || (error as { code?: string }).code !== undefined)) {
+          channel.close();
+          throw error;
+        }
+      }
+    }
+    return new ShmListener(channel, bell);
   }
 
   async accept(timeoutMs: number): Promise<Transport> {
@@ -153,7 +228,9 @@ class ShmListener implements TransportListener {
     return this.#channel;
   }
 
+  /** Before accept: closes the channel. After: stops listening for a doorbell (a connected one stays). */
   close(): void {
+    this.#bell?.close();
     if (this.#state === "accepted" || this.#state === "closed") return;
     this.#state = "closed";
     this.#channel.close();

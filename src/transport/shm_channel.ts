@@ -72,6 +72,8 @@ const poolBuffersMax = 4;
 const poolFitDivisor = 4;
 /** Microtask turns the spin waits before it starts, so that continuations a few promise hops deep run first. */
 const spinDeferralsMax = 4;
+/** The #onWake reason when the doorbell's other end went away: not one of the waiter's (wakeReasons). */
+const doorbellEnded = 0;
 /** Spin iterations between a clock check and a yield of the CPU. */
 const spinCheckIterations = 64;
 
@@ -211,6 +213,8 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
   #bytesReceived = 0;
   #wakeupsSent = 0;
   #wakeupsReceived = 0;
+  #doorbellWakeupsSent = 0;
+  #doorbellWakeupsReceived = 0;
   #doorbell: Doorbell | undefined;
   /** The peer rings #doorbell when it sees parkedOnDoorbell: only then may this side park on it. */
   #peerRings = false;
@@ -295,7 +299,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     this.#doorbell = undefined;
     this.#peerRings = false;
     doorbell.close();
-    if (this.#parkedOnBell) this.#onWake(wakeReasons.doorbell);
+    if (this.#parkedOnBell) this.#onWake(doorbellEnded);
   }
 
   /** Creates a segment; this side is side 0. */
@@ -399,6 +403,8 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
       bytesReceived: this.#bytesReceived,
       wakeupsSent: this.#wakeupsSent,
       wakeupsReceived: this.#wakeupsReceived,
+      doorbellWakeupsSent: this.#doorbellWakeupsSent,
+      doorbellWakeupsReceived: this.#doorbellWakeupsReceived,
       sendRingUsedBytes: open ? this.#writer.usedBytes() : 0,
       receiveRingUsedBytes: open ? this.#reader.usedBytes() : 0,
       ringBytes: this.#writer.ringBytes,
@@ -666,8 +672,10 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     this.#wakeupsSent++;
     // Without our end (the socket broke) the futex wake reaches no armed waiter, but the peer's end broke too:
     // its end-of-doorbell handler wakes it and it re-parks on the futex.
-    if ((parked & parkedOnDoorbell) !== 0 && this.#doorbell) this.#doorbell.ring();
-    else this.#native.wake(this.#handle, 1 - this.side);
+    if ((parked & parkedOnDoorbell) !== 0 && this.#doorbell) {
+      this.#doorbellWakeupsSent++;
+      this.#doorbell.ring();
+    } else this.#native.wake(this.#handle, 1 - this.side);
   }
 
   #flushSends(): void {
@@ -782,6 +790,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     if (this.#released) return;
     if (this.#armed) {
       this.#armed = false;
+      if (this.#parkedOnBell && reason === wakeReasons.doorbell) this.#doorbellWakeupsReceived++;
       this.#parkedOnBell = false;
       keepAlive.release();
       this.#wakeupsReceived++;

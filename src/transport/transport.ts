@@ -62,6 +62,10 @@ export interface TransportStats {
   wakeupsSent: number;
   /** Times this side was woken after parking. */
   wakeupsReceived: number;
+  /** shm: how many of `wakeupsSent` were doorbell rings (the rest were futex wakes). */
+  doorbellWakeupsSent?: number;
+  /** shm: how many of `wakeupsReceived` came through the doorbell (the rest through the waiter thread). */
+  doorbellWakeupsReceived?: number;
   /** Bytes waiting in the ring this side writes (not yet read by the peer). */
   sendRingUsedBytes: number;
   /** Bytes waiting in the ring this side reads. */
@@ -81,6 +85,8 @@ export interface TransportListener {
   readonly address: string;
   /** A secret the connecting side must present (the shm attach token), or "". */
   readonly secret: string;
+  /** shm with `wake: "doorbell"`: where the plugin connects its doorbell and the key it presents. */
+  readonly doorbell?: { readonly path: string; readonly key: string };
   /** Resolves with the connected transport once the plugin has connected. */
   accept(timeoutMs: number): Promise<Transport>;
   /** Stops listening and frees what the listener holds. Idempotent. */
