@@ -22,6 +22,7 @@ import process from "node:process";
 import net from "node:net";
 import { setTimeout as nodeSetTimeout } from "node:timers";
 import { ChannelClosedError, ShmChannel } from "../mod.ts";
+import { connectDoorbell } from "../src/transport/_doorbell.ts";
 import {
   type CountReport,
   type CpuReport,
@@ -83,6 +84,11 @@ async function serveShm(): Promise<void> {
   if (!name || !token) throw new Error(`${Env.name} and ${Env.token} must be set`);
   const spin = process.env[Env.spinMicros];
   const channel = ShmChannel.attach(name, token, spin === undefined ? {} : { spinMicros: Number(spin) });
+  const doorbellPath = process.env[Env.doorbellPath];
+  if (doorbellPath) {
+    // As the plugin launch does (factory.ts): the parent holds its end first; our first ring says we hold ours.
+    channel.useDoorbell(await connectDoorbell({ path: doorbellPath, key: process.env[Env.doorbellKey] ?? "" }), true);
+  }
   const busyPoll = process.env[Env.peerMode] === "busy-poll";
   const tally = new Tally();
   console.log("READY");

@@ -48,6 +48,9 @@ export const Env = {
   spinMicros: "PSHM_SPIN_MICROS",
   socketPath: "PSHM_SOCKET_PATH",
   peerMode: "PSHM_PEER_MODE",
+  /** shm: the doorbell socket to connect (src/transport/_doorbell.ts), with its key; unset = futex only. */
+  doorbellPath: "PSHM_DOORBELL",
+  doorbellKey: "PSHM_DOORBELL_KEY",
 } as const;
 
 /** Transports a peer process can serve. */

@@ -2,8 +2,8 @@
  * Channel benchmarks: ShmChannel against the transports a user would pick
  * instead (unix domain socket, loopback TCP, child_process IPC, a worker).
  *
- *     deno run -A bench/channel_bench.ts [--json] [--quick] [--only=...] [--transports=...]
- *     bun bench/channel_bench.ts [--json] [--quick] [--only=...] [--transports=...]
+ *     deno run -A bench/channel_bench.ts [--json] [--quick] [--only=...] [--transports=...] [--wake-rounds=N]
+ *     bun bench/channel_bench.ts [--json] [--quick] [--only=...] [--transports=...] [--wake-rounds=N]
  *
  * --only=rtt,throughput,wake,idle and --transports=shm,unix,tcp,child_ipc,worker
  * pick parts (default: everything); --quick runs ~10x fewer iterations.
@@ -28,7 +28,11 @@
  *   tryReceive()) and `shm_cpeer` (the peer is zig-out/bin/c_peer) split the
  *   shm numbers into ring cost and JavaScript cost.
  * - channel.wake: the pinger sleeps ~2 ms between pings so the peer has
- *   parked; round trip of each ping.
+ *   parked; round trip of each ping. Two shm designs side by side (issue 12),
+ *   `--wake-rounds=N` times in alternating order: `shm` (futex -> native
+ *   waiter thread -> thread-safe callback) and `shm_doorbell` (a unix socket
+ *   each side's runtime polls, set up as at plugin launch; its `channel.rtt`
+ *   64 B row is the busy path, which must ring nothing).
  * - channel.idle_cpu: both sides parked in receive() for ~3 s; CPU time of
  *   both processes (process.cpuUsage(), the peer reports its own), as percent
  *   of one core.
@@ -49,6 +53,7 @@ import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { ShmChannel, type ShmChannelOptions } from "../mod.ts";
+import { listenDoorbell } from "../src/transport/_doorbell.ts";
 import {
   childArgs,
   childEnv,
@@ -76,11 +81,16 @@ const listArg = (name: string) => {
 };
 const only = listArg("only");
 const transports = listArg("transports");
+/** Rounds of the shm wake comparison (futex waiter vs doorbell), alternating which goes first. */
+const wakeRounds = Number(argv.find((a) => a.startsWith("--wake-rounds="))?.slice(14)) || 1;
 for (const a of argv) {
-  if (a !== "--json" && a !== "--quick" && !a.startsWith("--only=") && !a.startsWith("--transports=")) {
+  if (
+    a !== "--json" && a !== "--quick" && !a.startsWith("--only=") && !a.startsWith("--transports=") &&
+    !a.startsWith("--wake-rounds=")
+  ) {
     console.error(
       `unknown argument ${a}; usage: channel_bench.ts [--json] [--quick] [--only=rtt,throughput,wake,idle] ` +
-        `[--transports=shm,unix,tcp,child_ipc,worker]`,
+        `[--transports=shm,unix,tcp,child_ipc,worker] [--wake-rounds=N]`,
     );
     process.exit(2);
   }
@@ -226,6 +236,7 @@ const transportOrder = [
   "shm",
   "shm_ring8m",
   "shm_ring1m",
+  "shm_doorbell",
   "shm_spin0",
   "shm_busypoll",
   "shm_cpeer",
@@ -320,10 +331,16 @@ function targetLines(): string[] {
       si(tput1m?.bytes_per_s ?? null, "B/s")
     }, ${tput1m?.note ?? ""})`,
   );
-  const wake = find("channel.wake", "shm", 64);
-  out.push(
-    `parked->woken RTT p50 <= 40 us: ${verdict(wake && wake.p50_us! <= 40)} (${num(wake?.p50_us ?? null)} us)`,
-  );
+  for (const transport of ["shm", "shm_doorbell"]) {
+    const wake = find("channel.wake", transport, 64);
+    const unixWake = find("channel.wake", "unix", 64);
+    const half = wake && unixWake ? wake.p50_us! <= 0.5 * unixWake.p50_us! : undefined;
+    out.push(
+      `${transport}: parked->woken RTT p50 <= 40 us: ${verdict(wake && wake.p50_us! <= 40)} (${
+        num(wake?.p50_us ?? null)
+      } us); <= 0.5x unix socket's: ${verdict(half)} (unix ${num(unixWake?.p50_us ?? null)} us)`,
+    );
+  }
   const idle = find("channel.idle_cpu", "shm", null);
   out.push(`idle < 1% of a core: ${verdict(idle && idle.cpu_pct! < 1)} (${num(idle?.cpu_pct ?? null, 3)} %)`);
   return out;
@@ -500,10 +517,16 @@ class ShmSession implements Session {
     this.kind = kind;
   }
 
-  static async open(options: ShmChannelOptions = {}, kind: ShmPeerKind = "js"): Promise<ShmSession> {
+  /**
+   * `doorbell`: the peer is woken (and wakes this side) through a doorbell socket set up as the plugin launch
+   * does (src/transport/_doorbell.ts), instead of futex → waiter thread → thread-safe callback.
+   */
+  static async open(options: ShmChannelOptions = {}, kind: ShmPeerKind = "js", doorbell = false): Promise<ShmSession> {
     const channel = ShmChannel.create(options);
     openChannels.add(channel);
     createdSegments.add(channel.name);
+    const bell = doorbell ? await listenDoorbell() : undefined;
+    bell?.onAccepted((end) => channel.useDoorbell(end, false));
     try {
       let peer: Peer;
       if (kind === "c") {
@@ -513,10 +536,16 @@ class ShmSession implements Session {
         const env: Record<string, string> = { [Env.name]: channel.name, [Env.token]: channel.token };
         if (options.spinMicros !== undefined) env[Env.spinMicros] = String(options.spinMicros);
         if (kind === "js-busy-poll") env[Env.peerMode] = "busy-poll";
+        if (bell) Object.assign(env, { [Env.doorbellPath]: bell.address.path, [Env.doorbellKey]: bell.address.key });
         peer = (await Peer.start("shm", env)).peer;
       }
       try {
         await within(channel.waitForPeer(peerStartMs), peerStartMs + 1000, `${kind} shm peer to attach`);
+        // The peer's first ring says it holds its end; until then this side parks on the futex.
+        for (const started = performance.now(); bell && channel.wakePath !== "doorbell";) {
+          if (performance.now() - started > peerStartMs) throw new Error("the shm peer never rang its doorbell");
+          await sleep(1);
+        }
       } catch (error) {
         await peer.stop(0);
         throw error;
@@ -526,6 +555,8 @@ class ShmSession implements Session {
       channel.close();
       openChannels.delete(channel);
       throw error;
+    } finally {
+      bell?.close();
     }
   }
 
@@ -909,6 +940,19 @@ async function runThroughput(session: Session, transport: string, size: number, 
   });
 }
 
+async function runIdle(session: ShmSession, transport: string): Promise<void> {
+  progress(`idle_cpu ${transport}: ${idleWindowMs} ms with both sides parked`);
+  const idle = await within(session.idleCpu(idleWindowMs), stepTimeoutMs, "idle cpu");
+  row({
+    bench: "channel.idle_cpu",
+    transport,
+    cpu_pct: round(idle.self + idle.peer, 4),
+    note: `this process ${idle.self.toFixed(3)} % + peer ${idle.peer.toFixed(3)} % over ${
+      (idle.wallMs / 1000).toFixed(1)
+    } s`,
+  });
+}
+
 async function runWake(session: Session, transport: string, note: string): Promise<void> {
   progress(`wake ${transport}: ${wakePings} pings ${wakeGapMs} ms apart`);
   const samples = await within(session.rtt(64, wakePings, 10, wakeGapMs), stepTimeoutMs, `wake ${transport}`);
@@ -992,20 +1036,31 @@ async function main(): Promise<void> {
           await runThroughput(s, size === MiB ? "shm_ring1m" : "shm", size, size === MiB ? "ring 1 MiB (default)" : "");
         }
       }
-      if (wanted("wake")) await runWake(s, "shm", "spinMicros 50 (default) both sides");
-      if (wanted("idle")) {
-        progress(`idle_cpu shm: ${idleWindowMs} ms with both sides parked`);
-        const idle = await within(s.idleCpu(idleWindowMs), stepTimeoutMs, "idle cpu");
-        row({
-          bench: "channel.idle_cpu",
-          transport: "shm",
-          cpu_pct: round(idle.self + idle.peer, 4),
-          note: `this process ${idle.self.toFixed(3)} % + peer ${idle.peer.toFixed(3)} % over ${
-            (idle.wallMs / 1000).toFixed(1)
-          } s`,
+      if (wanted("idle")) await runIdle(s, "shm");
+    });
+  }
+
+  // The two wake-up designs side by side (issue 12), same peer program, same spin (50 µs, the default),
+  // alternating which goes first per round: futex → waiter thread → thread-safe callback ("shm", the
+  // channel's own default) and the doorbell socket the plugin launch sets up ("shm_doorbell").
+  if (shm && (wanted("wake") || wanted("idle") || wanted("rtt"))) {
+    for (let round = 0; round < wakeRounds; round++) {
+      const order = round % 2 === 0 ? [false, true] : [true, false];
+      for (const doorbell of order) {
+        if (!doorbell && !wanted("wake")) continue;
+        const label = doorbell ? "shm_doorbell" : "shm";
+        const of = wakeRounds > 1 ? `; round ${round + 1} of ${wakeRounds}` : "";
+        await withSession(() => ShmSession.open({}, "js", doorbell), async (s) => {
+          // The busy path: a doorbell must cost nothing while the peer is not parked.
+          if (doorbell && wanted("rtt")) await runRtt(s, label, 64, `busy ping-pong, doorbell set up${of}`);
+          if (wanted("wake")) {
+            const how = doorbell ? "doorbell socket, runtime's own poller" : "futex -> waiter thread -> callback";
+            await runWake(s, label, `spinMicros 50 (default) both sides; ${how}${of}`);
+          }
+          if (doorbell && wanted("idle")) await runIdle(s, label);
         });
       }
-    });
+    }
   }
 
   // shm with 8 MiB rings for 1 MiB messages.

@@ -68,20 +68,49 @@ async function pipelined(call: () => Promise<unknown>, n: number): Promise<numbe
   return performance.now() - started;
 }
 
-async function benchTransport(transport: TransportKind): Promise<void> {
-  log(`rpc over ${transport}`);
-  const host = newHost(transport);
+/** Echo calls with a pause before each, long enough that host and plugin have both parked. */
+async function parkedCalls(call: () => Promise<unknown>, n: number): Promise<number[]> {
+  for (let i = 0; i < Math.min(n, 20); i++) await call(); // warm-up
+  const samples: number[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    await new Promise((resolve) => setTimeout(resolve, parkedGapMs));
+    const started = performance.now();
+    await call();
+    samples[i] = performance.now() - started;
+  }
+  return samples;
+}
+const parkedGapMs = 2;
+const parkedCallsCount = callsArg ?? (quick ? 100 : 500);
+
+/**
+ * `wake` (shm only): "doorbell" (the host's default; row `shm`) or "futex" (row `shm_futex`), so the two
+ * wake-up designs of issue 12 are measured side by side: busy calls (must not differ: a busy channel rings
+ * nothing) and calls that find the plugin parked (`rpc.parked`).
+ */
+async function benchTransport(transport: TransportKind, wake?: "doorbell" | "futex"): Promise<void> {
+  const label = wake === "futex" ? `${transport}_futex` : transport;
+  log(`rpc over ${label}`);
+  const host = newHost(transport, wake ? { wake } : {});
   try {
     await host.load("echo");
     const call = () => host.call("echo", "echo", ["hello"]);
-    rows.push(latencyRow("rpc.rtt", transport, await sequential(call, rttCalls), "echo call, Deno plugin"));
+    rows.push(latencyRow("rpc.rtt", label, await sequential(call, rttCalls), "echo call, Deno plugin"));
     rows.push(
       rateRow(
         "rpc.throughput",
-        transport,
+        label,
         pipelinedCalls,
         await pipelined(call, pipelinedCalls),
         `${pipelineDepth} in flight`,
+      ),
+    );
+    rows.push(
+      latencyRow(
+        "rpc.parked",
+        label,
+        await parkedCalls(call, parkedCallsCount),
+        `echo call ${parkedGapMs} ms after the last: both sides parked${wake ? `; wake: ${wake}` : ""}`,
       ),
     );
   } finally {
@@ -261,7 +290,11 @@ const parts: [string, () => Promise<void>][] = [
   ["rpc", async () => {
     const picked = process.argv.find((a) => a.startsWith("--transports="))?.slice(13).split(",");
     const want = (t: string) => !picked || picked.includes(t);
-    for (const t of ["shm", "unix", "tcp"] as TransportKind[]) if (want(t)) await benchTransport(t);
+    if (want("shm")) {
+      await benchTransport("shm", "doorbell");
+      await benchTransport("shm", "futex");
+    }
+    for (const t of ["unix", "tcp"] as TransportKind[]) if (want(t)) await benchTransport(t);
     if (want("child_ipc")) await benchChildIpc();
     if (want("worker")) await benchWorker();
   }],

@@ -15,8 +15,10 @@
  *   descriptor with the runtime's own poller (node:net on a unix socket here,
  *   under every runtime); the sender writes one byte to it only when the flag
  *   is up, so a busy channel still makes no syscall. No waiter thread.
- * - `shm_channel_doorbell`: the same through ShmChannel's `doorbell` option
- *   (socketDoorbell over node:net under every runtime), parked in receive().
+ * - `shm_channel_doorbell`: the same through ShmChannel.useDoorbell with the
+ *   doorbell the plugin launch sets up (listenDoorbell / connectDoorbell: the
+ *   runtime's own unix sockets), parked in receive(). (Until 2026-11-23 this
+ *   row used socketDoorbell over node:net under every runtime.)
  * - `unix`: the same 64 B message over a unix socket, for the ratio.
  *
  * Caveat (why this is a design comparison, not the final figure): sender and
@@ -34,7 +36,8 @@
 import net from "node:net";
 import os from "node:os";
 import process from "node:process";
-import { ShmChannel, socketDoorbell } from "../mod.ts";
+import { ShmChannel } from "../mod.ts";
+import { connectDoorbell, listenDoorbell } from "../src/transport/_doorbell.ts";
 import { type BenchRow, latencyRow, printRows, runtime } from "./_stats.ts";
 
 const json = process.argv.includes("--json");
@@ -228,22 +231,20 @@ async function measureDoorbell(count: number): Promise<number[]> {
   }
 }
 
-/** The channel's own doorbell option (socketDoorbell over node:net), parked in receive() as a caller would. */
+/** The channel with the doorbell the plugin launch sets up (runtime's own sockets), parked in receive(). */
 async function measureChannelDoorbell(count: number): Promise<number[]> {
-  const path = socketPath();
-  const server = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(path, resolve);
-  });
-  const accepted = new Promise<net.Socket>((resolve) => server.once("connection", resolve));
-  const client = net.connect(path);
-  await new Promise<void>((resolve) => client.once("connect", resolve));
-  const serverEnd = await accepted;
-  server.close();
-  const a = ShmChannel.create({ spinMicros: 0, doorbell: socketDoorbell(serverEnd) });
-  const b = ShmChannel.attach(a.name, a.token, { spinMicros: 0, doorbell: socketDoorbell(client) });
+  const listener = await listenDoorbell();
+  const a = ShmChannel.create({ spinMicros: 0 });
+  listener.onAccepted((end) => a.useDoorbell(end, false));
+  const b = ShmChannel.attach(a.name, a.token, { spinMicros: 0 });
+  try {
+    b.useDoorbell(await connectDoorbell(listener.address), true);
+  } finally {
+    listener.close();
+  }
   await a.waitForPeer(10_000);
+  // a parks on its doorbell once b's first ring arrived.
+  while (a.wakePath !== "doorbell") await settle();
   try {
     const message = new Uint8Array(messageBytes);
     const samples: number[] = [];
@@ -302,7 +303,7 @@ const measure: Record<Design, (count: number) => Promise<number[]>> = {
 const notes: Record<Design, string> = {
   shm_waiter: "send → parked receive(): futex → waiter thread → thread-safe callback",
   shm_fd_doorbell: "send + 1 B doorbell → runtime poller → tryReceive()",
-  shm_channel_doorbell: "ShmChannel doorbell option (node:net) → parked receive()",
+  shm_channel_doorbell: "ShmChannel.useDoorbell, runtime's own sockets → parked receive()",
   unix: "64 B write → 'data' on the reading socket",
 };
 
