@@ -955,8 +955,19 @@ async function runIdle(session: ShmSession, transport: string): Promise<void> {
 
 async function runWake(session: Session, transport: string, note: string): Promise<void> {
   progress(`wake ${transport}: ${wakePings} pings ${wakeGapMs} ms apart`);
+  // CPU time of this process per ping (the sleep's timer included, alike for every row): what a wake-up
+  // costs in work rather than in waiting, which machine load distorts far less than the latency.
+  const cpu0 = process.cpuUsage();
   const samples = await within(session.rtt(64, wakePings, 10, wakeGapMs), stepTimeoutMs, `wake ${transport}`);
-  latencyRow("channel.wake", transport, 64, samples, `n=${wakePings}, ${wakeGapMs} ms between pings; ${note}`);
+  const cpu = process.cpuUsage(cpu0);
+  const cpuPerPingUs = (cpu.user + cpu.system) / (wakePings + 10);
+  latencyRow(
+    "channel.wake",
+    transport,
+    64,
+    samples,
+    `n=${wakePings}, ${wakeGapMs} ms between pings; this process ${cpuPerPingUs.toFixed(1)} us CPU per ping; ${note}`,
+  );
 }
 
 async function withSession<S extends Session>(open: () => Promise<S>, body: (s: S) => Promise<void>): Promise<void> {

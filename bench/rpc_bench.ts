@@ -10,7 +10,7 @@
  * - restart.time: crash → serving again.  reload.stall: the longest call and
  *   the failures during a hot reload under steady load.
  *
- * Run: deno run -A bench/rpc_bench.ts [--json] [--quick] [--calls=N] [--only=rpc,cold,…] [--transports=shm,unix,tcp,child_ipc,worker]
+ * Run: deno run -A bench/rpc_bench.ts [--json] [--quick] [--calls=N] [--only=rpc,cold,…] [--transports=shm,unix,tcp,child_ipc,worker] [--wake-rounds=N]
  * (--transports picks the rows of `rpc`; or: bun bench/rpc_bench.ts;
  * Node: make dist && node dist/bench/rpc_bench.js). Node has no web Worker,
  * so the worker row is skipped there.
@@ -34,6 +34,8 @@ const callsArg = Number(process.argv.find((a) => a.startsWith("--calls="))?.slic
 const rttCalls = callsArg ?? (quick ? 2_000 : 20_000);
 const pipelinedCalls = callsArg ? callsArg * 10 : quick ? 20_000 : 200_000;
 const pipelineDepth = 256;
+/** Rounds of the shm rows: wake "doorbell" (`shm`) and "futex" (`shm_futex`), order alternating per round. */
+const wakeRounds = Number(process.argv.find((a) => a.startsWith("--wake-rounds="))?.slice(14)) || 1;
 const rows: BenchRow[] = [];
 
 function log(text: string): void {
@@ -291,8 +293,11 @@ const parts: [string, () => Promise<void>][] = [
     const picked = process.argv.find((a) => a.startsWith("--transports="))?.slice(13).split(",");
     const want = (t: string) => !picked || picked.includes(t);
     if (want("shm")) {
-      await benchTransport("shm", "doorbell");
-      await benchTransport("shm", "futex");
+      // Both wake-up designs, alternating which goes first per round so that load drifting over the run hits both.
+      for (let round = 0; round < wakeRounds; round++) {
+        const order: ("doorbell" | "futex")[] = round % 2 === 0 ? ["doorbell", "futex"] : ["futex", "doorbell"];
+        for (const wake of order) await benchTransport("shm", wake);
+      }
     }
     for (const t of ["unix", "tcp"] as TransportKind[]) if (want(t)) await benchTransport(t);
     if (want("child_ipc")) await benchChildIpc();
