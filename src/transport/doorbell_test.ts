@@ -216,3 +216,26 @@ test("an idle doorbell keeps no process alive: channels and sockets left open, t
   assert.equal(code, 0, peer.stderr());
   assert.match(peer.stdout(), /wake paths: host doorbell, plugin doorbell/);
 }, { timeoutMs: 30_000 });
+
+test("with a doorbell set up, a pair that never parks rings nothing and makes no wake-up at all", async () => {
+  const { host, plugin } = await launchedPair();
+  try {
+    for (let i = 0; i < 100 && host.wakePath !== "doorbell"; i++) await new Promise((r) => setTimeout(r, 5));
+    const before = [host.stats(), plugin.stats()];
+    // Each message is in the ring before its receive(): nobody waits, so nobody parks.
+    for (let i = 0; i < 500; i++) {
+      await host.send(new Uint8Array([i & 0xff]));
+      assert.deepEqual(await plugin.receive(), new Uint8Array([i & 0xff]));
+      await plugin.send(new Uint8Array([i & 0xff, 1]));
+      assert.deepEqual(await host.receive(), new Uint8Array([i & 0xff, 1]));
+    }
+    for (const [i, channel] of [host, plugin].entries()) {
+      const after = channel.stats();
+      assert.equal(after.wakeupsSent - before[i].wakeupsSent, 0);
+      assert.equal(after.doorbellWakeupsSent! - before[i].doorbellWakeupsSent!, 0);
+    }
+  } finally {
+    plugin.close();
+    host.close();
+  }
+});
