@@ -17,8 +17,11 @@ import { createConnection, createServer, type Server, type Socket } from "node:n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ChannelClosedError, ConnectError } from "./errors.ts";
-import { ShmChannel, type WakePath } from "./shm_channel.ts";
-import { connectDoorbell, type DoorbellAddress, type DoorbellListener, listenDoorbell } from "./_doorbell.ts";
+import { ShmChannel } from "./shm_channel.ts";
+import { connectDoorbell, type DoorbellListener, listenDoorbell } from "./_doorbell.ts";
+
+/** How a parked shm side is woken (see {@link TransportOptions.wake}). */
+type WakePath = "doorbell" | "futex";
 import { StreamTransport } from "./stream_transport.ts";
 import { messageBytesMaxLimit, type Transport, type TransportKind, type TransportListener } from "./transport.ts";
 
@@ -33,9 +36,9 @@ export interface TransportOptions {
    * a unix socket the plugin may connect as its doorbell (the listener's `doorbell`); "futex" only uses the
    * native waiter thread. Either way a plugin without a doorbell is woken through the futex.
    */
-  wake?: WakePath;
-  /** shm connect: the listener's `doorbell`, to be woken through it while parked. */
-  doorbell?: DoorbellAddress;
+  wake?: "doorbell" | "futex";
+  /** shm connect: the listener's `doorbell` (socket path and hex key), to be woken through it while parked. */
+  doorbell?: { path: string; key: string };
   /** shm connect: called when the doorbell cannot be set up; the channel then parks on the futex. */
   onDoorbellUnavailable?: (error: Error) => void;
 }
@@ -46,7 +49,7 @@ export interface TransportOptions {
  * socket, while the waiter thread's second hop (futex -> thread -> thread-safe callback) is what a loaded
  * scheduler punishes; a busy channel rings nothing, so the busy path is the same.
  */
-export const wakeDefault: WakePath = "doorbell";
+export const wakeDefault: "doorbell" | "futex" = "doorbell";
 
 /** The only address a TCP listener binds: plugins run on the same machine. */
 export const tcpListenHost = "127.0.0.1";
@@ -180,7 +183,7 @@ class ShmListener implements TransportListener {
   readonly kind = "shm";
   readonly address: string;
   readonly secret: string;
-  readonly doorbell: DoorbellAddress | undefined;
+  readonly doorbell: { readonly path: string; readonly key: string } | undefined;
   readonly #channel: ShmChannel;
   readonly #bell: DoorbellListener | undefined;
   #state: "listening" | "accepting" | "accepted" | "closed" = "listening";

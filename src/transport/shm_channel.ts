@@ -50,8 +50,6 @@ export interface ShmChannelOptions {
 // re-exported here because the channel's options document them.
 export { messageBytesMaxDefault, messageBytesMaxLimit } from "./transport.ts";
 export { type Doorbell, socketDoorbell } from "./_doorbell.ts";
-/** How a parked side is woken: see {@link ShmChannel.wakePath}. */
-export type WakePath = "futex" | "doorbell";
 /** Default {@link ShmChannelOptions.spinMicros}. */
 export const spinMicrosDefault = 50;
 /**
@@ -279,7 +277,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
   }
 
   /** How this side is woken when it parks now: "doorbell" once both sides hold one, else "futex". */
-  get wakePath(): WakePath {
+  get wakePath(): "futex" | "doorbell" {
     return this.#doorbell && this.#peerRings ? "doorbell" : "futex";
   }
 
