@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { type LogEntry, PluginCrashedError, PluginHost, type PluginHostOptions, type StateEvent } from "../mod.ts";
 import { launchEnv } from "../src/protocol/launch.ts";
 import { listenTransport } from "../src/transport/factory.ts";
-import { doorbellKeyBytes } from "../src/transport/_doorbell.ts";
+import { directoryPrefix, doorbellKeyBytes } from "../src/transport/_doorbell.ts";
 import {
   examples,
   openSockets,
@@ -35,8 +35,9 @@ const plugins = [
 const idleMs = 30;
 const rounds = 8;
 
+/** This process's doorbell directories (other processes, e.g. other test runs, have their own pid in the name). */
 function doorbellDirs(): string[] {
-  return readdirSync(tmpdir()).filter((name) => name.startsWith("plugin-shm-bell-"));
+  return readdirSync(tmpdir()).filter((name) => name.startsWith(`${directoryPrefix}${process.pid}-`));
 }
 
 async function withHost(
@@ -58,7 +59,9 @@ async function withHost(
     await host.close();
     for (const pid of pids) assert.ok(!processRunning(pid), `plugin process ${pid} is gone after close()`);
     assert.deepEqual(await segmentsLeft([process.pid, ...pids], segmentsBefore), [], "no segment of ours left");
-    assert.deepEqual(await socketsLeft(socketsBefore), [], "no socket of ours left open");
+    // Generous: a runtime closes a socket's descriptor once its pending read is cancelled, a loop turn or so later,
+    // and a loaded machine stretches loop turns.
+    assert.deepEqual(await socketsLeft(socketsBefore, 10_000), [], "no socket of ours left open");
     assert.deepEqual(doorbellDirs().filter((d) => !dirsBefore.includes(d)), [], "no doorbell directory left");
   }
 }

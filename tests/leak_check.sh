@@ -27,11 +27,16 @@ copies="$copies${copies:+${beside:+$'\n'}}$beside"
 if [ -n "$copies" ]; then
   echo "leak check: verified plugin copies left:"; echo "$copies"; status=1
 fi
-# Doorbell sockets (src/transport/_doorbell.ts): each in its own private directory, removed once the plugin connected
-# or the listener closed.
-bells=$(ls -d "${TMPDIR:-/tmp}"/plugin-shm-bell-* 2>/dev/null || true)
+# Doorbell sockets (src/transport/_doorbell.ts): each in its own private directory plugin-shm-bell-<pid>-*, removed
+# once the plugin connected or the listener closed. A directory of a process still running is in use, not a leak.
+bells=""
+for dir in "${TMPDIR:-/tmp}"/plugin-shm-bell-*; do
+  [ -d "$dir" ] || continue
+  pid=${dir##*/plugin-shm-bell-}; pid=${pid%%-*}
+  [ -d "/proc/$pid" ] || bells+="$dir"$'\n'
+done
 if [ -n "$bells" ]; then
-  echo "leak check: doorbell socket directories left:"; echo "$bells"; status=1
+  echo "leak check: doorbell socket directories of exited processes left:"; printf '%s' "$bells"; status=1
 fi
 [ $status -eq 0 ] && echo "leak check: no segments in /dev/shm, no peer or plugin processes, no verified copies or doorbells left"
 exit $status

@@ -21,7 +21,8 @@
  */
 
 import { randomBytes, timingSafeEqual } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import process from "node:process";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -338,6 +339,45 @@ function socketApi(): SocketApi {
 
 // ------------------------------------------------------------------ doorbells
 
+/**
+ * Each listener's private directory is `<tmpdir>/plugin-shm-bell-<pid>-XXXXXX`: the pid says whose it is, so
+ * leak checks can tell, and a directory left by a host that was killed (SIGKILL leaves no chance to remove
+ * it) can be recognised as stale and removed by the next host.
+ */
+export const directoryPrefix = "plugin-shm-bell-";
+let swept = false;
+
+/** Once per process: removes doorbell directories of processes that no longer exist. Best effort. */
+function sweepStaleDirectories(): void {
+  if (swept) return;
+  swept = true;
+  let entries: string[];
+  try {
+    entries = readdirSync(tmpdir()).filter((name) => name.startsWith(directoryPrefix));
+  } catch {
+    return;
+  }
+  for (const name of entries) {
+    const pid = Number(name.slice(directoryPrefix.length).split("-")[0]);
+    if (!Number.isInteger(pid) || pid <= 0 || processExists(pid)) continue;
+    try {
+      rmSync(join(tmpdir(), name), { recursive: true, force: true });
+    } catch {
+      // Another user's, or gone meanwhile: not ours to insist on.
+    }
+  }
+}
+
+/** True unless the process is certainly gone (signal 0: ESRCH). A process of another user counts as existing. */
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as { code?: string }).code !== "ESRCH";
+  }
+}
+
 /** A timer that does not keep the event loop alive (a stranger's idle connection must not keep a host up). */
 function unrefTimer(timer: ReturnType<typeof setTimeout>): ReturnType<typeof setTimeout> {
   const deno = (globalThis as { Deno?: { unrefTimer(id: number): void } }).Deno;
@@ -409,7 +449,8 @@ export class DoorbellListener {
    * processes (another plugin, for one).
    */
   static async open(): Promise<DoorbellListener> {
-    const directory = mkdtempSync(join(tmpdir(), "plugin-shm-bell-"));
+    sweepStaleDirectories();
+    const directory = mkdtempSync(join(tmpdir(), `${directoryPrefix}${process.pid}-`));
     const path = join(directory, "doorbell.sock");
     const listener = new DoorbellListener(directory, path, new Uint8Array(randomBytes(doorbellKeyBytes)));
     try {

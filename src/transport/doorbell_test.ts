@@ -3,10 +3,11 @@ import net from "node:net";
 import os from "node:os";
 import process from "node:process";
 import { peerPath, runtime, startPeer, test } from "../../tests/_harness.ts";
-import { existsSync } from "node:fs";
-import { dirname } from "node:path";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { type Doorbell, ShmChannel, socketDoorbell } from "./shm_channel.ts";
-import { connectDoorbell, doorbellKeyBytes, listenDoorbell } from "./_doorbell.ts";
+import { connectDoorbell, directoryPrefix, doorbellKeyBytes, listenDoorbell } from "./_doorbell.ts";
 import { ConnectError } from "./errors.ts";
 
 /** Both ends of a connected unix socket in this process, as doorbells that count what they do. */
@@ -210,11 +211,20 @@ test("closing a doorbell listener nobody connected to removes its socket and dir
 });
 
 test("an idle doorbell keeps no process alive: channels and sockets left open, the process still exits", async () => {
+  // And, on the way, the first listener of a process removes what a killed host left: a directory named for a
+  // process that is gone (a finished child's pid), not one named for a live process (ours).
+  const gone = startPeer(runtime, peerPath("doorbell_idle.ts"), { PSHM_EXIT_AT_ONCE: "1" });
+  await gone.exited;
+  const stale = mkdtempSync(join(tmpdir(), `${directoryPrefix}${gone.child.pid}-`));
+  const live = mkdtempSync(join(tmpdir(), `${directoryPrefix}${process.pid}-`));
   const peer = startPeer(runtime, peerPath("doorbell_idle.ts"), {});
   const { code, signal } = await peer.exited;
   assert.equal(signal, null, peer.stderr());
   assert.equal(code, 0, peer.stderr());
   assert.match(peer.stdout(), /wake paths: host doorbell, plugin doorbell/);
+  assert.equal(existsSync(stale), false, "the stale directory was swept");
+  assert.equal(existsSync(live), true, "a live process's directory was left alone");
+  rmSync(live, { recursive: true });
 }, { timeoutMs: 30_000 });
 
 test("with a doorbell set up, a pair that never parks rings nothing and makes no wake-up at all", async () => {

@@ -4,8 +4,12 @@
  * idle: an idle doorbell must not keep the event loop alive, so this process
  * exits by itself (tests/doorbell_launch_test.ts). Prints the wake paths.
  */
+import process from "node:process";
 import { ShmChannel } from "../../mod.ts";
 import { connectDoorbell, listenDoorbell } from "../../src/transport/_doorbell.ts";
+
+// Only to have a pid that is certainly gone afterwards (the sweep test).
+if (process.env.PSHM_EXIT_AT_ONCE) process.exit(0);
 
 const listener = await listenDoorbell();
 const host = ShmChannel.create({ spinMicros: 0 });
