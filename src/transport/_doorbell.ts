@@ -346,6 +346,19 @@ function socketApi(): SocketApi {
  */
 export const directoryPrefix = "plugin-shm-bell-";
 let swept = false;
+/** Directories of listeners not closed yet: removed at exit if their owner never closed them. */
+const openDirectories = new Set<string>();
+let exitHookInstalled = false;
+
+function trackDirectory(directory: string): void {
+  openDirectories.add(directory);
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // A process that exits with a listener open (a CLI that exits mid-load, a doc example) must not leave it.
+  process.on("exit", () => {
+    for (const dir of openDirectories) rmSync(dir, { recursive: true, force: true });
+  });
+}
 
 /** Once per process: removes doorbell directories of processes that no longer exist. Best effort. */
 function sweepStaleDirectories(): void {
@@ -451,6 +464,7 @@ export class DoorbellListener {
   static async open(): Promise<DoorbellListener> {
     sweepStaleDirectories();
     const directory = mkdtempSync(join(tmpdir(), `${directoryPrefix}${process.pid}-`));
+    trackDirectory(directory);
     const path = join(directory, "doorbell.sock");
     const listener = new DoorbellListener(directory, path, new Uint8Array(randomBytes(doorbellKeyBytes)));
     try {
@@ -486,6 +500,7 @@ export class DoorbellListener {
     this.#server = undefined;
     // Synchronous, so nothing is left on disk by the time close() returns.
     rmSync(this.#directory, { recursive: true, force: true });
+    openDirectories.delete(this.#directory);
     for (const drop of [...this.#pending.values()]) drop();
     if (!this.#accepted) this.#onAccepted = undefined;
   }
