@@ -34,7 +34,7 @@ const callsArg = Number(process.argv.find((a) => a.startsWith("--calls="))?.slic
 const rttCalls = callsArg ?? (quick ? 2_000 : 20_000);
 const pipelinedCalls = callsArg ? callsArg * 10 : quick ? 20_000 : 200_000;
 const pipelineDepth = 256;
-/** Rounds of the shm rows: wake "doorbell" (`shm`) and "futex" (`shm_futex`), order alternating per round. */
+/** Rounds of the shm rows: wake "futex" (`shm`) and "doorbell" (`shm_doorbell`), order alternating per round. */
 const wakeRounds = Number(process.argv.find((a) => a.startsWith("--wake-rounds="))?.slice(14)) || 1;
 const rows: BenchRow[] = [];
 
@@ -86,12 +86,12 @@ const parkedGapMs = 2;
 const parkedCallsCount = callsArg ?? (quick ? 100 : 500);
 
 /**
- * `wake` (shm only): "doorbell" (the host's default; row `shm`) or "futex" (row `shm_futex`), so the two
+ * `wake` (shm only): "futex" (the host's default; row `shm`) or "doorbell" (row `shm_doorbell`), so the two
  * wake-up designs of issue 12 are measured side by side: busy calls (must not differ: a busy channel rings
  * nothing) and calls that find the plugin parked (`rpc.parked`).
  */
 async function benchTransport(transport: TransportKind, wake?: "doorbell" | "futex"): Promise<void> {
-  const label = wake === "futex" ? `${transport}_futex` : transport;
+  const label = wake === "doorbell" ? `${transport}_doorbell` : transport;
   log(`rpc over ${label}`);
   const host = newHost(transport, wake ? { wake } : {});
   try {

@@ -8,7 +8,7 @@
  * - scale.idle_cpu: all of them idle for `--seconds`: CPU of the host and of every plugin process tree, as
  *   percent of one core (/proc read once before and once after).
  *
- *     deno run -A bench/scale_bench.ts [--json] [--plugins=64] [--callers=4] [--seconds=5] [--sandbox=off]
+ *     deno run -A bench/scale_bench.ts [--json] [--plugins=64] [--callers=4] [--seconds=5] [--sandbox=off] [--wake=futex]
  *
  * @module
  */
@@ -28,6 +28,7 @@ const plugins = arg("plugins", 64);
 const callers = arg("callers", 4);
 const seconds = arg("seconds", 5);
 const sandbox = process.argv.includes("--sandbox=off") ? "off" : "required";
+const wake = process.argv.includes("--wake=futex") ? "futex" : "doorbell";
 const log = (text: string) => json || console.error(`… ${text}`);
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -52,7 +53,13 @@ for (let i = 0; i < plugins; i++) {
   );
   names.push(name);
 }
-const host = new PluginHost({ dirs: [work], sandbox, logger: () => {}, hostFunctions: { now: () => Date.now() } });
+const host = new PluginHost({
+  dirs: [work],
+  sandbox,
+  wake,
+  logger: () => {},
+  hostFunctions: { now: () => Date.now() },
+});
 const rows: BenchRow[] = [];
 try {
   const started = performance.now();
@@ -76,7 +83,7 @@ try {
   await Promise.all(names.flatMap((name) => Array.from({ length: callers }, () => caller(name))));
   const elapsed = performance.now() - t0;
   rows.push(latencyRow("scale.calls", `shm x${plugins}`, samples, `${callers} callers per plugin`));
-  rows.push(rateRow("scale.calls", `shm x${plugins}`, calls, elapsed, `aggregate, sandbox ${sandbox}`));
+  rows.push(rateRow("scale.calls", `shm x${plugins}`, calls, elapsed, `aggregate, sandbox ${sandbox}, wake ${wake}`));
 
   log(`idle for ${seconds} s`);
   // Read /proc once before and once after, so that the measuring costs nothing in between.
@@ -99,7 +106,9 @@ try {
     p999_us: null,
     msgs_per_s: null,
     bytes_per_s: null,
-    note: `host ${hostPct.toFixed(2)} % + ${pids.length} plugins ${pluginPct.toFixed(2)} % of one core (all idle)`,
+    note: `host ${hostPct.toFixed(2)} % + ${pids.length} plugins ${
+      pluginPct.toFixed(2)
+    } % of one core (all idle, wake ${wake})`,
   });
 } finally {
   await host.close();

@@ -49,7 +49,8 @@ async function withHost(
   const segmentsBefore = segmentsOf();
   const socketsBefore = openSockets();
   const dirsBefore = doorbellDirs();
-  const host = new PluginHost({ logger: (entry) => logs.push(entry), ...options });
+  // The doorbell is opt-in (wakeDefault is "futex"): these tests ask for it unless they say otherwise.
+  const host = new PluginHost({ logger: (entry) => logs.push(entry), wake: "doorbell", ...options });
   host.onState((event) => events.push(event));
   const pids = new Set<number>();
   host.onState(() => host.list().forEach((p) => p.pids.forEach((pid) => pids.add(pid))));

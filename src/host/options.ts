@@ -60,9 +60,10 @@ export interface PluginHostOptions {
   /** Ring size per direction for shm plugins. */
   ringBytes?: number;
   /**
-   * How a parked shm side is woken: "doorbell" (default) through a unix socket each runtime's own poller
-   * watches, set up per instance at launch; "futex" through the native waiter thread only. A plugin that
-   * does not connect the doorbell is woken through the futex either way (docs/protocol.md, "Doorbell").
+   * How a parked shm side is woken: "futex" (default) through the native waiter thread; "doorbell" through
+   * a unix socket each runtime's own poller watches, set up per instance at launch: about 3× faster to wake
+   * a parked plugin (≈ a unix socket), but half the throughput with 64 busy plugins (bench/RESULTS.md). A
+   * plugin that does not connect the doorbell is woken through the futex either way (docs/protocol.md, "Doorbell").
    */
   wake?: "doorbell" | "futex";
   /**

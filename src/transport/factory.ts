@@ -32,7 +32,7 @@ export interface TransportOptions {
   /** Bytes per shm ring; see `ShmChannelOptions.ringBytes`. Ignored by unix and tcp. */
   ringBytes?: number;
   /**
-   * shm listener: how a parked side is woken. "doorbell" (default, see {@link wakeDefault}) also listens on
+   * shm listener: how a parked side is woken. "doorbell" (see {@link wakeDefault}: "futex") also listens on
    * a unix socket the plugin may connect as its doorbell (the listener's `doorbell`); "futex" only uses the
    * native waiter thread. Either way a plugin without a doorbell is woken through the futex.
    */
@@ -44,12 +44,14 @@ export interface TransportOptions {
 }
 
 /**
- * Default {@link TransportOptions.wake}: "doorbell". Measured across processes (bench/RESULTS.md, "doorbell in
- * the plugin launch"): a parked side woken through a socket its runtime polls has a p99 about that of a unix
- * socket, while the waiter thread's second hop (futex -> thread -> thread-safe callback) is what a loaded
- * scheduler punishes; a busy channel rings nothing, so the busy path is the same.
+ * Default {@link TransportOptions.wake}: "futex". Measured on a quiet machine (bench/RESULTS.md, "doorbell or
+ * futex"): the doorbell wakes a parked plugin about 3× sooner (echo call 2 ms after the last: p50 93–106 µs
+ * against 245–307 µs, Deno, Bun and Node hosts) and equals a unix socket, but 64 busy plugins under one host
+ * complete half the calls (11–13 k/s against 22–27 k/s) and the idle host uses more CPU: every wake-up of 64
+ * channels then goes through the host's one event loop. So the doorbell is for hosts with few, mostly idle
+ * plugins, chosen with `wake: "doorbell"`; the default keeps the throughput.
  */
-export const wakeDefault: "doorbell" | "futex" = "doorbell";
+export const wakeDefault: "doorbell" | "futex" = "futex";
 
 /** The only address a TCP listener binds: plugins run on the same machine. */
 export const tcpListenHost = "127.0.0.1";
