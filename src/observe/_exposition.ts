@@ -223,41 +223,44 @@ export function registerFamilies(registry: Registry, prefix: string, source: Exp
   );
   const perTransport = (pick: (s: InstanceTransportStats) => Value[]) => () => source.transportStats().flatMap(pick);
   const instanceLabels = (s: InstanceTransportStats) => ({ plugin: s.plugin, pid: s.pid ?? "none" });
-  family(
+  const byDirection = (
+    name: string,
+    help: string,
+    sent: (s: InstanceTransportStats) => number,
+    received: (s: InstanceTransportStats) => number,
+  ) =>
+    family(
+      name,
+      `${help}, by direction (sent = host to plugin).`,
+      "counter",
+      perTransport((s) => [
+        { labels: { ...instanceLabels(s), direction: "sent" }, value: sent(s) },
+        { labels: { ...instanceLabels(s), direction: "received" }, value: received(s) },
+      ]),
+    );
+  byDirection(
     "instance_messages_total",
-    "Messages on the host's connection to each instance, by direction (sent = host to plugin).",
-    "counter",
-    perTransport((s) => [
-      { labels: { ...instanceLabels(s), direction: "sent" }, value: s.messagesSent },
-      { labels: { ...instanceLabels(s), direction: "received" }, value: s.messagesReceived },
-    ]),
+    "Messages on the host's connection to each instance",
+    (s) => s.messagesSent,
+    (s) => s.messagesReceived,
   );
-  family(
+  byDirection(
     "instance_transport_bytes_total",
-    "Bytes of messages on the host's connection to each instance, by direction (sent = host to plugin).",
-    "counter",
-    perTransport((s) => [
-      { labels: { ...instanceLabels(s), direction: "sent" }, value: s.bytesSent },
-      { labels: { ...instanceLabels(s), direction: "received" }, value: s.bytesReceived },
-    ]),
+    "Bytes of messages on the host's connection to each instance",
+    (s) => s.bytesSent,
+    (s) => s.bytesReceived,
   );
-  family(
+  byDirection(
     "instance_stream_items_total",
-    "Stream items (STREAM_DATA frames) on each instance's connection, by direction (sent = host to plugin).",
-    "counter",
-    perTransport((s) => [
-      { labels: { ...instanceLabels(s), direction: "sent" }, value: s.streamItemsSent },
-      { labels: { ...instanceLabels(s), direction: "received" }, value: s.streamItemsReceived },
-    ]),
+    "Stream items (STREAM_DATA frames) on each instance's connection",
+    (s) => s.streamItemsSent,
+    (s) => s.streamItemsReceived,
   );
-  family(
+  byDirection(
     "instance_stream_bytes_total",
-    "Frame bytes of those stream items, by direction (sent = host to plugin).",
-    "counter",
-    perTransport((s) => [
-      { labels: { ...instanceLabels(s), direction: "sent" }, value: s.streamBytesSent },
-      { labels: { ...instanceLabels(s), direction: "received" }, value: s.streamBytesReceived },
-    ]),
+    "Frame bytes of those stream items",
+    (s) => s.streamBytesSent,
+    (s) => s.streamBytesReceived,
   );
   family(
     "instance_ring_used_bytes",

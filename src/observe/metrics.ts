@@ -256,6 +256,8 @@ export class PluginMetrics {
   /** One call in this many is timed for a new method. */
   readonly #timeEvery: number;
   readonly #timer: ReturnType<typeof setInterval> | undefined;
+  /** The transport counters read at the start of the scrape in progress (see prometheus()). */
+  #transportSnapshot: InstanceTransportStats[] | undefined;
   // A one-entry cache: consecutive calls usually go to the same method.
   #lastPlugin = "";
   #lastMethod = "";
@@ -279,7 +281,7 @@ export class PluginMetrics {
       process: (pid) => this.#process(pid),
       processCount: (pid) => this.#reading(pid)?.processes,
       heartbeats: this.#heartbeats,
-      transportStats: () => this.#hosts.flatMap((host) => host.transportStats?.() ?? []),
+      transportStats: () => this.#transportSnapshot ?? this.#transportStats(),
       limitActions: this.#limitActions,
       denials: this.#denials,
     });
@@ -350,7 +352,13 @@ export class PluginMetrics {
 
   /** The Prometheus text exposition (format 0.0.4). */
   prometheus(): Promise<string> {
-    return this.registry.metrics();
+    // One reading of every instance's transport counters serves the eight transport families of this scrape.
+    this.#transportSnapshot = this.#transportStats();
+    return this.registry.metrics().finally(() => (this.#transportSnapshot = undefined));
+  }
+
+  #transportStats(): InstanceTransportStats[] {
+    return this.#hosts.flatMap((host) => host.transportStats?.() ?? []);
   }
 
   /** The content type to serve {@link prometheus} with. */
