@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { PluginHost, ShmChannel, type TransportKind } from "../mod.ts";
+import { RpcPeer } from "../src/protocol/rpc.ts";
 import { examples, test } from "./_harness.ts";
 
 test("a channel side's heartbeat word counts its beats and its peer reads them; 0 until the first", () => {
@@ -15,6 +16,35 @@ test("a channel side's heartbeat word counts its beats and its peer reads them; 
   } finally {
     b.close();
     a.close();
+  }
+});
+
+test("an endpoint without its own heartbeat timer pings only when its owner checks it (one timer for many)", async () => {
+  const a = ShmChannel.create();
+  const b = ShmChannel.attach(a.name, a.token);
+  const rtts: number[] = [];
+  const plugin = new RpcPeer(b, { remoteName: "host", heartbeatIntervalMs: 0 });
+  const host = new RpcPeer(a, {
+    remoteName: "plugin",
+    heartbeatIntervalMs: 10,
+    heartbeatTimer: false,
+    onHeartbeat: (rtt) => rtts.push(rtt),
+  });
+  const running = [plugin.run(), host.run()];
+  try {
+    await sleep(100); // Ten intervals: a timer of its own would have sent ten PINGs by now.
+    assert.deepEqual(rtts, [], "no PING without a check");
+    assert.equal(a.stats().messagesSent, 0);
+    host.checkLiveness(); // No heartbeat word from this peer: every check is a PING.
+    while (rtts.length === 0) await sleep(5);
+    assert.equal(rtts.length, 1);
+    assert.equal(a.stats().messagesSent, 1);
+    host.close();
+    host.checkLiveness(); // Closed: nothing to check, nothing thrown.
+  } finally {
+    host.close();
+    plugin.close();
+    await Promise.all(running);
   }
 });
 

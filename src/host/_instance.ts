@@ -158,6 +158,7 @@ export async function startInstance(manifest: Manifest, options: InstanceOptions
       remoteName: manifest.name,
       handlers: options.handlers,
       heartbeatIntervalMs: options.heartbeatIntervalMs,
+      heartbeatTimer: false, // The host's watchdog checks every instance from one timer (checkStalls).
       protocolVersion: version,
       compression,
       onEvent: options.onEvent,

@@ -125,7 +125,7 @@ function fail(core: HostCore, plugin: PluginEntry, reason: string): void {
 }
 
 /**
- * Marks silent instances unresponsive, and kills those silent past the grace period (after
+ * Runs every instance's heartbeat check, marks silent instances unresponsive, and kills those silent past the grace period (after
  * profiling them, with `blameStalls`). An instance under a debugger is never killed for silence:
  * it may be paused at a breakpoint.
  */
@@ -134,6 +134,8 @@ export function checkStalls(core: HostCore): void {
   const now = performance.now();
   for (const plugin of core.plugins.values()) {
     for (const instance of plugin.instances) {
+      // The instances' heartbeats run from this one timer, not one each (heartbeatTimer: false).
+      instance.peer.checkLiveness();
       if (instance.state !== "running" && instance.state !== "unresponsive") continue;
       // Paused for its memory budget: silent on purpose, and the silence before a resume does not count.
       if (instance.limits.paused || instance.blaming) continue;

@@ -113,6 +113,13 @@ export interface RpcPeerOptions {
    */
   heartbeatIntervalMs?: number;
   /**
+   * Whether this endpoint runs its own heartbeat timer. Default true. An owner
+   * of many endpoints (the host) passes false and calls
+   * {@link RpcPeer.checkLiveness} on all of them from one timer: one wake-up a
+   * heartbeat instead of one per plugin (64 idle plugins: 65 → 1 a second).
+   */
+  heartbeatTimer?: boolean;
+  /**
    * Bump the transport's heartbeat word (Transport.beat, shm only) every this
    * many ms, so the other side sees this event loop alive without a PING and
    * a PONG, two wake-ups of each side. 0 (default): no beat. A plugin uses the
@@ -261,7 +268,7 @@ export class RpcPeer {
     this.#onHeartbeat = options.onHeartbeat;
     this.#compressFrom = options.compression ? options.compression.thresholdBytes : Infinity;
     this.#inflatedBytesMax = options.compression ? transport.messageBytesMax : 0;
-    if (interval > 0) {
+    if (interval > 0 && options.heartbeatTimer !== false) {
       this.#heartbeat = setInterval(this.#check, interval);
       this.#heartbeat.unref();
     }
@@ -289,6 +296,15 @@ export class RpcPeer {
     // The sender's monotonic clock in ms: the PONG brings it back for the round trip.
     this.#send(FrameKind.ping, 0, performance.now());
   };
+
+  /**
+   * One liveness check now (what the heartbeat timer does every interval), for
+   * an owner that passed `heartbeatTimer: false`. Nothing once closed or with
+   * heartbeats off.
+   */
+  checkLiveness(): void {
+    if (this.heartbeatIntervalMs > 0 && !this.#closed) this.#check();
+  }
 
   /** Requests in flight that this side made. */
   get pendingCalls(): number {
