@@ -141,3 +141,26 @@ test("64 channels in one process: idle, then all active at once", async () => {
     assert.equal(code, 0, `signal ${signal}; stderr: ${child.stderr()}`);
   }
 }, { timeoutMs: 60_000 });
+
+test("livenessCheckMs out of range is a RangeError that names the range; in range the channel works as before", async () => {
+  for (const bad of [0, 1.5, -1, 3_600_001, Number.NaN]) {
+    assert.throws(() => ShmChannel.create({ livenessCheckMs: bad }), (e: unknown) => {
+      assert.ok(e instanceof RangeError, String(e));
+      assert.match(e.message, /livenessCheckMs must be an integer from 1 to 3600000/);
+      return true;
+    });
+  }
+  // How late a parked side notices a dead peer with each interval is proven in zig/waiter.zig's tests.
+  const a = ShmChannel.create({ livenessCheckMs: 3_600_000 });
+  const b = ShmChannel.attach(a.name, a.token, { livenessCheckMs: 1 });
+  try {
+    const received = b.receive();
+    await new Promise((resolve) => setTimeout(resolve, 20)); // b parks and its waiter checks a every 1 ms.
+    await a.send(pattern(7, 100));
+    assert.ok(matchesPattern(7, await received));
+  } finally {
+    b.close();
+    a.close();
+  }
+  assert.ok(!shmSegments().includes(a.name));
+});

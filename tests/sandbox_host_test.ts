@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { type LaunchPlanner, loadManifest, PluginHost, SandboxError } from "../mod.ts";
+import { type LaunchPlan, type LaunchPlanner, loadManifest, PluginHost, SandboxError } from "../mod.ts";
 import { type Permissions, sandboxPlanner, type SandboxPlannerOptions } from "../security.ts";
 import { processRunning, root, runtime, segmentsLeft, segmentsOf, test } from "./_harness.ts";
 
@@ -396,4 +396,34 @@ test(
     }
   },
   { timeoutMs: 90_000 },
+);
+
+test(
+  "a plugin under the sandbox launcher checks on its host every 30 s, not every second: the launcher takes it down with the host",
+  async () => {
+    const inner = sandboxPlanner({ sandbox: "required" });
+    const plans: LaunchPlan[] = [];
+    const host = new PluginHost({
+      logger: () => {},
+      launchPlanner: {
+        sandboxes: true,
+        plan(manifest, base) {
+          assert.equal(base.env.PLUGIN_SHM_LIVENESS_MS, undefined, "an unconfined plan keeps the 1 s default");
+          const plan = inner.plan(manifest, base);
+          plans.push(plan);
+          return plan;
+        },
+      },
+    });
+    try {
+      await host.load(`${root}examples/plugins/echo`);
+      assert.equal(await host.call("echo", "add", [2, 3]), 5, "the plugin took the variable and serves");
+      assert.equal(plans.length, 1);
+      assert.match(plans[0].command, /pshm-launch$/);
+      assert.equal(plans[0].env.PLUGIN_SHM_LIVENESS_MS, "30000");
+    } finally {
+      await host.close();
+    }
+  },
+  { timeoutMs: 60_000 },
 );

@@ -86,6 +86,10 @@ export fn pshm_waiter_arm(handle: i32, expected: u32) i32 {
     return code(handles.waiterArm(handle, expected));
 }
 
+export fn pshm_waiter_liveness(handle: i32, ms: u32) i32 {
+    return code(handles.waiterLiveness(handle, ms));
+}
+
 export fn pshm_sweep() u32 {
     return segment_mod.sweep();
 }

@@ -161,6 +161,17 @@ pub fn waiterArm(handle: i32, expected: u32) Error!void {
     slot.waiter.arm(expected);
 }
 
+/// Sets how often the handle's waiter checks that the peer lives, in ms (1 to
+/// `liveness_ms_max`).
+pub fn waiterLiveness(handle: i32, ms: u32) Error!void {
+    const slot = try lookup(handle);
+    if (!slot.waiter_started or ms == 0 or ms > liveness_ms_max) return error.InvalidArgument;
+    slot.waiter.setLiveness(@as(u64, ms) * std.time.ns_per_ms);
+}
+
+/// Longest liveness interval a waiter takes: one hour.
+pub const liveness_ms_max: u32 = 3_600_000;
+
 fn endpointOf(slot: *Slot) *ring.Endpoint {
     if (slot.endpoint == null) slot.endpoint = ring.Endpoint.init(&slot.segment);
     return &slot.endpoint.?;

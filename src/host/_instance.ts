@@ -19,6 +19,13 @@ import { type ExitStatus, type LogEntry, PluginProcess } from "./process.ts";
 import type { InspectorEndpoint, LaunchPlan } from "./types.ts";
 import { inspectorTarget } from "./_inspect.ts";
 
+/**
+ * How often a host's parked channel checks on its own that its plugin lives. The host learns of a plugin's
+ * death from its exit (supervisor's onExit), so this is only a backstop; the default 1 s woke each idle
+ * plugin's waiter thread in the host once a second for nothing.
+ */
+const hostLivenessCheckMs = 30_000;
+
 /** What starting an instance needs. */
 export interface InstanceOptions {
   transport: TransportKind;
@@ -118,7 +125,11 @@ export const crashReportWaitMs = 1000;
 
 /** Spawns the plugin, waits for it to connect and complete the handshake. */
 export async function startInstance(manifest: Manifest, options: InstanceOptions): Promise<Instance> {
-  const listener = await listenTransport(options.transport, { ringBytes: options.ringBytes, wake: options.wake });
+  const listener = await listenTransport(options.transport, {
+    ringBytes: options.ringBytes,
+    wake: options.wake,
+    livenessCheckMs: hostLivenessCheckMs,
+  });
   const token = randomBytes(32).toString("hex");
   let plan: LaunchPlan;
   try {

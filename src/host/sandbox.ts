@@ -59,6 +59,9 @@ export interface SandboxPlannerOptions {
 }
 
 /** The environment variable that overrides where the launcher is found. */
+/** How often a plugin under the launcher checks on its own that its host lives (launchEnv.livenessCheckMs). */
+export const sandboxedLivenessCheckMs = 30_000;
+
 export const launcherEnv = "PLUGIN_SHM_LAUNCHER";
 /** The launcher's file name. */
 export const launcherFileName = "pshm-launch";
@@ -243,7 +246,10 @@ export function sandboxPlanner(options: SandboxPlannerOptions = {}): LaunchPlann
             `build it with \`make build\` (or set ${launcherEnv}), or pass sandbox: "off" to run plugins unconfined`,
         );
       }
-      return { ...base, env, command: plan.command, args: [...plan.args, ...entryArgs] };
+      // The launcher takes the plugin down with the host (PR_SET_PDEATHSIG, PID namespace): the plugin's own
+      // check that the host lives is a backstop, not worth waking every idle plugin each second.
+      const sandboxedEnv = { ...env, [launchEnv.livenessCheckMs]: String(sandboxedLivenessCheckMs) };
+      return { ...base, env: sandboxedEnv, command: plan.command, args: [...plan.args, ...entryArgs] };
     },
   };
 }

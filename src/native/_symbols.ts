@@ -49,6 +49,8 @@ export const symbols = {
   pshm_pid: { args: [], result: "u32" },
   /** () void */
   pshm_yield: { args: [], result: "void" },
+  /** (handle: i32, ms: u32) i32 */
+  pshm_waiter_liveness: { args: ["i32", "u32"], result: "i32" },
 } as const satisfies Record<string, SymbolSpec>;
 
 /** The symbol table's type. */

@@ -234,6 +234,14 @@ export class Native {
     this.#call("pshm_waiter_arm", handle, expected);
   }
 
+  /**
+   * Sets how often the handle's waiter thread checks on its own that the peer
+   * process lives, in ms (1 to 3 600 000; default 1000).
+   */
+  setLiveness(handle: number, ms: number): void {
+    this.#call("pshm_waiter_liveness", handle, ms);
+  }
+
   /** Removes segments whose creator and peer are both dead; returns how many. */
   sweep(): number {
     return this.#call("pshm_sweep");

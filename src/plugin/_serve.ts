@@ -122,6 +122,7 @@ export async function serve(definition: PluginDefinition): Promise<never> {
     env[launchEnv.secret] ?? "",
     {
       doorbell: doorbellPath ? { path: doorbellPath, key: env[launchEnv.doorbellKey] ?? "" } : undefined,
+      livenessCheckMs: env[launchEnv.livenessCheckMs] ? Number(env[launchEnv.livenessCheckMs]) : undefined,
       // Not fatal: the channel parks on the futex instead. Said once, for whoever wonders about wake-up times.
       onDoorbellUnavailable: (error) =>
         process.stderr.write(`plugin ${definition.name}: no doorbell, woken through the futex: ${error.message}\n`),

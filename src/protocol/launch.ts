@@ -38,6 +38,12 @@ export const launchEnv = {
   doorbell: "PLUGIN_SHM_DOORBELL",
   /** The doorbell's one-time key, hex (32 bytes): the first thing a plugin writes on the doorbell socket. */
   doorbellKey: "PLUGIN_SHM_DOORBELL_KEY",
+  /**
+   * shm only, optional: how often the plugin's parked channel checks that the host lives, in ms (default
+   * 1000). A host sets it longer when its sandbox launcher already kills the plugin with the host: each check
+   * wakes an idle plugin for nothing then.
+   */
+  livenessCheckMs: "PLUGIN_SHM_LIVENESS_MS",
 } as const;
 
 /**

@@ -41,6 +41,8 @@ export interface TransportOptions {
   doorbell?: { path: string; key: string };
   /** shm connect: called when the doorbell cannot be set up; the channel then parks on the futex. */
   onDoorbellUnavailable?: (error: Error) => void;
+  /** shm: see `ShmChannelOptions.livenessCheckMs`. Ignored by unix and tcp. */
+  livenessCheckMs?: number;
 }
 
 /**
@@ -162,7 +164,10 @@ function checkWake(wake: WakePath | undefined): WakePath {
  * cannot be set up (the host went away, a sandbox refused the path) leaves the channel on the futex.
  */
 async function attachShm(address: string, secret: string, options: TransportOptions): Promise<ShmChannel> {
-  const channel = ShmChannel.attach(address, secret, { messageBytesMax: options.messageBytesMax });
+  const channel = ShmChannel.attach(address, secret, {
+    messageBytesMax: options.messageBytesMax,
+    livenessCheckMs: options.livenessCheckMs,
+  });
   if (!options.doorbell) return channel;
   try {
     // The host held its end first: it rings as soon as this side says so (useDoorbell's first ring).
@@ -202,7 +207,11 @@ class ShmListener implements TransportListener {
 
   static async open(options: TransportOptions): Promise<ShmListener> {
     const wake = checkWake(options.wake);
-    const channel = ShmChannel.create({ ringBytes: options.ringBytes, messageBytesMax: options.messageBytesMax });
+    const channel = ShmChannel.create({
+      ringBytes: options.ringBytes,
+      messageBytesMax: options.messageBytesMax,
+      livenessCheckMs: options.livenessCheckMs,
+    });
     let bell: DoorbellListener | undefined;
     if (wake === "doorbell") {
       try {

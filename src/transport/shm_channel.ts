@@ -44,7 +44,20 @@ export interface ShmChannelOptions {
    * none, see {@link ShmChannel.useDoorbell}. The channel closes it.
    */
   doorbell?: Doorbell;
+  /**
+   * How often a side with nothing to do checks on its own that the peer
+   * process is alive, in ms: the bound on how late a SIGKILLed peer is
+   * noticed. Default 1000; 1 to 3 600 000. Each check wakes an idle process's
+   * waiter thread, so an owner that learns of the peer's death another way (a
+   * host sees its plugin's exit) sets it longer.
+   */
+  livenessCheckMs?: number;
 }
+
+/** Default {@link ShmChannelOptions.livenessCheckMs}. */
+export const livenessCheckMsDefault = 1000;
+/** Largest {@link ShmChannelOptions.livenessCheckMs}: one hour (zig/handles.zig `liveness_ms_max`). */
+export const livenessCheckMsMax = 3_600_000;
 
 // The message limits are every transport's, so they live in transport.ts;
 // re-exported here because the channel's options document them.
@@ -151,7 +164,11 @@ function validateOptions(options: ShmChannelOptions): Required<Omit<ShmChannelOp
   if (!(spinMicros >= 0 && spinMicros <= 10_000)) {
     throw new RangeError(`spinMicros must be from 0 to 10000, got ${spinMicros}`);
   }
-  return { ringBytes, messageBytesMax, spinMicros };
+  const livenessCheckMs = options.livenessCheckMs ?? livenessCheckMsDefault;
+  if (!Number.isInteger(livenessCheckMs) || livenessCheckMs < 1 || livenessCheckMs > livenessCheckMsMax) {
+    throw new RangeError(`livenessCheckMs must be an integer from 1 to ${livenessCheckMsMax}, got ${livenessCheckMs}`);
+  }
+  return { ringBytes, messageBytesMax, spinMicros, livenessCheckMs };
 }
 
 /**
@@ -253,6 +270,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     // The waiter thread runs with a doorbell too: disarmed, it still checks
     // every liveness interval whether the peer died.
     native.startWaiter(handle, (reason) => this.#onWake(reason));
+    if (options.livenessCheckMs !== livenessCheckMsDefault) native.setLiveness(handle, options.livenessCheckMs);
     if (doorbell) this.#listenTo(doorbell, true);
   }
 

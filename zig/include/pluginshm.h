@@ -68,6 +68,8 @@ typedef void (*pshm_callback)(uint32_t context, uint32_t reason);
 int32_t pshm_waiter_start(int32_t handle, pshm_callback callback, uint32_t context);
 /* Arms the waiter for one callback once the doorbell differs from expected. */
 int32_t pshm_waiter_arm(int32_t handle, uint32_t expected);
+/* How often the waiter checks on its own that the peer lives, in ms (1 to 3600000; default 1000). */
+int32_t pshm_waiter_liveness(int32_t handle, uint32_t ms);
 
 /* Removes segments whose creator and attacher are both dead; returns count. */
 uint32_t pshm_sweep(void);
