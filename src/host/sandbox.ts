@@ -58,10 +58,10 @@ export interface SandboxPlannerOptions {
   launcher?: string;
 }
 
-/** The environment variable that overrides where the launcher is found. */
 /** How often a plugin under the launcher checks on its own that its host lives (launchEnv.livenessCheckMs). */
 export const sandboxedLivenessCheckMs = 30_000;
 
+/** The environment variable that overrides where the launcher is found. */
 export const launcherEnv = "PLUGIN_SHM_LAUNCHER";
 /** The launcher's file name. */
 export const launcherFileName = "pshm-launch";
