@@ -8,7 +8,7 @@
  * - scale.idle_cpu: all of them idle for `--seconds`: CPU of the host and of every plugin process tree, as
  *   percent of one core (/proc read once before and once after).
  *
- *     deno run -A bench/scale_bench.ts [--json] [--plugins=64] [--callers=4] [--seconds=5] [--sandbox=off] [--wake=futex]
+ *     deno run -A bench/scale_bench.ts [--json] [--plugins=64] [--callers=4] [--seconds=5] [--sandbox=off] [--wake=futex|doorbell]
  *
  * @module
  */
@@ -18,6 +18,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { PluginHost } from "../mod.ts";
+import { wakeDefault } from "../src/transport/factory.ts";
 import { readTreeUsage } from "../src/host/process_tree.ts";
 import { type BenchRow, latencyRow, printRows, rateRow, runtime } from "./_stats.ts";
 
@@ -28,7 +29,13 @@ const plugins = arg("plugins", 64);
 const callers = arg("callers", 4);
 const seconds = arg("seconds", 5);
 const sandbox = process.argv.includes("--sandbox=off") ? "off" : "required";
-const wake = process.argv.includes("--wake=futex") ? "futex" : "doorbell";
+// The host's default wake-up unless one is named (it was "doorbell" here while the host's default became "futex").
+const wakeArg = process.argv.find((a) => a.startsWith("--wake="))?.slice("--wake=".length);
+if (wakeArg !== undefined && wakeArg !== "futex" && wakeArg !== "doorbell") {
+  throw new Error(`--wake must be futex or doorbell, got ${wakeArg}`);
+}
+const wake = wakeArg as "futex" | "doorbell" | undefined;
+const wakeNote = wake ?? `${wakeDefault} (default)`;
 const log = (text: string) => json || console.error(`… ${text}`);
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -83,7 +90,9 @@ try {
   await Promise.all(names.flatMap((name) => Array.from({ length: callers }, () => caller(name))));
   const elapsed = performance.now() - t0;
   rows.push(latencyRow("scale.calls", `shm x${plugins}`, samples, `${callers} callers per plugin`));
-  rows.push(rateRow("scale.calls", `shm x${plugins}`, calls, elapsed, `aggregate, sandbox ${sandbox}, wake ${wake}`));
+  rows.push(
+    rateRow("scale.calls", `shm x${plugins}`, calls, elapsed, `aggregate, sandbox ${sandbox}, wake ${wakeNote}`),
+  );
 
   log(`idle for ${seconds} s`);
   // Read /proc once before and once after, so that the measuring costs nothing in between.
@@ -108,7 +117,7 @@ try {
     bytes_per_s: null,
     note: `host ${hostPct.toFixed(2)} % + ${pids.length} plugins ${
       pluginPct.toFixed(2)
-    } % of one core (all idle, wake ${wake})`,
+    } % of one core (all idle, wake ${wakeNote})`,
   });
 } finally {
   await host.close();
