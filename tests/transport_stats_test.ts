@@ -43,3 +43,22 @@ test("a channel counts the wake-ups it gives its parked peer and the ones it tak
     a.close();
   }
 });
+
+test("a channel counts the times its spin gave the CPU away while it waited, and none when it parks at once", async () => {
+  // A long spin budget so that the spin surely reaches its first yield, however loaded the machine.
+  const a = ShmChannel.create({ spinMicros: 2_000 });
+  const b = ShmChannel.attach(a.name, a.token, { spinMicros: 0 });
+  try {
+    const next = a.receive(); // a spins, then parks: nothing comes until we send.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.ok(a.stats().spinYields! >= 1, `a yielded ${a.stats().spinYields} times`);
+    const other = b.receive(); // spinMicros 0: b parks at once and never yields.
+    await b.send(pattern(1, 10));
+    await a.send(pattern(2, 10));
+    await Promise.all([next, other]);
+    assert.equal(b.stats().spinYields, 0);
+  } finally {
+    b.close();
+    a.close();
+  }
+});

@@ -230,6 +230,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
   #wakeupsReceived = 0;
   #doorbellWakeupsSent = 0;
   #doorbellWakeupsReceived = 0;
+  #spinYields = 0;
   #doorbell: Doorbell | undefined;
   /** The peer rings #doorbell when it sees parkedOnDoorbell: only then may this side park on it. */
   #peerRings = false;
@@ -421,6 +422,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
       wakeupsReceived: this.#wakeupsReceived,
       doorbellWakeupsSent: this.#doorbellWakeupsSent,
       doorbellWakeupsReceived: this.#doorbellWakeupsReceived,
+      spinYields: this.#spinYields,
       sendRingUsedBytes: open ? this.#writer.usedBytes() : 0,
       receiveRingUsedBytes: open ? this.#reader.usedBytes() : 0,
       ringBytes: this.#writer.ringBytes,
@@ -762,6 +764,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
       if (this.#progressPossible(want)) return true;
       if (i % spinCheckIterations === 0) {
         if (performance.now() > deadline) return false;
+        this.#spinYields++;
         this.#native.yield();
       }
     }

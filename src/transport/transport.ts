@@ -66,6 +66,8 @@ export interface TransportStats {
   doorbellWakeupsSent?: number;
   /** shm: how many of `wakeupsReceived` came through the doorbell (the rest through the waiter thread). */
   doorbellWakeupsReceived?: number;
+  /** shm: times this side's spin gave the CPU away (sched_yield) while it waited for the peer (bench/tails_bench.ts). */
+  spinYields?: number;
   /** Bytes waiting in the ring this side writes (not yet read by the peer). */
   sendRingUsedBytes: number;
   /** Bytes waiting in the ring this side reads. */
