@@ -1,0 +1,272 @@
+/**
+ * Where the slow round trips come from (issue 12, "tails"): the channel's
+ * 64 B round trip (as bench/channel_bench.ts `channel.rtt`) and the echo call
+ * through PluginHost (as bench/rpc_bench.ts `rpc.rtt`), with per-sample
+ * evidence from both ends (bench/_tails.ts: descheduling from
+ * /proc/thread-self/schedstat and getrusage, garbage collections, timers,
+ * park/wake and spin yields from the channel's stats()). For the samples at
+ * or above p99 and p99.9 it prints what share had each cause, against the
+ * share among all samples.
+ *
+ * Taking the evidence costs a few microseconds per sample outside the timed
+ * window, and could hide or cause the very effects it looks for, so every
+ * part runs rounds with the probes off and on, alternating which goes first
+ * (`--rounds=N` of each), and prints p50/p99/p99.9 of both.
+ *
+ *     deno run -A bench/tails_bench.ts [--json] [--only=rtt,rpc] [--samples=N] [--rounds=N]
+ *     bun bench/tails_bench.ts [...]
+ *
+ * --samples: round trips per round (default 20000 for rtt, 10000 for rpc);
+ * --rounds: rounds per mode (default 3). The echo plugin is
+ * bench/plugins/tails-echo (a Deno plugin, the echo of examples/plugins/echo
+ * with a probe). Node: not supported (the bench reads no dist build).
+ *
+ * @module
+ */
+
+import {
+  attribute,
+  type AttributionTable,
+  countTimers,
+  deltas,
+  printAttribution,
+  Probe,
+  probeFields,
+  settleGc,
+  TailsOp,
+} from "./_tails.ts";
+import process from "node:process";
+import { type ChildProcess, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { PluginHost, ShmChannel } from "../mod.ts";
+import { childArgs, childEnv, Env, message, Op, replyJson } from "./_protocol.ts";
+import { type BenchRow, latencyRow, printRows, runtime } from "./_stats.ts";
+
+// Before the host or channel makes any timer, so theirs are counted too (the global ones; see _tails.ts).
+countTimers();
+
+const argv = process.argv.slice(2);
+const json = argv.includes("--json");
+const numberArg = (name: string) => Number(argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3));
+const only = argv.find((a) => a.startsWith("--only="))?.slice(7).split(",");
+const samplesArg = numberArg("samples") || undefined;
+const rounds = numberArg("rounds") || 3;
+for (const a of argv) {
+  if (a !== "--json" && !/^--(only|samples|rounds)=/.test(a)) {
+    console.error(`unknown argument ${a}; usage: tails_bench.ts [--json] [--only=rtt,rpc] [--samples=N] [--rounds=N]`);
+    process.exit(2);
+  }
+}
+/** Unmeasured round trips before the first round, so that both ends run optimised code. */
+const warmupRoundTrips = 2_000;
+const peerStartMs = 30_000;
+
+const rows: BenchRow[] = [];
+const tables: { title: string; bench: string; transport: string; table: AttributionTable }[] = [];
+
+function log(text: string): void {
+  if (!json) console.error(`[${runtime} ${new Date().toISOString().slice(11, 19)}] ${text}`);
+}
+
+/** One mode's samples pooled over its rounds, with both ends' evidence for the probed ones. */
+interface Pool {
+  samples: number[];
+  self: Float64Array[];
+  peer: Float64Array[];
+}
+
+function concat(parts: Float64Array[]): Float64Array {
+  const out = new Float64Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/**
+ * The rounds of one part: `measure(probed)` runs one round and returns its samples (ms) and, when probed, both
+ * ends' snapshots. Off and on alternate, which goes first swapping each round, so drifting load hits both.
+ */
+async function runRounds(
+  bench: string,
+  transport: string,
+  note: string,
+  measure: (probed: boolean) => Promise<{ samples: Float64Array; self?: Float64Array; peer?: number[][] }>,
+): Promise<void> {
+  const pools: Record<"off" | "on", Pool> = {
+    off: { samples: [], self: [], peer: [] },
+    on: { samples: [], self: [], peer: [] },
+  };
+  for (let round = 0; round < rounds; round++) {
+    for (const mode of round % 2 === 0 ? ["off", "on"] as const : ["on", "off"] as const) {
+      const { samples, self, peer } = await measure(mode === "on");
+      const list = Array.from(samples);
+      rows.push(latencyRow(bench, transport, list, `${note}; probes ${mode}, round ${round + 1}, n=${list.length}`));
+      log(`${bench} ${transport} probes ${mode} round ${round + 1}: p99 ${rows.at(-1)!.p99_us} µs`);
+      const pool = pools[mode];
+      pool.samples.push(...list);
+      if (self) pool.self.push(deltas(self, list.length));
+      if (peer) pool.peer.push(deltas(peer, list.length));
+    }
+  }
+  for (const mode of ["off", "on"] as const) {
+    rows.push(latencyRow(bench, transport, pools[mode].samples, `${note}; probes ${mode}, all ${rounds} rounds`));
+  }
+  const on = pools.on;
+  const peer = on.peer.length === on.self.length ? concat(on.peer) : undefined;
+  tables.push({
+    title: `${bench} ${transport} (${runtime}): share of samples with each cause`,
+    bench,
+    transport,
+    table: attribute(on.samples, concat(on.self), peer),
+  });
+}
+
+// ---------------------------------------------------------------- channel
+
+const peerFile = fileURLToPath(new URL("./_tails_peer.ts", import.meta.url));
+
+/** Starts bench/_tails_peer.ts on `channel` and waits for its READY line. */
+async function startPeer(channel: ShmChannel): Promise<ChildProcess> {
+  const child = spawn(process.execPath, childArgs(peerFile), {
+    env: childEnv({ [Env.name]: channel.name, [Env.token]: channel.token }),
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      let text = "";
+      child.stdout!.setEncoding("utf8");
+      child.stdout!.on("data", (chunk: string) => {
+        text += chunk;
+        if (text.includes("READY")) resolve();
+      });
+      child.once("error", reject);
+      child.once("exit", (code) => reject(new Error(`tails peer exited (code ${code}) before it was ready`)));
+      timer = setTimeout(() => reject(new Error(`tails peer not ready after ${peerStartMs} ms`)), peerStartMs);
+    });
+    await channel.waitForPeer(peerStartMs);
+    return child;
+  } catch (error) {
+    child.kill("SIGKILL");
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function benchChannel(): Promise<void> {
+  const n = samplesArg ?? 20_000;
+  log(`channel.rtt 64 B: ${rounds} rounds of ${n} round trips, probes off and on`);
+  const channel = ShmChannel.create();
+  let child: ChildProcess | undefined;
+  try {
+    child = await startPeer(channel);
+    const probe = new Probe(n + 1, () => channel.stats());
+    const msg = message(Op.echo, 64);
+    const echo = async (i: number) => {
+      msg[1] = i & 0xff;
+      await channel.send(msg);
+      const r = await channel.receive();
+      if (r.length !== 64 || r[1] !== (i & 0xff)) throw new Error(`bad echo: ${r.length} bytes, tag ${r[1]}`);
+      channel.release(r);
+    };
+    for (let i = 0; i < warmupRoundTrips; i++) await echo(i);
+    const control = async (op: number, count = 0) => {
+      const m = message(op, 64);
+      new DataView(m.buffer).setUint32(4, count, true);
+      await channel.send(m);
+      const reply = await channel.receive();
+      if (reply[0] !== op) throw new Error(`tails peer: expected a reply to opcode ${op}, got ${reply[0]}`);
+      return reply;
+    };
+    try {
+      await runRounds("channel.rtt", "shm", `64 B ping-pong, ${runtime} peer`, async (probed) => {
+        const samples = new Float64Array(n);
+        if (probed) {
+          await control(TailsOp.probe, n);
+          probe.reset();
+        }
+        for (let i = 0; i < n; i++) {
+          if (probed) probe.snap();
+          const t0 = performance.now();
+          await echo(i);
+          samples[i] = performance.now() - t0;
+        }
+        if (!probed) return { samples };
+        probe.snap();
+        await settleGc();
+        probe.resolveGc();
+        const peer = replyJson<number[][]>(await control(TailsOp.dump));
+        if (peer.length !== n + 1) throw new Error(`tails peer sent ${peer.length} snapshots, want ${n + 1}`);
+        return { samples, self: probe.data.slice(0, (n + 1) * probeFields.length), peer };
+      });
+    } finally {
+      probe.close();
+    }
+    await channel.send(message(Op.quit, 64));
+  } finally {
+    channel.close();
+    if (child && child.exitCode === null) {
+      const exited = new Promise((resolve) => child!.once("exit", resolve));
+      const timer = setTimeout(() => child!.kill("SIGKILL"), 5_000);
+      await exited;
+      clearTimeout(timer);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- echo call
+
+async function benchRpc(): Promise<void> {
+  const n = samplesArg ?? 10_000;
+  log(`rpc.rtt echo call: ${rounds} rounds of ${n} calls, probes off and on`);
+  const plugins = fileURLToPath(new URL("./plugins", import.meta.url));
+  const host = new PluginHost({ dirs: [plugins], transport: "shm", logger: () => {} });
+  try {
+    await host.load("tails-echo");
+    const probe = new Probe(n + 1, () => host.transportStats()[0]);
+    const call = () => host.call("tails-echo", "echo", ["hello"]);
+    for (let i = 0; i < warmupRoundTrips; i++) await call();
+    try {
+      await runRounds("rpc.rtt", "shm", "echo call, Deno plugin", async (probed) => {
+        const samples = new Float64Array(n);
+        if (probed) {
+          await host.call("tails-echo", "probe", [n]);
+          probe.reset();
+        }
+        for (let i = 0; i < n; i++) {
+          if (probed) probe.snap();
+          const t0 = performance.now();
+          await call();
+          samples[i] = performance.now() - t0;
+        }
+        if (!probed) return { samples };
+        probe.snap();
+        await settleGc();
+        probe.resolveGc();
+        const peer = await host.call("tails-echo", "dump", []) as number[][];
+        if (peer.length !== n + 1) throw new Error(`tails-echo sent ${peer.length} snapshots, want ${n + 1}`);
+        return { samples, self: probe.data.slice(0, (n + 1) * probeFields.length), peer };
+      });
+    } finally {
+      probe.close();
+    }
+  } finally {
+    await host.close();
+  }
+}
+
+const parts: [string, () => Promise<void>][] = [["rtt", benchChannel], ["rpc", benchRpc]];
+for (const [name, run] of parts) if (!only || only.includes(name)) await run();
+printRows(rows, json);
+for (const { title, bench, transport, table } of tables) {
+  if (json) {
+    for (const r of table.rows) {
+      console.log(JSON.stringify({ bench: "tails.attribution", of: bench, runtime, transport, ...r }));
+    }
+  } else printAttribution(title, table);
+}
+process.exit(0);
