@@ -16,8 +16,10 @@
  *     deno run -A bench/tails_bench.ts [--json] [--only=rtt,rpc] [--samples=N] [--rounds=N]
  *     bun bench/tails_bench.ts [...]
  *
- * --samples: round trips per round (default 20000 for rtt, 10000 for rpc);
- * --rounds: rounds per mode (default 3). The echo plugin is
+ * --samples: round trips per round (default 5000 for rtt, 3000 for rpc);
+ * --rounds: rounds per mode (default 10). Many short rounds rather than a few
+ * long ones: the load of a shared machine shifts within a second, and short
+ * alternating rounds let it hit both modes alike. The echo plugin is
  * bench/plugins/tails-echo (a Deno plugin, the echo of examples/plugins/echo
  * with a probe). Node: not supported (the bench reads no dist build).
  *
@@ -50,7 +52,7 @@ const json = argv.includes("--json");
 const numberArg = (name: string) => Number(argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3));
 const only = argv.find((a) => a.startsWith("--only="))?.slice(7).split(",");
 const samplesArg = numberArg("samples") || undefined;
-const rounds = numberArg("rounds") || 3;
+const rounds = numberArg("rounds") || 10;
 for (const a of argv) {
   if (a !== "--json" && !/^--(only|samples|rounds)=/.test(a)) {
     console.error(`unknown argument ${a}; usage: tails_bench.ts [--json] [--only=rtt,rpc] [--samples=N] [--rounds=N]`);
@@ -112,7 +114,21 @@ async function runRounds(
     }
   }
   for (const mode of ["off", "on"] as const) {
-    rows.push(latencyRow(bench, transport, pools[mode].samples, `${note}; probes ${mode}, all ${rounds} rounds`));
+    const perRound = rows.filter((r) => r.bench === bench && r.note?.includes(`probes ${mode}, round`));
+    const spread = (key: "p50_us" | "p99_us") => {
+      const values = perRound.map((r) => r[key]!);
+      return `${Math.min(...values)}-${Math.max(...values)}`;
+    };
+    rows.push(
+      latencyRow(
+        bench,
+        transport,
+        pools[mode].samples,
+        `${note}; probes ${mode}, all ${rounds} rounds (per round: p50 ${spread("p50_us")}, p99 ${
+          spread("p99_us")
+        } µs)`,
+      ),
+    );
   }
   const on = pools.on;
   const peer = on.peer.length === on.self.length ? concat(on.peer) : undefined;
@@ -158,7 +174,7 @@ async function startPeer(channel: ShmChannel): Promise<ChildProcess> {
 }
 
 async function benchChannel(): Promise<void> {
-  const n = samplesArg ?? 20_000;
+  const n = samplesArg ?? 5_000;
   log(`channel.rtt 64 B: ${rounds} rounds of ${n} round trips, probes off and on`);
   const channel = ShmChannel.create();
   let child: ChildProcess | undefined;
@@ -221,7 +237,7 @@ async function benchChannel(): Promise<void> {
 // ---------------------------------------------------------------- echo call
 
 async function benchRpc(): Promise<void> {
-  const n = samplesArg ?? 10_000;
+  const n = samplesArg ?? 3_000;
   log(`rpc.rtt echo call: ${rounds} rounds of ${n} calls, probes off and on`);
   const plugins = fileURLToPath(new URL("./plugins", import.meta.url));
   const host = new PluginHost({ dirs: [plugins], transport: "shm", logger: () => {} });
