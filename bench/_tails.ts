@@ -35,7 +35,7 @@
  */
 
 import process from "node:process";
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, openSync, readSync, writeFileSync } from "node:fs";
 import { getHeapStatistics } from "node:v8";
 
 /** Opcodes of the tails bench's channel peer (bench/_tails_peer.ts) on top of bench/_protocol.ts's `Op`. */
@@ -128,6 +128,19 @@ function openSchedstat(): SchedstatReader {
       libc.close();
     },
   };
+}
+
+/** The nice value the `nice` part of bench/tails_bench.ts gives its autogroup (the bench and its peer). */
+export const boostedNice = -10;
+
+/**
+ * Sets the nice value of this process's autogroup (Linux with sched_autogroup_enabled: every process of this
+ * session, so the bench and the peer it spawned, against the other sessions' tasks; a task's own nice only
+ * weighs inside its autogroup). Needs root to go below 0. The `nice` part of bench/tails_bench.ts uses it to test
+ * whether the tails are other tasks preempting ours: an operator's knob, not a default.
+ */
+export function setAutogroupNice(nice: number): void {
+  writeFileSync("/proc/self/autogroup", String(nice));
 }
 
 /** Where a probe reads the channel's wake-up and yield counters from (absent: zeros). */

@@ -13,8 +13,13 @@
  * part runs rounds with the probes off and on, alternating which goes first
  * (`--rounds=N` of each), and prints p50/p99/p99.9 of both.
  *
- *     deno run -A bench/tails_bench.ts [--json] [--only=rtt,rpc] [--samples=N] [--rounds=N]
+ *     deno run -A bench/tails_bench.ts [--json] [--only=rtt,rpc,nice] [--samples=N] [--rounds=N]
  *     bun bench/tails_bench.ts [...]
+ *
+ * `nice` (only when named; root): the channel round trip with probes off, this
+ * session's autogroup (the bench and its peer) at nice 0 vs -10, alternating:
+ * a test of the attribution (if other sessions' tasks preempting ours make the
+ * tails, a larger CPU share cuts them) and the operator's knob for it.
  *
  * --samples: round trips per round (default 5000 for rtt, 3000 for rpc);
  * --rounds: rounds per mode (default 10). Many short rounds rather than a few
@@ -29,11 +34,13 @@
 import {
   attribute,
   type AttributionTable,
+  boostedNice,
   countTimers,
   deltas,
   printAttribution,
   Probe,
   probeFields,
+  setAutogroupNice,
   settleGc,
   TailsOp,
 } from "./_tails.ts";
@@ -55,7 +62,9 @@ const samplesArg = numberArg("samples") || undefined;
 const rounds = numberArg("rounds") || 10;
 for (const a of argv) {
   if (a !== "--json" && !/^--(only|samples|rounds)=/.test(a)) {
-    console.error(`unknown argument ${a}; usage: tails_bench.ts [--json] [--only=rtt,rpc] [--samples=N] [--rounds=N]`);
+    console.error(
+      `unknown argument ${a}; usage: tails_bench.ts [--json] [--only=rtt,rpc,nice] [--samples=N] [--rounds=N]`,
+    );
     process.exit(2);
   }
 }
@@ -77,6 +86,15 @@ interface Pool {
   peer: Float64Array[];
 }
 
+/** Share of samples (percent) in which this side's thread was scheduled out at least once. */
+function switchedOutPct(selfDeltas: Float64Array): number {
+  const fields = probeFields.length;
+  const slices = probeFields.indexOf("slices");
+  let hit = 0;
+  for (let o = slices; o < selfDeltas.length; o += fields) if (selfDeltas[o] > 0) hit++;
+  return Math.round((hit / (selfDeltas.length / fields)) * 1000) / 10;
+}
+
 function concat(parts: Float64Array[]): Float64Array {
   const out = new Float64Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
@@ -88,33 +106,38 @@ function concat(parts: Float64Array[]): Float64Array {
 }
 
 /**
- * The rounds of one part: `measure(probed)` runs one round and returns its samples (ms) and, when probed, both
- * ends' snapshots. Off and on alternate, which goes first swapping each round, so drifting load hits both.
+ * The rounds of one part: `measure(second)` runs one round of the first or second mode and returns its samples
+ * (ms) and, when probed, both ends' snapshots. The modes alternate, which goes first swapping each round, so
+ * drifting load hits both. Samples with evidence (the second mode of the probes comparison) are blamed.
  */
 async function runRounds(
   bench: string,
   transport: string,
   note: string,
-  measure: (probed: boolean) => Promise<{ samples: Float64Array; self?: Float64Array; peer?: number[][] }>,
+  modes: [string, string],
+  measure: (second: boolean) => Promise<{ samples: Float64Array; self?: Float64Array; peer?: number[][] }>,
 ): Promise<void> {
-  const pools: Record<"off" | "on", Pool> = {
-    off: { samples: [], self: [], peer: [] },
-    on: { samples: [], self: [], peer: [] },
-  };
+  const pools: Pool[] = [{ samples: [], self: [], peer: [] }, { samples: [], self: [], peer: [] }];
   for (let round = 0; round < rounds; round++) {
-    for (const mode of round % 2 === 0 ? ["off", "on"] as const : ["on", "off"] as const) {
-      const { samples, self, peer } = await measure(mode === "on");
+    for (const m of round % 2 === 0 ? [0, 1] : [1, 0]) {
+      const { samples, self, peer } = await measure(m === 1);
       const list = Array.from(samples);
-      rows.push(latencyRow(bench, transport, list, `${note}; probes ${mode}, round ${round + 1}, n=${list.length}`));
-      log(`${bench} ${transport} probes ${mode} round ${round + 1}: p99 ${rows.at(-1)!.p99_us} µs`);
-      const pool = pools[mode];
+      const selfDeltas = self ? deltas(self, list.length) : undefined;
+      // Per round, how often this side was switched out: the rounds whose p50 is several µs, not ~1, are the
+      // ones where it was nearly every time (host and peer sharing a core: two context switches per round trip).
+      const switched = selfDeltas ? `, switched out in ${switchedOutPct(selfDeltas)} %` : "";
+      rows.push(
+        latencyRow(bench, transport, list, `${note}; ${modes[m]}, round ${round + 1}, n=${list.length}${switched}`),
+      );
+      log(`${bench} ${transport} ${modes[m]} round ${round + 1}: p99 ${rows.at(-1)!.p99_us} µs`);
+      const pool = pools[m];
       pool.samples.push(...list);
-      if (self) pool.self.push(deltas(self, list.length));
+      if (selfDeltas) pool.self.push(selfDeltas);
       if (peer) pool.peer.push(deltas(peer, list.length));
     }
   }
-  for (const mode of ["off", "on"] as const) {
-    const perRound = rows.filter((r) => r.bench === bench && r.note?.includes(`probes ${mode}, round`));
+  for (const m of [0, 1]) {
+    const perRound = rows.filter((r) => r.bench === bench && r.note?.startsWith(`${note}; ${modes[m]}, round`));
     const spread = (key: "p50_us" | "p99_us") => {
       const values = perRound.map((r) => r[key]!);
       return `${Math.min(...values)}-${Math.max(...values)}`;
@@ -123,20 +146,19 @@ async function runRounds(
       latencyRow(
         bench,
         transport,
-        pools[mode].samples,
-        `${note}; probes ${mode}, all ${rounds} rounds (per round: p50 ${spread("p50_us")}, p99 ${
-          spread("p99_us")
-        } µs)`,
+        pools[m].samples,
+        `${note}; ${modes[m]}, all ${rounds} rounds (per round: p50 ${spread("p50_us")}, p99 ${spread("p99_us")} µs)`,
       ),
     );
   }
-  const on = pools.on;
-  const peer = on.peer.length === on.self.length ? concat(on.peer) : undefined;
+  const probed = pools[1];
+  if (probed.self.length === 0) return;
+  const peer = probed.peer.length === probed.self.length ? concat(probed.peer) : undefined;
   tables.push({
     title: `${bench} ${transport} (${runtime}): share of samples with each cause`,
     bench,
     transport,
-    table: attribute(on.samples, concat(on.self), peer),
+    table: attribute(probed.samples, concat(probed.self), peer),
   });
 }
 
@@ -173,9 +195,18 @@ async function startPeer(channel: ShmChannel): Promise<ChildProcess> {
   }
 }
 
-async function benchChannel(): Promise<void> {
+/**
+ * The channel's 64 B round trip. `boost` (the `nice` part): instead of probes off vs on, probes off with this
+ * session's autogroup (bench and peer) at nice 0 vs {@link boostedNice}: if the tails are other sessions' tasks
+ * preempting ours, a larger CPU share cuts them.
+ */
+async function benchChannel(boost = false): Promise<void> {
   const n = samplesArg ?? 5_000;
-  log(`channel.rtt 64 B: ${rounds} rounds of ${n} round trips, probes off and on`);
+  log(
+    `channel.rtt 64 B: ${rounds} rounds of ${n} round trips, ${
+      boost ? `autogroup nice 0 and ${boostedNice}` : "probes off and on"
+    }`,
+  );
   const channel = ShmChannel.create();
   let child: ChildProcess | undefined;
   try {
@@ -199,7 +230,26 @@ async function benchChannel(): Promise<void> {
       return reply;
     };
     try {
-      await runRounds("channel.rtt", "shm", `64 B ping-pong, ${runtime} peer`, async (probed) => {
+      const note = `64 B ping-pong, ${runtime} peer`;
+      if (boost) {
+        const modes: [string, string] = ["autogroup nice 0", `autogroup nice ${boostedNice}`];
+        try {
+          await runRounds("channel.rtt", "shm", note, modes, async (boosted) => {
+            setAutogroupNice(boosted ? boostedNice : 0);
+            const samples = new Float64Array(n);
+            for (let i = 0; i < n; i++) {
+              const t0 = performance.now();
+              await echo(i);
+              samples[i] = performance.now() - t0;
+            }
+            return { samples };
+          });
+        } finally {
+          setAutogroupNice(0);
+        }
+        return;
+      }
+      await runRounds("channel.rtt", "shm", note, ["probes off", "probes on"], async (probed) => {
         const samples = new Float64Array(n);
         if (probed) {
           await control(TailsOp.probe, n);
@@ -222,8 +272,8 @@ async function benchChannel(): Promise<void> {
     } finally {
       probe.close();
     }
-    await channel.send(message(Op.quit, 64));
   } finally {
+    if (!channel.closed) await channel.send(message(Op.quit, 64)).catch(() => {});
     channel.close();
     if (child && child.exitCode === null) {
       const exited = new Promise((resolve) => child!.once("exit", resolve));
@@ -247,7 +297,7 @@ async function benchRpc(): Promise<void> {
     const call = () => host.call("tails-echo", "echo", ["hello"]);
     for (let i = 0; i < warmupRoundTrips; i++) await call();
     try {
-      await runRounds("rpc.rtt", "shm", "echo call, Deno plugin", async (probed) => {
+      await runRounds("rpc.rtt", "shm", "echo call, Deno plugin", ["probes off", "probes on"], async (probed) => {
         const samples = new Float64Array(n);
         if (probed) {
           await host.call("tails-echo", "probe", [n]);
@@ -275,8 +325,13 @@ async function benchRpc(): Promise<void> {
   }
 }
 
-const parts: [string, () => Promise<void>][] = [["rtt", benchChannel], ["rpc", benchRpc]];
-for (const [name, run] of parts) if (!only || only.includes(name)) await run();
+const parts: [string, () => Promise<void>][] = [
+  ["rtt", () => benchChannel()],
+  ["rpc", benchRpc],
+  ["nice", () => benchChannel(true)],
+];
+// `nice` changes this session's CPU share (root only): run it only when asked for.
+for (const [name, run] of parts) if (only ? only.includes(name) : name !== "nice") await run();
 printRows(rows, json);
 for (const { title, bench, transport, table } of tables) {
   if (json) {
