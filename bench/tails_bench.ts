@@ -13,13 +13,16 @@
  * part runs rounds with the probes off and on, alternating which goes first
  * (`--rounds=N` of each), and prints p50/p99/p99.9 of both.
  *
- *     deno run -A bench/tails_bench.ts [--json] [--only=rtt,rpc,nice] [--samples=N] [--rounds=N]
+ *     deno run -A bench/tails_bench.ts [--json] [--only=rtt,rpc,nice,pin] [--samples=N] [--rounds=N]
  *     bun bench/tails_bench.ts [...]
  *
  * `nice` (only when named; root): the channel round trip with probes off, this
  * session's autogroup (the bench and its peer) at nice 0 vs -10, alternating:
  * a test of the attribution (if other sessions' tasks preempting ours make the
  * tails, a larger CPU share cuts them) and the operator's knob for it.
+ * `pin` (only when named): the same, unpinned vs host on CPU 0 and peer on
+ * CPU 1 (taskset -a): whether a round trip pays two context switches when
+ * both ends share a core.
  *
  * --samples: round trips per round (default 5000 for rtt, 3000 for rpc);
  * --rounds: rounds per mode (default 10). Many short rounds rather than a few
@@ -45,7 +48,8 @@ import {
   TailsOp,
 } from "./_tails.ts";
 import process from "node:process";
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import os from "node:os";
 import { fileURLToPath } from "node:url";
 import { PluginHost, ShmChannel } from "../mod.ts";
 import { childArgs, childEnv, Env, message, Op, replyJson } from "./_protocol.ts";
@@ -63,7 +67,7 @@ const rounds = numberArg("rounds") || 10;
 for (const a of argv) {
   if (a !== "--json" && !/^--(only|samples|rounds)=/.test(a)) {
     console.error(
-      `unknown argument ${a}; usage: tails_bench.ts [--json] [--only=rtt,rpc,nice] [--samples=N] [--rounds=N]`,
+      `unknown argument ${a}; usage: tails_bench.ts [--json] [--only=rtt,rpc,nice,pin] [--samples=N] [--rounds=N]`,
     );
     process.exit(2);
   }
@@ -195,12 +199,19 @@ async function startPeer(channel: ShmChannel): Promise<ChildProcess> {
   }
 }
 
+/** Sets the CPU affinity of every thread of process `pid` (taskset from util-linux). */
+function pin(pid: number, cpus: string): void {
+  const result = spawnSync("taskset", ["-a", "-p", "-c", cpus, String(pid)], { stdio: ["ignore", "ignore", "pipe"] });
+  if (result.status !== 0) throw new Error(`taskset -a -p -c ${cpus} ${pid} failed: ${result.stderr}`);
+}
+
 /**
  * The channel's 64 B round trip. `boost` (the `nice` part): instead of probes off vs on, probes off with this
  * session's autogroup (bench and peer) at nice 0 vs {@link boostedNice}: if the tails are other sessions' tasks
  * preempting ours, a larger CPU share cuts them.
  */
-async function benchChannel(boost = false): Promise<void> {
+async function benchChannel(kind: "probes" | "nice" | "pin" = "probes"): Promise<void> {
+  const boost = kind === "nice";
   const n = samplesArg ?? 5_000;
   log(
     `channel.rtt 64 B: ${rounds} rounds of ${n} round trips, ${
@@ -231,6 +242,27 @@ async function benchChannel(boost = false): Promise<void> {
     };
     try {
       const note = `64 B ping-pong, ${runtime} peer`;
+      if (kind === "pin") {
+        const all = `0-${os.cpus().length - 1}`;
+        const modes: [string, string] = ["unpinned", "host on CPU 0, peer on CPU 1"];
+        try {
+          await runRounds("channel.rtt", "shm", note, modes, async (pinned) => {
+            pin(process.pid, pinned ? "0" : all);
+            pin(child!.pid!, pinned ? "1" : all);
+            const samples = new Float64Array(n);
+            for (let i = 0; i < n; i++) {
+              const t0 = performance.now();
+              await echo(i);
+              samples[i] = performance.now() - t0;
+            }
+            return { samples };
+          });
+        } finally {
+          pin(process.pid, all);
+          if (child.exitCode === null) pin(child.pid!, all);
+        }
+        return;
+      }
       if (boost) {
         const modes: [string, string] = ["autogroup nice 0", `autogroup nice ${boostedNice}`];
         try {
@@ -328,10 +360,11 @@ async function benchRpc(): Promise<void> {
 const parts: [string, () => Promise<void>][] = [
   ["rtt", () => benchChannel()],
   ["rpc", benchRpc],
-  ["nice", () => benchChannel(true)],
+  ["nice", () => benchChannel("nice")],
+  ["pin", () => benchChannel("pin")],
 ];
-// `nice` changes this session's CPU share (root only): run it only when asked for.
-for (const [name, run] of parts) if (only ? only.includes(name) : name !== "nice") await run();
+// `nice` and `pin` are experiments on the machine's scheduling (nice: root): run them only when asked for.
+for (const [name, run] of parts) if (only ? only.includes(name) : name === "rtt" || name === "rpc") await run();
 printRows(rows, json);
 for (const { title, bench, transport, table } of tables) {
   if (json) {
