@@ -13,7 +13,7 @@
  * part runs rounds with the probes off and on, alternating which goes first
  * (`--rounds=N` of each), and prints p50/p99/p99.9 of both.
  *
- *     deno run -A bench/tails_bench.ts [--json] [--only=rtt,rpc,nice,pin] [--samples=N] [--rounds=N]
+ *     deno run -A bench/tails_bench.ts [--json] [--only=rtt,rpc,nice,pin,rpc-pin] [--samples=N] [--rounds=N]
  *     bun bench/tails_bench.ts [...]
  *
  * `nice` (only when named; root): the channel round trip with probes off, this
@@ -22,7 +22,7 @@
  * tails, a larger CPU share cuts them) and the operator's knob for it.
  * `pin` (only when named): the same, unpinned vs host on CPU 0 and peer on
  * CPU 1 (taskset -a): whether a round trip pays two context switches when
- * both ends share a core.
+ * both ends share a core; `rpc-pin` the same for the echo call.
  *
  * --samples: round trips per round (default 5000 for rtt, 3000 for rpc);
  * --rounds: rounds per mode (default 10). Many short rounds rather than a few
@@ -67,7 +67,7 @@ const rounds = numberArg("rounds") || 10;
 for (const a of argv) {
   if (a !== "--json" && !/^--(only|samples|rounds)=/.test(a)) {
     console.error(
-      `unknown argument ${a}; usage: tails_bench.ts [--json] [--only=rtt,rpc,nice,pin] [--samples=N] [--rounds=N]`,
+      `unknown argument ${a}; usage: tails_bench.ts [--json] [--only=rtt,rpc,nice,pin,rpc-pin] [--samples=N] [--rounds=N]`,
     );
     process.exit(2);
   }
@@ -318,9 +318,14 @@ async function benchChannel(kind: "probes" | "nice" | "pin" = "probes"): Promise
 
 // ---------------------------------------------------------------- echo call
 
-async function benchRpc(): Promise<void> {
+/** The echo call. `pin`: instead of probes off vs on, probes off unpinned vs host on CPU 0 and plugin on CPU 1. */
+async function benchRpc(kind: "probes" | "pin" = "probes"): Promise<void> {
   const n = samplesArg ?? 3_000;
-  log(`rpc.rtt echo call: ${rounds} rounds of ${n} calls, probes off and on`);
+  log(
+    `rpc.rtt echo call: ${rounds} rounds of ${n} calls, ${
+      kind === "pin" ? "unpinned and pinned" : "probes off and on"
+    }`,
+  );
   const plugins = fileURLToPath(new URL("./plugins", import.meta.url));
   const host = new PluginHost({ dirs: [plugins], transport: "shm", logger: () => {} });
   try {
@@ -328,8 +333,29 @@ async function benchRpc(): Promise<void> {
     const probe = new Probe(n + 1, () => host.transportStats()[0]);
     const call = () => host.call("tails-echo", "echo", ["hello"]);
     for (let i = 0; i < warmupRoundTrips; i++) await call();
+    const note = "echo call, Deno plugin";
     try {
-      await runRounds("rpc.rtt", "shm", "echo call, Deno plugin", ["probes off", "probes on"], async (probed) => {
+      if (kind === "pin") {
+        const pluginPid = host.list()[0].pid!;
+        const all = `0-${os.cpus().length - 1}`;
+        try {
+          await runRounds("rpc.rtt", "shm", note, ["unpinned", "host on CPU 0, plugin on CPU 1"], async (pinned) => {
+            pin(process.pid, pinned ? "0" : all);
+            pin(pluginPid, pinned ? "1" : all);
+            const samples = new Float64Array(n);
+            for (let i = 0; i < n; i++) {
+              const t0 = performance.now();
+              await call();
+              samples[i] = performance.now() - t0;
+            }
+            return { samples };
+          });
+        } finally {
+          pin(process.pid, all);
+        }
+        return;
+      }
+      await runRounds("rpc.rtt", "shm", note, ["probes off", "probes on"], async (probed) => {
         const samples = new Float64Array(n);
         if (probed) {
           await host.call("tails-echo", "probe", [n]);
@@ -359,9 +385,10 @@ async function benchRpc(): Promise<void> {
 
 const parts: [string, () => Promise<void>][] = [
   ["rtt", () => benchChannel()],
-  ["rpc", benchRpc],
+  ["rpc", () => benchRpc()],
   ["nice", () => benchChannel("nice")],
   ["pin", () => benchChannel("pin")],
+  ["rpc-pin", () => benchRpc("pin")],
 ];
 // `nice` and `pin` are experiments on the machine's scheduling (nice: root): run them only when asked for.
 for (const [name, run] of parts) if (only ? only.includes(name) : name === "rtt" || name === "rpc") await run();
