@@ -383,15 +383,19 @@ export function attribute(samplesMs: ArrayLike<number>, self: Float64Array, peer
 }
 
 /** Prints an {@link AttributionTable} as a markdown table under a title. */
-export function printAttribution(title: string, table: AttributionTable): void {
-  console.log(`\n${title}`);
-  console.log(`| cause | all (n=${table.n}) | >= p99 (n=${table.nP99}) | >= p99.9 (n=${table.nP999}) |`);
-  console.log("|---|---:|---:|---:|");
+export function printAttribution(
+  title: string,
+  table: AttributionTable,
+  print: (line: string) => void = console.log,
+): void {
+  print(`\n${title}`);
+  print(`| cause | all (n=${table.n}) | >= p99 (n=${table.nP99}) | >= p99.9 (n=${table.nP999}) |`);
+  print("|---|---:|---:|---:|");
   const cell = (x: number | null) => x === null ? "n/a" : `${x} %`;
   for (const r of table.rows) {
-    console.log(`| ${r.cause} | ${cell(r.all_pct)} | ${cell(r.p99_pct)} | ${cell(r.p999_pct)} |`);
+    print(`| ${r.cause} | ${cell(r.all_pct)} | ${cell(r.p99_pct)} | ${cell(r.p999_pct)} |`);
   }
-  console.log(
+  print(
     `| mean runqueue wait, self + peer, µs | ${table.waitUs[0]} | ${table.waitUs[1]} | ${table.waitUs[2]} |`,
   );
 }

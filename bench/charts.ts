@@ -6,7 +6,10 @@
  * - rtt_tails.svg: round-trip p50, p99 and p99.9 at 64 B per transport (the distribution's shape);
  * - throughput_by_size.svg: one-way messages per second by message size (log-log);
  * - calls_per_s.svg: pipelined echo calls per second through PluginHost, per host runtime and transport
- *   (bench/rpc_bench.ts --json rows), with each bar's echo p50 printed above it.
+ *   (bench/rpc_bench.ts --json rows), with each bar's echo p50 printed above it;
+ * - tails_causes.svg: what the slow 64 B round trips had happen during them (bench/tails_bench.ts --json
+ *   `tails.attribution` rows of channel.rtt): per cause, the share among all samples, those at or above p99
+ *   and at or above p99.9, per runtime.
  *
  * A chart is written only when its rows are among the inputs, so one call can
  * take any mix of files:
@@ -28,6 +31,12 @@ interface Row {
   p99_us: number | null;
   p999_us: number | null;
   msgs_per_s: number | null;
+  /** tails.attribution rows (bench/tails_bench.ts): which bench, the cause and its shares in percent. */
+  of?: string;
+  cause?: string;
+  all_pct?: number | null;
+  p99_pct?: number | null;
+  p999_pct?: number | null;
 }
 
 const rows: Row[] = process.argv.slice(2).flatMap((file) =>
@@ -199,6 +208,65 @@ function callsChart(file: string): void {
   console.error(`wrote ${file}`);
 }
 
+/** The causes tails_causes.svg shows (of bench/_tails.ts's), with short labels. */
+const chartedCauses: [string, string][] = [
+  ["self switched out (schedstat slices)", "self switched out"],
+  ["peer switched out", "peer switched out"],
+  ["self spin yielded and waited for a CPU", "yielded, waited"],
+  ["self parked and woken", "self parked"],
+  ["self GC", "self GC"],
+  ["peer GC", "peer GC"],
+  ["a timer fired, either side", "timer fired"],
+];
+
+/** Grouped bars, linear 0-100 %: one group per cause, per runtime three bars (all, >= p99, >= p99.9). */
+function causesChart(file: string): void {
+  const shares = rows.filter((r) => r.bench === "tails.attribution" && r.of === "tails.channel.rtt");
+  if (shares.length === 0) return;
+  const runtimes = [...new Set(shares.map((r) => r.runtime))];
+  const palette = ["#1f77b4", "#d62728", "#2ca02c"];
+  const colourOfRuntime = (name: string) => palette[runtimes.indexOf(name) % palette.length];
+  const y = (pct: number) => top + plotH - (pct / 100) * plotH;
+  const body: string[] = [];
+  for (let pct = 0; pct <= 100; pct += 25) {
+    body.push(
+      `<line x1="${left}" x2="${left + plotW}" y1="${y(pct)}" y2="${y(pct)}" stroke="#eee"/>` +
+        `<text x="${left - 6}" y="${y(pct) + 4}" text-anchor="end">${pct} %</text>`,
+    );
+  }
+  const group = plotW / chartedCauses.length;
+  const bar = (group * 0.84) / (runtimes.length * 3);
+  chartedCauses.forEach(([cause, label], i) => {
+    runtimes.forEach((runtime, k) => {
+      const r = shares.find((e) => e.runtime === runtime && e.cause === cause);
+      [r?.all_pct, r?.p99_pct, r?.p999_pct].forEach((pct, j) => {
+        if (pct === null || pct === undefined) return;
+        const x = left + i * group + group * 0.08 + (k * 3 + j) * bar;
+        body.push(
+          `<rect x="${x}" y="${y(pct)}" width="${bar * 0.9}" height="${top + plotH - y(pct)}" ` +
+            `fill="${colourOfRuntime(runtime)}" opacity="${0.35 + j * 0.325}"><title>${escape(runtime)}, ${
+              escape(cause)
+            }, ${["all samples", ">= p99", ">= p99.9"][j]}: ${pct} %</title></rect>`,
+        );
+      });
+    });
+    body.push(
+      `<text x="${left + i * group + group / 2}" y="${top + plotH + 16}" text-anchor="middle" font-size="10">${
+        escape(label)
+      }</text>`,
+    );
+  });
+  body.push(
+    `<text x="${left + plotW / 2}" y="${height - 10}" text-anchor="middle">` +
+      `per runtime: all samples, >= p99, >= p99.9 (darker)</text>`,
+  );
+  writeFileSync(
+    file,
+    frame("What happened during 64 B round trips", "share of samples", body, runtimes, colourOfRuntime),
+  );
+  console.error(`wrote ${file}`);
+}
+
 const dir = new URL(".", import.meta.url).pathname;
 lineChart(
   `${dir}latency_by_size.svg`,
@@ -216,3 +284,4 @@ lineChart(
   (r) => r.msgs_per_s,
 );
 callsChart(`${dir}calls_per_s.svg`);
+causesChart(`${dir}tails_causes.svg`);

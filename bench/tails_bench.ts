@@ -1,7 +1,8 @@
 /**
  * Where the slow round trips come from (issue 12, "tails"): the channel's
- * 64 B round trip (as bench/channel_bench.ts `channel.rtt`) and the echo call
- * through PluginHost (as bench/rpc_bench.ts `rpc.rtt`), with per-sample
+ * 64 B round trip (`tails.channel.rtt`: as bench/channel_bench.ts
+ * `channel.rtt`) and the echo call through PluginHost (`tails.rpc.rtt`: as
+ * bench/rpc_bench.ts `rpc.rtt`), with per-sample
  * evidence from both ends (bench/_tails.ts: descheduling from
  * /proc/thread-self/schedstat and getrusage, garbage collections, timers,
  * park/wake and spin yields from the channel's stats()). For the samples at
@@ -23,6 +24,10 @@
  * `pin` (only when named): the same, unpinned vs host on CPU 0 and peer on
  * CPU 1 (taskset -a): whether a round trip pays two context switches when
  * both ends share a core; `rpc-pin` the same for the echo call.
+ *
+ * Output: a table (or with --json BenchRow lines, then one
+ * `tails.attribution` line per cause, which bench/charts.ts draws as
+ * tails_causes.svg; the attribution tables then go to stderr).
  *
  * --samples: round trips per round (default 5000 for rtt, 3000 for rpc);
  * --rounds: rounds per mode (default 10). Many short rounds rather than a few
@@ -246,7 +251,7 @@ async function benchChannel(kind: "probes" | "nice" | "pin" = "probes"): Promise
         const all = `0-${os.cpus().length - 1}`;
         const modes: [string, string] = ["unpinned", "host on CPU 0, peer on CPU 1"];
         try {
-          await runRounds("channel.rtt", "shm", note, modes, async (pinned) => {
+          await runRounds("tails.channel.rtt", "shm", note, modes, async (pinned) => {
             pin(process.pid, pinned ? "0" : all);
             pin(child!.pid!, pinned ? "1" : all);
             const samples = new Float64Array(n);
@@ -266,7 +271,7 @@ async function benchChannel(kind: "probes" | "nice" | "pin" = "probes"): Promise
       if (boost) {
         const modes: [string, string] = ["autogroup nice 0", `autogroup nice ${boostedNice}`];
         try {
-          await runRounds("channel.rtt", "shm", note, modes, async (boosted) => {
+          await runRounds("tails.channel.rtt", "shm", note, modes, async (boosted) => {
             setAutogroupNice(boosted ? boostedNice : 0);
             const samples = new Float64Array(n);
             for (let i = 0; i < n; i++) {
@@ -281,7 +286,7 @@ async function benchChannel(kind: "probes" | "nice" | "pin" = "probes"): Promise
         }
         return;
       }
-      await runRounds("channel.rtt", "shm", note, ["probes off", "probes on"], async (probed) => {
+      await runRounds("tails.channel.rtt", "shm", note, ["probes off", "probes on"], async (probed) => {
         const samples = new Float64Array(n);
         if (probed) {
           await control(TailsOp.probe, n);
@@ -339,23 +344,29 @@ async function benchRpc(kind: "probes" | "pin" = "probes"): Promise<void> {
         const pluginPid = host.list()[0].pid!;
         const all = `0-${os.cpus().length - 1}`;
         try {
-          await runRounds("rpc.rtt", "shm", note, ["unpinned", "host on CPU 0, plugin on CPU 1"], async (pinned) => {
-            pin(process.pid, pinned ? "0" : all);
-            pin(pluginPid, pinned ? "1" : all);
-            const samples = new Float64Array(n);
-            for (let i = 0; i < n; i++) {
-              const t0 = performance.now();
-              await call();
-              samples[i] = performance.now() - t0;
-            }
-            return { samples };
-          });
+          await runRounds(
+            "tails.rpc.rtt",
+            "shm",
+            note,
+            ["unpinned", "host on CPU 0, plugin on CPU 1"],
+            async (pinned) => {
+              pin(process.pid, pinned ? "0" : all);
+              pin(pluginPid, pinned ? "1" : all);
+              const samples = new Float64Array(n);
+              for (let i = 0; i < n; i++) {
+                const t0 = performance.now();
+                await call();
+                samples[i] = performance.now() - t0;
+              }
+              return { samples };
+            },
+          );
         } finally {
           pin(process.pid, all);
         }
         return;
       }
-      await runRounds("rpc.rtt", "shm", note, ["probes off", "probes on"], async (probed) => {
+      await runRounds("tails.rpc.rtt", "shm", note, ["probes off", "probes on"], async (probed) => {
         const samples = new Float64Array(n);
         if (probed) {
           await host.call("tails-echo", "probe", [n]);
@@ -398,6 +409,8 @@ for (const { title, bench, transport, table } of tables) {
     for (const r of table.rows) {
       console.log(JSON.stringify({ bench: "tails.attribution", of: bench, runtime, transport, ...r }));
     }
-  } else printAttribution(title, table);
+  }
+  // With --json the tables go to stderr, so one run gives both the rows for charts.ts and the tables to read.
+  printAttribution(title, table, json ? console.error : console.log);
 }
 process.exit(0);
