@@ -17,14 +17,11 @@
  *   thread of the process, so the runtime's helper threads count too).
  * - `gcs`: a garbage collection ran. Deno (V8): the used heap
  *   (node:v8 getHeapStatistics, 0.3 µs) dropped between two snapshots; V8's
- *   PerformanceObserver "gc" entries never arrive in Deno 2.9 (checked). Bun
- *   (JSC): neither "gc" entries nor a heap figure that drops (bun:jsc
- *   heapSize() only grows; heapStats() costs 1 ms), so each snapshot makes a
- *   canary object that lives until the next snapshot and a
- *   FinalizationRegistry reports which canaries a collection took; a run of
- *   consecutive canaries ending at k means a collection during sample k + 1.
- *   Finalization callbacks arrive late, so Bun's GC column is resolved after
- *   the run ({@link Probe.resolveGc}).
+ *   PerformanceObserver "gc" entries never arrive in Deno 2.9 nor Bun 1.x
+ *   (checked). Bun (JSC): bun:jsc heapSize(), the size after the last
+ *   collection, changed (0.3 µs). A FinalizationRegistry canary was tried and
+ *   dropped: its callbacks wait for an event-loop turn, which a busy
+ *   round-trip loop does not take, so collections merge.
  * - `timers`: callbacks of setTimeout/setInterval that ran (counted by
  *   wrapping the globals before the code under test is imported:
  *   {@link countTimers}).
@@ -156,16 +153,14 @@ export class Probe {
   #taken = 0;
   #lastHeap = 0;
   #gcCount = 0;
-  /** Bun: the canary of the last snapshot (kept alive until the next one) and which canaries were collected. */
-  #canary: object | undefined;
-  readonly #collected: number[] = [];
-  readonly #registry: FinalizationRegistry<number> | undefined;
+  /** The heap figure that changes at each collection: V8's used heap, JSC's size after the last collection. */
+  readonly #heap: () => number;
 
   constructor(snapshotsMax: number, stats: StatsSource = () => undefined) {
     this.data = new Float64Array(snapshotsMax * fieldCount);
     this.#schedstat = openSchedstat();
     this.#stats = stats;
-    if (probeRuntime === "bun") this.#registry = new FinalizationRegistry((i: number) => this.#collected.push(i));
+    this.#heap = heapFigure();
   }
 
   /** Snapshots taken since the last reset. */
@@ -176,8 +171,6 @@ export class Probe {
   /** Starts over: the next snapshot is number 0. */
   reset(): void {
     this.#taken = 0;
-    this.#collected.length = 0;
-    this.#canary = undefined;
   }
 
   /** Takes the next snapshot (ignored once the array is full). */
@@ -191,12 +184,10 @@ export class Probe {
     const usage = process.resourceUsage();
     d[o + F.volCs] = usage.voluntaryContextSwitches;
     d[o + F.involCs] = usage.involuntaryContextSwitches;
-    if (this.#registry) {
-      this.#canary = {};
-      this.#registry.register(this.#canary, i);
-    } else {
-      const heap = getHeapStatistics().used_heap_size;
-      if (heap < this.#lastHeap) this.#gcCount++;
+    const heap = this.#heap();
+    if (heap !== this.#lastHeap) {
+      // V8: the used heap only grows between collections. JSC: the figure changes only at a collection.
+      if (probeRuntime === "bun" || heap < this.#lastHeap) this.#gcCount++;
       this.#lastHeap = heap;
     }
     d[o + F.gcs] = this.#gcCount;
@@ -224,27 +215,6 @@ export class Probe {
     }
   }
 
-  /**
-   * Bun: turns the collected canaries into a cumulative GC count per
-   * snapshot. Call after the run, once finalization callbacks have had a few
-   * event-loop turns ({@link settleGc}). A no-op on V8, whose count is exact.
-   */
-  resolveGc(): void {
-    if (!this.#registry) return;
-    const seen = new Uint8Array(this.#taken + 1);
-    for (const i of this.#collected) if (i < seen.length) seen[i] = 1;
-    // Canary k dies at snapshot k + 1; a collection that takes it runs in the window after, and takes every
-    // older dead canary with it: so the end of each run of collected canaries marks one collection.
-    // A canary that outlives a collection is promoted and waits for a full collection, which leaves the gap.
-    let count = 0;
-    for (let k = 0; k < this.#taken; k++) {
-      // Snapshot k counts the collections of samples 0 .. k - 1; sample j = k - 1 had one if the run ends at j - 1.
-      const j = k - 1;
-      if (j > 0 && seen[j - 1] === 1 && seen[j] === 0) count++;
-      this.data[k * fieldCount + F.gcs] = count;
-    }
-  }
-
   /** The snapshots as plain arrays, for JSON. */
   dump(): number[][] {
     const out: number[][] = [];
@@ -259,9 +229,16 @@ export class Probe {
   }
 }
 
-/** Gives finalization callbacks (Bun's GC evidence) a chance to run. */
-export async function settleGc(): Promise<void> {
-  for (let i = 0; i < 5; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+/**
+ * A heap figure that tells a collection ran: V8's used heap size (node:v8, 0.3 µs), which only grows between
+ * collections; Bun: bun:jsc heapSize(), the heap's size after the last collection (0.3 µs), which changes at
+ * each collection, eden or full, and at nothing else (checked against Bun.gc() in known windows).
+ */
+function heapFigure(): () => number {
+  if (probeRuntime !== "bun") return () => getHeapStatistics().used_heap_size;
+  const meta = import.meta as unknown as { require(id: string): { heapSize(): number } };
+  const jsc = meta.require("bun:jsc");
+  return () => jsc.heapSize();
 }
 
 /** The per-sample differences of consecutive snapshots: sample i is snapshot i + 1 minus snapshot i. */

@@ -51,7 +51,6 @@ async function serve(): Promise<void> {
         probe?.snap(); // Snapshot 0: the window of the first echo starts once the ack is out.
       } else if (op === TailsOp.dump) {
         probing = false;
-        probe?.resolveGc();
         await channel.send(jsonMessage(TailsOp.dump, probe?.dump() ?? []));
       } else if (op === Op.quit) {
         return;

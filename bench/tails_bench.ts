@@ -49,7 +49,6 @@ import {
   Probe,
   probeFields,
   setAutogroupNice,
-  settleGc,
   TailsOp,
 } from "./_tails.ts";
 import process from "node:process";
@@ -300,8 +299,6 @@ async function benchChannel(kind: "probes" | "nice" | "pin" = "probes"): Promise
         }
         if (!probed) return { samples };
         probe.snap();
-        await settleGc();
-        probe.resolveGc();
         const peer = replyJson<number[][]>(await control(TailsOp.dump));
         if (peer.length !== n + 1) throw new Error(`tails peer sent ${peer.length} snapshots, want ${n + 1}`);
         return { samples, self: probe.data.slice(0, (n + 1) * probeFields.length), peer };
@@ -380,8 +377,6 @@ async function benchRpc(kind: "probes" | "pin" = "probes"): Promise<void> {
         }
         if (!probed) return { samples };
         probe.snap();
-        await settleGc();
-        probe.resolveGc();
         const peer = await host.call("tails-echo", "dump", []) as number[][];
         if (peer.length !== n + 1) throw new Error(`tails-echo sent ${peer.length} snapshots, want ${n + 1}`);
         return { samples, self: probe.data.slice(0, (n + 1) * probeFields.length), peer };

@@ -32,7 +32,6 @@ export default definePlugin({
     },
     dump(): number[][] {
       probing = false;
-      probe?.resolveGc();
       return probe?.dump() ?? [];
     },
   },
