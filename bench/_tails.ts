@@ -319,6 +319,11 @@ export interface AttributionTable {
   nP999: number;
   /** Mean runqueue wait (µs, self + peer) per sample: all, ≥ p99, ≥ p99.9. */
   waitUs: [number, number, number];
+  /**
+   * p50 / p99 / p99.9 (µs) and count of the samples in which neither end was switched out: what the round trip
+   * costs when no other task takes the CPU, an estimate of a quiet machine's distribution from a loaded one.
+   */
+  undisturbed: { p50_us: number; p99_us: number; p999_us: number; n: number };
 }
 
 /** Blames the samples at and above p99 and p99.9 on {@link causes}, against the share among all samples. */
@@ -344,6 +349,16 @@ export function attribute(samplesMs: ArrayLike<number>, self: Float64Array, peer
       }
     }
   }
+  const undisturbed: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const o = i * fieldCount;
+    if (self[o + F.slices] === 0 && (peer === undefined || peer[o + F.slices] === 0)) undisturbed.push(samplesMs[i]);
+  }
+  undisturbed.sort((a, b) => a - b);
+  const quantileUs = (p: number) =>
+    undisturbed.length === 0
+      ? NaN
+      : Math.round(undisturbed[Math.min(undisturbed.length - 1, Math.floor(p * undisturbed.length))] * 100_000) / 100;
   const pct = (x: number, of: number) => of === 0 || Number.isNaN(x) ? null : Math.round((x / of) * 1000) / 10;
   return {
     rows: causes.map((c, i) => ({
@@ -356,6 +371,12 @@ export function attribute(samplesMs: ArrayLike<number>, self: Float64Array, peer
     nP99: sizes[1],
     nP999: sizes[2],
     waitUs: [0, 1, 2].map((g) => Math.round((wait[g] / Math.max(1, sizes[g])) * 10) / 10) as [number, number, number],
+    undisturbed: {
+      p50_us: quantileUs(0.5),
+      p99_us: quantileUs(0.99),
+      p999_us: quantileUs(0.999),
+      n: undisturbed.length,
+    },
   };
 }
 
@@ -374,5 +395,12 @@ export function printAttribution(
   }
   print(
     `| mean runqueue wait, self + peer, µs | ${table.waitUs[0]} | ${table.waitUs[1]} | ${table.waitUs[2]} |`,
+  );
+  const u = table.undisturbed;
+  print(
+    u.n === 0
+      ? "No sample in which neither end was switched out."
+      : `Samples in which neither end was switched out (n=${u.n}): p50 ${u.p50_us} µs, p99 ${u.p99_us} µs, ` +
+        `p99.9 ${u.p999_us} µs`,
   );
 }

@@ -404,6 +404,7 @@ for (const { title, bench, transport, table } of tables) {
     for (const r of table.rows) {
       console.log(JSON.stringify({ bench: "tails.attribution", of: bench, runtime, transport, ...r }));
     }
+    console.log(JSON.stringify({ bench: "tails.undisturbed", of: bench, runtime, transport, ...table.undisturbed }));
   }
   // With --json the tables go to stderr, so one run gives both the rows for charts.ts and the tables to read.
   printAttribution(title, table, json ? console.error : console.log);
