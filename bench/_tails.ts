@@ -13,8 +13,9 @@
  *   one pread of an fd opened once (0.4-0.8 µs). `slices` grows when the
  *   thread was switched out and back in for any reason; `waitNs` when it was
  *   ready to run and had no CPU: preemption, or a yield that lost the CPU.
- * - `volCs`, `involCs`: process.resourceUsage() context switches (every
- *   thread of the process, so the runtime's helper threads count too).
+ * - `volCs`, `involCs`, `minFlt`: process.resourceUsage() context switches
+ *   and minor page faults (every thread of the process, so the runtime's
+ *   helper threads count too).
  * - `gcs`: a garbage collection ran. Deno (V8): the used heap
  *   (node:v8 getHeapStatistics, 0.3 µs) dropped between two snapshots; V8's
  *   PerformanceObserver "gc" entries never arrive in Deno 2.9 nor Bun 1.x
@@ -45,6 +46,7 @@ export const probeFields = [
   "slices",
   "volCs",
   "involCs",
+  "minFlt",
   "gcs",
   "timers",
   "wakeups",
@@ -184,6 +186,7 @@ export class Probe {
     const usage = process.resourceUsage();
     d[o + F.volCs] = usage.voluntaryContextSwitches;
     d[o + F.involCs] = usage.involuntaryContextSwitches;
+    d[o + F.minFlt] = usage.minorPageFault;
     const heap = this.#heap();
     if (heap !== this.#lastHeap) {
       // V8: the used heap only grows between collections. JSC: the figure changes only at a collection.
@@ -288,6 +291,7 @@ export const causes: Cause[] = [
   { name: "peer switched out", test: over("slices", "peer") },
   { name: "peer waited for a CPU", test: over("waitNs", "peer") },
   { name: "involuntary ctx switch, either process", test: either(over("involCs", "self"), over("involCs", "peer")) },
+  { name: "minor page fault, either process", test: either(over("minFlt", "self"), over("minFlt", "peer")) },
   { name: "self GC", test: over("gcs", "self") },
   { name: "peer GC", test: over("gcs", "peer") },
   { name: "self parked and woken", test: over("wakeups", "self") },
