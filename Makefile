@@ -148,7 +148,10 @@ bench: build dist
 	$(BUN) bench/rpc_bench.ts --json $(BENCH_ARGS) > .scratch/rpc_bun.jsonl
 	node dist/bench/rpc_bench.js --json $(BENCH_ARGS) > .scratch/rpc_node.jsonl
 	$(DENO) run -A bench/table.ts .scratch/rpc_deno.jsonl .scratch/rpc_bun.jsonl .scratch/rpc_node.jsonl
-	$(DENO) run -A bench/charts.ts .scratch/rpc_deno.jsonl .scratch/rpc_bun.jsonl .scratch/rpc_node.jsonl
+	$(DENO) run -A bench/tails_bench.ts --json > .scratch/tails_deno.jsonl
+	$(BUN) bench/tails_bench.ts --json > .scratch/tails_bun.jsonl
+	$(DENO) run -A bench/charts.ts .scratch/rpc_deno.jsonl .scratch/rpc_bun.jsonl .scratch/rpc_node.jsonl \
+		.scratch/tails_deno.jsonl .scratch/tails_bun.jsonl
 	$(BUN) bench/cold_start.ts
 	$(DENO) run -A bench/wake_bench.ts
 	$(BUN) bench/wake_bench.ts
