@@ -191,6 +191,7 @@ test(
         assert.ok(sample(families, "plugin_shm_instance_wakeups_sent_total", labels) >= 0);
         // Between calls the host parks and the plugin's response wakes it.
         assert.ok(sample(families, "plugin_shm_instance_wakeups_received_total", labels) >= 1);
+        assert.equal(sample(families, "plugin_shm_instance_spin_yields_total", labels) >= after.spinYields!, true);
       }
     } finally {
       metrics.close();

@@ -292,6 +292,15 @@ export function registerFamilies(registry: Registry, prefix: string, source: Exp
     perTransport((s) => s.ringBytes === 0 ? [] : [{ labels: instanceLabels(s), value: s.wakeupsReceived }]),
   );
   family(
+    "instance_spin_yields_total",
+    "Times the host's side gave up the CPU while it spun for the instance (sched_yield): each a syscall and a chance " +
+      "to be switched out, where the slow round trips come from on a loaded machine (bench/tails_bench.ts).",
+    "counter",
+    perTransport((s) =>
+      s.ringBytes === 0 || s.spinYields === undefined ? [] : [{ labels: instanceLabels(s), value: s.spinYields }]
+    ),
+  );
+  family(
     "plugin_limit_actions_total",
     "Times the host paused, resumed or killed an instance for a memory limit of its manifest.",
     "counter",
