@@ -31,7 +31,6 @@ export {
   autoTimedCallEvery,
   codeOverflowLabel,
   errorCodesPerMethodMax,
-  heartbeatReadingFreshMs,
   historyPointsDefault,
   latencyBucketsSeconds,
   methodOverflowLabel,

@@ -32,7 +32,7 @@ const sandbox = process.argv.includes("--sandbox=off") ? "off" : "required";
 // The host's default wake-up unless one is named (it was "doorbell" here while the host's default became "futex").
 const wakeArg = process.argv.find((a) => a.startsWith("--wake="))?.slice("--wake=".length);
 if (wakeArg !== undefined && wakeArg !== "futex" && wakeArg !== "doorbell") {
-  throw new Error(`--wake must be futex or doorbell, got ${wakeArg}`);
+  throw new RangeError(`--wake must be futex or doorbell, got ${wakeArg}`);
 }
 const wake = wakeArg as "futex" | "doorbell" | undefined;
 const wakeNote = wake ?? `${wakeDefault} (default)`;

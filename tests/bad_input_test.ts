@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { closeSync, openSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { getNative, SegmentError, ShmChannel } from "../mod.ts";
 import { L } from "../src/native/layout.ts";
+import { livenessFromEnv } from "../src/protocol/launch.ts";
 import { matchesPattern, pattern, peerPath, runtime, shmSegments, startPeer, test } from "./_harness.ts";
 
 function expectSegmentError(fn: () => unknown, code: string, message: RegExp): void {
@@ -105,3 +106,17 @@ for (const which of ["deno", "bun", "node"] as const) {
     assert.match(child.stderr(), /NativeLibraryError: Cannot load libpluginshm from \/nonexistent.*make build/);
   }, { timeoutMs: 30_000 });
 }
+
+test("a bad PLUGIN_SHM_LIVENESS_MS from the launching host is a RangeError that names the variable and the range", () => {
+  for (const bad of ["abc", "0", "1.5", "-1", " 5", "99999999"]) {
+    assert.throws(() => livenessFromEnv(bad, 3_600_000), (e: unknown) => {
+      assert.ok(e instanceof RangeError, String(e));
+      assert.match(e.message, /^PLUGIN_SHM_LIVENESS_MS must be a whole number of milliseconds from 1 to 3600000/);
+      assert.match(e.message, /unset it for the default/);
+      return true;
+    });
+  }
+  assert.equal(livenessFromEnv("30000", 3_600_000), 30_000);
+  assert.equal(livenessFromEnv(undefined, 3_600_000), undefined);
+  assert.equal(livenessFromEnv("", 3_600_000), undefined);
+});

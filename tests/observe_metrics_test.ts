@@ -146,6 +146,10 @@ test(
       assert.ok(rss > 0 && Math.abs(rss - hostRss) < hostRss / 2, `RSS ${rss} against the host's reading ${hostRss}`);
       const rtt = sample(families, "plugin_shm_instance_heartbeat_rtt_seconds", { ...labels, pid });
       assert.ok(rtt > 0 && rtt < 60, `a heartbeat round trip in seconds, got ${rtt}`);
+      // The reading lasts as long as its instance (a beating plugin is pinged only every tenth heartbeat), no longer.
+      await host.unload("host-caller");
+      const after = checkExposition(await metrics.prometheus());
+      assert.throws(() => sample(after, "plugin_shm_instance_heartbeat_rtt_seconds", { ...labels, pid }), /no sample/);
     } finally {
       off();
       metrics.close();
@@ -191,7 +195,11 @@ test(
         assert.ok(sample(families, "plugin_shm_instance_wakeups_sent_total", labels) >= 0);
         // Between calls the host parks and the plugin's response wakes it.
         assert.ok(sample(families, "plugin_shm_instance_wakeups_received_total", labels) >= 1);
-        assert.equal(sample(families, "plugin_shm_instance_spin_yields_total", labels) >= after.spinYields!, true);
+        const yields = sample(families, "plugin_shm_instance_spin_yields_total", labels);
+        assert.ok(
+          yields >= after.spinYields!,
+          `exported ${yields} spin yields, the channel counted ${after.spinYields}`,
+        );
       }
     } finally {
       metrics.close();

@@ -48,7 +48,10 @@ pub fn renderTypeScript(gpa: Allocator) ![]u8 {
         \\/** How often a sleeping side checks that its peer is alive, in ms (zig/wait.zig). */
         \\export const livenessCheckMs = {d};
         \\
-    , .{ layout.frame_bytes_max_ring_divisor, wait.liveness_check_ns / std.time.ns_per_ms });
+        \\/** The longest liveness interval an owner may set instead, in ms (zig/wait.zig). */
+        \\export const livenessCheckMsMax = {d};
+        \\
+    , .{ layout.frame_bytes_max_ring_divisor, wait.liveness_check_ns / std.time.ns_per_ms, wait.liveness_check_ms_max });
     return out.toOwnedSlice(gpa);
 }
 
@@ -77,10 +80,11 @@ pub fn renderHeader(gpa: Allocator) ![]u8 {
     try out.print(gpa,
         \\#define PSHM_FRAME_BYTES_MAX_RING_DIVISOR {d}u
         \\#define PSHM_LIVENESS_CHECK_MS {d}u
+        \\#define PSHM_LIVENESS_CHECK_MS_MAX {d}u
         \\
         \\#endif
         \\
-    , .{ layout.frame_bytes_max_ring_divisor, wait.liveness_check_ns / std.time.ns_per_ms });
+    , .{ layout.frame_bytes_max_ring_divisor, wait.liveness_check_ns / std.time.ns_per_ms, wait.liveness_check_ms_max });
     return out.toOwnedSlice(gpa);
 }
 

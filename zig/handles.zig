@@ -10,6 +10,7 @@ const status = @import("status.zig");
 const segment_mod = @import("segment.zig");
 const ring = @import("ring.zig");
 const waiter_mod = @import("waiter.zig");
+const wait = @import("wait.zig");
 
 const Error = status.Error;
 
@@ -162,15 +163,12 @@ pub fn waiterArm(handle: i32, expected: u32) Error!void {
 }
 
 /// Sets how often the handle's waiter checks that the peer lives, in ms (1 to
-/// `liveness_ms_max`).
+/// `wait.liveness_check_ms_max`).
 pub fn waiterLiveness(handle: i32, ms: u32) Error!void {
     const slot = try lookup(handle);
-    if (!slot.waiter_started or ms == 0 or ms > liveness_ms_max) return error.InvalidArgument;
+    if (!slot.waiter_started or ms == 0 or ms > wait.liveness_check_ms_max) return error.InvalidArgument;
     slot.waiter.setLiveness(@as(u64, ms) * std.time.ns_per_ms);
 }
-
-/// Longest liveness interval a waiter takes: one hour.
-pub const liveness_ms_max: u32 = 3_600_000;
 
 fn endpointOf(slot: *Slot) *ring.Endpoint {
     if (slot.endpoint == null) slot.endpoint = ring.Endpoint.init(&slot.segment);
@@ -216,4 +214,24 @@ test "a closed handle stays refused after its slot is reused" {
     try std.testing.expectError(error.InvalidArgument, lookup(first));
     try std.testing.expectError(error.InvalidArgument, close(first));
     _ = try lookup(second);
+}
+
+test "a waiter's liveness interval is refused before the waiter starts, at 0, above the maximum and once closed" {
+    const Probe = struct {
+        fn callback(_: u32, _: u32) callconv(.c) void {}
+    };
+    var name: [layout.name_bytes_max]u8 = undefined;
+    var token: [layout.token_bytes]u8 = undefined;
+    const handle = try create(layout.ring_bytes_min, &name, &token);
+    try std.testing.expectError(error.InvalidArgument, waiterLiveness(handle, 1000));
+    try waiterStart(handle, Probe.callback, 0);
+    try std.testing.expectError(error.InvalidArgument, waiterLiveness(handle, 0));
+    try std.testing.expectError(error.InvalidArgument, waiterLiveness(handle, wait.liveness_check_ms_max + 1));
+    try waiterLiveness(handle, 1);
+    try waiterLiveness(handle, wait.liveness_check_ms_max);
+    try close(handle);
+    // Closing until its waiter thread has exited, then unknown: refused either way.
+    if (waiterLiveness(handle, 1000)) |_| return error.TestUnexpectedResult else |err| {
+        try std.testing.expect(err == error.Closed or err == error.InvalidArgument);
+    }
 }

@@ -16,6 +16,8 @@ pub const WaitResult = enum { changed_or_woken, timed_out };
 /// alive: the one bound on how late a SIGKILLed peer is noticed, for the JS
 /// waiter thread and for C peers blocked in send/receive alike.
 pub const liveness_check_ns: u64 = 1000 * std.time.ns_per_ms;
+/// The longest interval an owner may set instead (waiter.zig `setLiveness`): one hour.
+pub const liveness_check_ms_max: u32 = 3_600_000;
 
 /// Waits while `word.* == expected`, for at most `timeout_ns`. Spurious returns
 /// are allowed: callers re-check their condition.

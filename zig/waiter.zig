@@ -4,7 +4,8 @@
 //! saw. The thread sleeps on the shared doorbell (a cross-process futex) and,
 //! when it changes, calls the registered callback, which the runtime delivers
 //! on the event loop (Deno.UnsafeCallback.threadSafe, bun:ffi JSCallback with
-//! threadsafe). While disarmed, the thread wakes every `liveness_check_ns` to
+//! threadsafe). Armed or not, the thread wakes every liveness interval
+//! (`liveness_check_ns` unless its owner set another, see `setLiveness`) to
 //! see whether the peer died, so a SIGKILLed peer is noticed within that time
 //! even on a channel nobody waits on.
 
@@ -177,14 +178,19 @@ pub const Waiter = struct {
         self.callback(self.context, @intFromEnum(reason));
     }
 
-    /// Leaves the process's signals (a child's SIGCHLD, SIGTERM, ...) to the
+    /// Leaves the process's asynchronous signals (a child's SIGCHLD, SIGTERM, ...) to the
     /// runtime's own threads: one delivered here would only interrupt the
     /// futex wait, and the runtime's handler would run on a thread it does not
     /// know. (libc's sigprocmask keeps its internal signals unblocked.)
     fn blockSignals() void {
         if (builtin.os.tag == .windows) return;
-        const all = std.posix.sigfillset();
-        std.posix.sigprocmask(std.posix.SIG.BLOCK, &all, null);
+        const posix = std.posix;
+        var set = posix.sigfillset();
+        // A fault of this thread's own (a stack overflow, SIGBUS on a truncated segment) must still reach the
+        // runtime's crash handler: blocked, the kernel would kill the process without it.
+        const faults = [_]u8{ posix.SIG.SEGV, posix.SIG.BUS, posix.SIG.FPE, posix.SIG.ILL, posix.SIG.TRAP, posix.SIG.ABRT };
+        for (faults) |sig| posix.sigdelset(&set, sig);
+        posix.sigprocmask(posix.SIG.BLOCK, &set, null);
     }
 
     fn doNothing(_: *Waiter) void {}

@@ -283,7 +283,7 @@ export async function runDemo(
     hostFunctions: { now: () => new Date().toISOString() },
     logger: log.logger,
     ...admin?.hostOptions(log.logger),
-    // Short heartbeats so the stall part takes seconds, not the default 4 s of silence plus grace.
+    // Short heartbeats so the stall part takes seconds, not the default 6 s of silence plus 1 s of grace.
     heartbeatIntervalMs: 250,
     stallTimeoutMs: 2_000,
     stallGraceMs: 500,

@@ -160,7 +160,8 @@ export function trustCell(manifest: Manifest, context: TrustContext): string {
   return trustColumn(manifest, context).text;
 }
 
-interface SecurityCommand extends CommandSpec {
+/** A security command: its spec for the command table and what it runs. */
+export interface SecurityCommand extends CommandSpec {
   run(out: Output, positionals: string[], values: Record<string, unknown>): Promise<number> | number;
 }
 

@@ -125,9 +125,9 @@ function fail(core: HostCore, plugin: PluginEntry, reason: string): void {
 }
 
 /**
- * Runs every instance's heartbeat check, marks silent instances unresponsive, and kills those silent past the grace period (after
- * profiling them, with `blameStalls`). An instance under a debugger is never killed for silence:
- * it may be paused at a breakpoint.
+ * Runs every instance's heartbeat check, marks silent instances unresponsive, and kills those silent past the grace
+ * period (after profiling them, with `blameStalls`). An instance under a debugger is never killed for silence: it may
+ * be paused at a breakpoint.
  */
 export function checkStalls(core: HostCore): void {
   const { stallTimeoutMs, stallGraceMs } = core.options;

@@ -32,7 +32,10 @@ export interface PluginHostOptions {
   logger?: (entry: LogEntry) => void;
   /** Protocol versions the host accepts. Default: this release's. */
   protocol?: VersionRange;
-  /** Heartbeat interval, both ways (sent to plugins in WELCOME). Default 2000 ms ({@link hostHeartbeatIntervalMsDefault}); 10 ms – 10 min. */
+  /**
+   * Heartbeat interval, both ways (sent to plugins in WELCOME). Default 2000 ms
+   * ({@link hostHeartbeatIntervalMsDefault}); 10 ms – 10 min.
+   */
   heartbeatIntervalMs?: number;
   /** Silence after which an instance is marked unresponsive. Default 3 × heartbeat (6 s); more than one heartbeat. */
   stallTimeoutMs?: number;

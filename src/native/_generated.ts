@@ -78,3 +78,6 @@ export const frameBytesMaxRingDivisor = 4;
 
 /** How often a sleeping side checks that its peer is alive, in ms (zig/wait.zig). */
 export const livenessCheckMs = 1000;
+
+/** The longest liveness interval an owner may set instead, in ms (zig/wait.zig). */
+export const livenessCheckMsMax = 3600000;

@@ -12,7 +12,7 @@ import { bunAdapter } from "./_bun.ts";
 import { nodeAdapter } from "./_node.ts";
 import { NativeLibraryError, type NativeStatus, nativeStatusCodes, SegmentError } from "./errors.ts";
 import { L } from "./layout.ts";
-import { wakeReasons } from "./_generated.ts";
+import { livenessCheckMs, livenessCheckMsMax, wakeReasons } from "./_generated.ts";
 import { findLibrary, libraryEnv } from "./library.ts";
 export type { RuntimeName } from "./_adapter.ts";
 
@@ -40,7 +40,7 @@ export const keepAlive = {
 };
 
 /** Why a waiter called back, generated from zig/waiter.zig. */
-export { wakeReasons };
+export { livenessCheckMs, livenessCheckMsMax, wakeReasons };
 
 /** The waiter's last callback reason. */
 const waiterExited = wakeReasons.exited;

@@ -9,7 +9,7 @@
 import type { Metric, Registry } from "prom-client";
 import type { PluginInfo, PluginState } from "../host/host.ts";
 import type { HeartbeatEvent, InstanceTransportStats } from "../host/types.ts";
-import { heartbeatReadingFreshMs, latencyBucketsSeconds, type ProcessSample } from "./metrics.ts";
+import { latencyBucketsSeconds, type ProcessSample } from "./metrics.ts";
 
 /** Counters for one plugin method. */
 export interface MethodStats {
@@ -214,8 +214,11 @@ export function registerFamilies(registry: Registry, prefix: string, source: Exp
     "gauge",
     () => {
       const values: Value[] = [];
+      // Over shm the host pings a beating plugin only every pingEveryChecks-th heartbeat (20 s by default), so a
+      // reading stays until its process is no longer an instance: an age limit made the gauge come and go.
+      const live = new Set(source.list().flatMap((p) => p.pids));
       for (const [pid, e] of source.heartbeats) {
-        if (Date.now() - e.at > heartbeatReadingFreshMs) source.heartbeats.delete(pid); // gone, or no longer beating
+        if (!live.has(pid)) source.heartbeats.delete(pid);
         else values.push({ labels: { plugin: e.plugin, pid }, value: e.rttMs / 1000 });
       }
       return values;

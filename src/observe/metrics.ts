@@ -45,8 +45,6 @@ export interface ObservedHost {
 export const processReadingMaxAgeMs = 1_000;
 /** Readings kept before stale ones (of processes gone) are dropped. */
 const readingsKeptMax = 256;
-/** How old an instance's last heartbeat round trip may be and still be exported (ten default heartbeats). */
-export const heartbeatReadingFreshMs = 10_000;
 
 /**
  * Latency bucket upper bounds in seconds: from 1 µs (a shared-memory call takes

@@ -9,7 +9,14 @@
 import process from "node:process";
 import { HandshakeError } from "../protocol/errors.ts";
 import { protocolVersions, sendHello } from "../protocol/handshake.ts";
-import { exitCodeNotLaunched, exitCodeRefused, launchEnv, reservedMethods } from "../protocol/launch.ts";
+import {
+  exitCodeNotLaunched,
+  exitCodeRefused,
+  launchEnv,
+  livenessFromEnv,
+  reservedMethods,
+} from "../protocol/launch.ts";
+import { livenessCheckMsMax } from "../transport/shm_channel.ts";
 import { compressionAlgorithms } from "../protocol/frame.ts";
 import { type Handler, type HandlerContext, RpcPeer, type StreamHandler } from "../protocol/rpc.ts";
 import { ChannelClosedError } from "../transport/errors.ts";
@@ -122,7 +129,7 @@ export async function serve(definition: PluginDefinition): Promise<never> {
     env[launchEnv.secret] ?? "",
     {
       doorbell: doorbellPath ? { path: doorbellPath, key: env[launchEnv.doorbellKey] ?? "" } : undefined,
-      livenessCheckMs: env[launchEnv.livenessCheckMs] ? Number(env[launchEnv.livenessCheckMs]) : undefined,
+      livenessCheckMs: livenessFromEnv(env[launchEnv.livenessCheckMs], livenessCheckMsMax),
       // Not fatal: the channel parks on the futex instead. Said once, for whoever wonders about wake-up times.
       onDoorbellUnavailable: (error) =>
         process.stderr.write(`plugin ${definition.name}: no doorbell, woken through the futex: ${error.message}\n`),

@@ -47,6 +47,29 @@ export const launchEnv = {
 } as const;
 
 /**
+ * The liveness interval a host passed in {@link launchEnv}.livenessCheckMs, in ms; undefined when unset (the
+ * channel's default). Throws a RangeError naming the variable when it is not a whole number from 1 to `max`.
+ *
+ * @example
+ * ```ts
+ * import { livenessFromEnv } from "./launch.ts";
+ * console.assert(livenessFromEnv("30000", 3_600_000) === 30_000 && livenessFromEnv(undefined, 10) === undefined);
+ * ```
+ */
+export function livenessFromEnv(value: string | undefined, max: number): number | undefined {
+  if (value === undefined || value === "") return undefined;
+  const ms = Number(value);
+  if (!/^[0-9]+$/.test(value) || ms < 1 || ms > max) {
+    throw new RangeError(
+      `${launchEnv.livenessCheckMs} must be a whole number of milliseconds from 1 to ${max}, got ${
+        JSON.stringify(value)
+      }: the host that launched this plugin set it wrong; unset it for the default`,
+    );
+  }
+  return ms;
+}
+
+/**
  * Methods the host calls on every plugin, outside the plugin's own names
  * (which may not start with `$`).
  *

@@ -163,6 +163,11 @@ export const pingEveryChecks = 10;
 export const streamCreditWindowDefault = 32;
 /** Largest request or stream id before ids wrap to 1. */
 const idMax = 0xffff_fffe;
+/**
+ * Endpoints made so far: each starts its PING count at a different phase, so a host that checks all its plugins
+ * from one timer pings a tenth of them at each check, not all of them at every tenth.
+ */
+let endpointsMade = 0;
 
 /**
  * An RPC endpoint over a {@link Transport}. Call {@link RpcPeer.run} once to
@@ -201,7 +206,7 @@ export class RpcPeer {
   #beat: ReturnType<typeof setInterval> | undefined;
   /** The other side's heartbeat word at the last check, and checks since the last PING. */
   #peerBeatSeen = 0;
-  #checksSincePing = 0;
+  #checksSincePing = endpointsMade++ % pingEveryChecks;
   #closed: Error | undefined;
   /** Frames received, and the count when lastFrameAt last looked (frames are counted, not timed, on the call path). */
   #framesReceived = 0;

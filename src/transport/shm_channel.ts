@@ -16,7 +16,14 @@
 
 import { SegmentError } from "../native/errors.ts";
 import { ChannelClosedError, type CloseReason, FrameCorruptError, MessageTooLargeError } from "./errors.ts";
-import { getNative, keepAlive, type Native, wakeReasons } from "../native/native.ts";
+import {
+  getNative,
+  keepAlive,
+  livenessCheckMs,
+  livenessCheckMsMax,
+  type Native,
+  wakeReasons,
+} from "../native/native.ts";
 import { L, sideOffset } from "../native/layout.ts";
 import type { Doorbell } from "./_doorbell.ts";
 import { RingReader, RingWriter } from "./_ring.ts";
@@ -54,10 +61,10 @@ export interface ShmChannelOptions {
   livenessCheckMs?: number;
 }
 
-/** Default {@link ShmChannelOptions.livenessCheckMs}. */
-export const livenessCheckMsDefault = 1000;
-/** Largest {@link ShmChannelOptions.livenessCheckMs}: one hour (zig/handles.zig `liveness_ms_max`). */
-export const livenessCheckMsMax = 3_600_000;
+/** Default {@link ShmChannelOptions.livenessCheckMs} (zig/wait.zig, through the generated constants). */
+export const livenessCheckMsDefault: number = livenessCheckMs;
+/** Largest {@link ShmChannelOptions.livenessCheckMs}: one hour (zig/wait.zig `liveness_check_ms_max`). */
+export { livenessCheckMsMax };
 
 // The message limits are every transport's, so they live in transport.ts;
 // re-exported here because the channel's options document them.

@@ -71,5 +71,6 @@ enum pshm_wake_reason {
 #define PSHM_NAME_BYTES_MAX 64u
 #define PSHM_FRAME_BYTES_MAX_RING_DIVISOR 4u
 #define PSHM_LIVENESS_CHECK_MS 1000u
+#define PSHM_LIVENESS_CHECK_MS_MAX 3600000u
 
 #endif
