@@ -19,7 +19,7 @@ LAUNCHER_SOURCES := build.zig $(wildcard zig/launcher/*.zig)
 NATIVE := native/manifest.json
 
 .PHONY: cosign setup build dist package test test-publish test-zig test-cross test-deno test-bun test-node test-ops ops-tools lint bench bench-sandbox bench-shmipc bench-integrity bench-scale demo clean
-.PHONY: fuzz doc-lint bench-compression bench-inspect
+.PHONY: fuzz doc-lint bench-compression bench-inspect bench-wake-floor
 
 setup: node_modules/.installed $(ZIG)
 
@@ -172,6 +172,16 @@ bench-shmipc: build $(SHMIPC_BENCH)
 	$(SHMIPC_BENCH) --json $(BENCH_ARGS) > .scratch/side_go.jsonl
 	$(DENO) run -A bench/side_by_side.ts .scratch/side_deno.jsonl .scratch/side_bun.jsonl .scratch/side_go.jsonl
 	$(DENO) run -A bench/charts.ts .scratch/side_deno.jsonl .scratch/side_bun.jsonl .scratch/side_go.jsonl
+
+# The floor under issue 12's parked->woken target: two native processes waking each other through a shared
+# futex, a futex plus a relay thread, eventfd, pipe and unix socket (each with epoll), both sides parked every time.
+WAKE_FLOOR := zig-out/bin/bench-wake-floor
+$(WAKE_FLOOR): bench/wake_floor.c | $(ZIG)
+	mkdir -p zig-out/bin
+	$(ZIG) cc -O2 -std=c11 -Wall -Werror -pthread -o $@ bench/wake_floor.c
+
+bench-wake-floor: $(WAKE_FLOOR)
+	$(WAKE_FLOOR) $(BENCH_ARGS)
 
 # Where compression pays: echo calls over shm and tcp, off and deflate, 4 KiB-1 MiB, compressible and random payloads.
 bench-compression: build
