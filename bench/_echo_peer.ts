@@ -83,7 +83,11 @@ async function serveShm(): Promise<void> {
   const token = process.env[Env.token];
   if (!name || !token) throw new Error(`${Env.name} and ${Env.token} must be set`);
   const spin = process.env[Env.spinMicros];
-  const channel = ShmChannel.attach(name, token, spin === undefined ? {} : { spinMicros: Number(spin) });
+  const block = process.env[Env.blockMicros];
+  const channel = ShmChannel.attach(name, token, {
+    ...(spin === undefined ? {} : { spinMicros: Number(spin) }),
+    ...(block === undefined ? {} : { blockMicros: Number(block) }),
+  });
   const doorbellPath = process.env[Env.doorbellPath];
   if (doorbellPath) {
     // As the plugin launch does (factory.ts): the parent holds its end first; our first ring says we hold ours.

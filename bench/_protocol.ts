@@ -46,6 +46,8 @@ export const Env = {
   name: "PSHM_NAME",
   token: "PSHM_TOKEN",
   spinMicros: "PSHM_SPIN_MICROS",
+  /** shm: the peer's ShmChannelOptions.blockMicros (blocking park); unset = 0. */
+  blockMicros: "PSHM_BLOCK_MICROS",
   socketPath: "PSHM_SOCKET_PATH",
   peerMode: "PSHM_PEER_MODE",
   /** shm: the doorbell socket to connect (src/transport/_doorbell.ts), with its key; unset = futex only. */

@@ -27,22 +27,39 @@
  * sleeps in futex). The cross-process parked→woken round trip is
  * channel_bench's `--only=wake`.
  *
+ * Then the same question between two processes (rows `wake.cross`): the pinger sleeps 2 ms, so its peer
+ * (bench/_echo_peer.ts) has parked, sends 64 B and awaits the echo; one sample is that round trip, both
+ * sides woken from parked. Designs, rotating order per round, against the same peer over a unix socket:
+ *
+ * - `shm`: both sides as the defaults (spin 50 µs, then the futex waiter thread).
+ * - `shm_block_peer`: the peer parks blocking (ShmChannelOptions.blockMicros 10 ms, longer than the gap):
+ *   its wake-up is one futex hop into its JS thread (issue 12, design a).
+ * - `shm_block_both`: and the pinger, which awaits an answer, blocks up to 1 ms after its spin (design b).
+ * - `shm_block_both_spin0`: the same with no spin on the pinger: it sleeps in the futex at once and leaves
+ *   the core to the peer (2 vCPUs here).
+ * - `unix`: the same peer over a unix socket (node:net, as channel_bench's wake row).
+ *
  * Run: deno run -A bench/wake_bench.ts | bun bench/wake_bench.ts |
- *      make dist && node dist/bench/wake_bench.js   [--calls=N] [--rounds=N] [--json]
+ *      make dist && node dist/bench/wake_bench.js   [--calls=N] [--rounds=N] [--cross=N] [--only=same|cross] [--json]
  *
  * @module
  */
 
+import { spawn } from "node:child_process";
 import net from "node:net";
 import os from "node:os";
 import process from "node:process";
-import { ShmChannel } from "../mod.ts";
+import { fileURLToPath } from "node:url";
+import { ShmChannel, type ShmChannelOptions } from "../mod.ts";
+import { childEnv, Env, frame, frameHeaderBytes, FrameParser, message as benchMessage, Op } from "./_protocol.ts";
 import { connectDoorbell, listenDoorbell } from "../src/transport/_doorbell.ts";
 import { type BenchRow, latencyRow, printRows, runtime } from "./_stats.ts";
 
 const json = process.argv.includes("--json");
 const calls = Number(process.argv.find((a) => a.startsWith("--calls="))?.slice(8)) || 5_000;
 const rounds = Number(process.argv.find((a) => a.startsWith("--rounds="))?.slice(9)) || 3;
+const crossCalls = Number(process.argv.find((a) => a.startsWith("--cross="))?.slice(8)) || 300;
+const only = process.argv.find((a) => a.startsWith("--only="))?.slice(7);
 const warmupCalls = Math.min(calls, 500);
 const messageBytes = 64;
 const rows: BenchRow[] = [];
@@ -308,7 +325,7 @@ const notes: Record<Design, string> = {
 };
 
 const ratios: string[] = [];
-for (let round = 0; round < rounds; round++) {
+for (let round = 0; round < rounds && only !== "cross"; round++) {
   const order = designs.map((_, i) => designs[(i + round) % designs.length]);
   const p50: Partial<Record<Design, number>> = {};
   for (const design of order) {
@@ -323,8 +340,149 @@ for (let round = 0; round < rounds; round++) {
       `shm_fd_doorbell ${ratio("shm_fd_doorbell")}×, shm_channel_doorbell ${ratio("shm_channel_doorbell")}×`,
   );
 }
+// ------------------------------------------------------------------ between two processes
+
+type CrossDesign = "shm" | "shm_block_peer" | "shm_block_both" | "shm_block_both_spin0" | "unix";
+const crossDesigns: CrossDesign[] = ["shm", "shm_block_peer", "shm_block_both", "shm_block_both_spin0", "unix"];
+/** The pause before each ping: long enough that both sides have spun out and parked. */
+const crossGapMs = 2;
+/** The peer's blocking park: longer than the gap, so a ping finds it blocked, not parked on the event loop. */
+const crossPeerBlockMicros = 10_000;
+/** The pinger's blocking wait for its answer. */
+const crossPingerBlockMicros = 1_000;
+
+const crossSetup: Record<Exclude<CrossDesign, "unix">, { pinger: ShmChannelOptions; peerBlockMicros?: number }> = {
+  shm: { pinger: {} },
+  shm_block_peer: { pinger: {}, peerBlockMicros: crossPeerBlockMicros },
+  shm_block_both: { pinger: { blockMicros: crossPingerBlockMicros }, peerBlockMicros: crossPeerBlockMicros },
+  shm_block_both_spin0: {
+    pinger: { spinMicros: 0, blockMicros: crossPingerBlockMicros },
+    peerBlockMicros: crossPeerBlockMicros,
+  },
+};
+
+const crossNotes: Record<CrossDesign, string> = {
+  shm: "defaults both sides: spin 50 µs, futex → waiter thread → callback",
+  shm_block_peer: `peer blockMicros ${crossPeerBlockMicros}: one futex hop into its JS thread`,
+  shm_block_both: `and pinger blockMicros ${crossPingerBlockMicros} after its 50 µs spin`,
+  shm_block_both_spin0: `pinger spinMicros 0 + blockMicros ${crossPingerBlockMicros}, peer as above`,
+  unix: "node:net unix socket, the same peer program",
+};
+
+const peerFile = fileURLToPath(
+  new URL(`./_echo_peer.${import.meta.url.endsWith(".js") ? "js" : "ts"}`, import.meta.url),
+);
+
+/** Starts bench/_echo_peer.ts under this runtime; resolves once it printed READY. */
+async function startPeer(env: Record<string, string>): Promise<{ stop(): Promise<void> }> {
+  const args = runtime === "deno" ? ["run", "-A", peerFile] : [peerFile];
+  const child = spawn(process.execPath, args, { env: childEnv(env), stdio: ["ignore", "pipe", "inherit"] });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    let text = "";
+    child.stdout!.setEncoding("utf8");
+    child.stdout!.on("data", (chunk: string) => {
+      text += chunk;
+      if (text.includes("READY")) resolve();
+    });
+    child.once("error", reject);
+    void exited.then(() => reject(new Error("the wake_bench peer exited before READY")));
+  });
+  return {
+    async stop() {
+      const killer = setTimeout(() => child.kill("SIGKILL"), 5_000);
+      await exited;
+      clearTimeout(killer);
+    },
+  };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function crossShm(design: Exclude<CrossDesign, "unix">, count: number): Promise<number[]> {
+  const setup = crossSetup[design];
+  const channel = ShmChannel.create(setup.pinger);
+  const env: Record<string, string> = { [Env.transport]: "shm", [Env.name]: channel.name, [Env.token]: channel.token };
+  if (setup.peerBlockMicros) env[Env.blockMicros] = String(setup.peerBlockMicros);
+  let peer: { stop(): Promise<void> } | undefined;
+  try {
+    peer = await startPeer(env);
+    await channel.waitForPeer(10_000);
+    const ping = benchMessage(Op.echo, messageBytes);
+    const samples: number[] = [];
+    for (let i = 0; i < count; i++) {
+      await sleep(crossGapMs);
+      const started = performance.now();
+      await channel.send(ping);
+      const echo = await channel.receive();
+      samples.push(performance.now() - started);
+      if (echo.length !== messageBytes) throw new Error(`wake_bench: echo of ${echo.length} bytes`);
+    }
+    await channel.send(benchMessage(Op.quit, messageBytes));
+    return samples;
+  } finally {
+    await peer?.stop();
+    channel.close();
+  }
+}
+
+async function crossUnix(count: number): Promise<number[]> {
+  const path = socketPath();
+  const peer = await startPeer({ [Env.transport]: "unix", [Env.socketPath]: path });
+  const socket = net.connect(path);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      socket.once("connect", resolve);
+      socket.once("error", reject);
+    });
+    let onFrame: ((f: Uint8Array) => void) | undefined;
+    const parser = new FrameParser((f) => onFrame?.(f));
+    socket.on("data", (chunk: Uint8Array) => parser.push(chunk));
+    const ping = frame(benchMessage(Op.echo, messageBytes));
+    const samples: number[] = [];
+    for (let i = 0; i < count; i++) {
+      await sleep(crossGapMs);
+      const echoed = new Promise<Uint8Array>((resolve) => onFrame = resolve);
+      const started = performance.now();
+      socket.write(ping);
+      const echo = await echoed;
+      samples.push(performance.now() - started);
+      if (echo.length !== frameHeaderBytes + messageBytes) throw new Error("wake_bench: short unix echo");
+    }
+    socket.write(frame(benchMessage(Op.quit, messageBytes)));
+    return samples;
+  } finally {
+    await peer.stop();
+    socket.destroy();
+  }
+}
+
+const crossRatios: string[] = [];
+for (let round = 0; round < rounds && only !== "same"; round++) {
+  const order = crossDesigns.map((_, i) => crossDesigns[(i + round) % crossDesigns.length]);
+  const p50: Partial<Record<CrossDesign, number>> = {};
+  for (const design of order) {
+    const warm = Math.min(50, crossCalls);
+    const all = design === "unix" ? await crossUnix(warm + crossCalls) : await crossShm(design, warm + crossCalls);
+    const row = latencyRow(
+      "wake.cross",
+      design,
+      all.slice(warm),
+      `${runtime}, round ${round + 1}, ${crossGapMs} ms gap: ${crossNotes[design]}`,
+    );
+    rows.push(row);
+    p50[design] = row.p50_us ?? undefined;
+  }
+  crossRatios.push(
+    `cross round ${round + 1}: p50 / unix p50: ` +
+      crossDesigns.filter((d) => d !== "unix").map((d) =>
+        `${d} ${p50[d] !== undefined && p50.unix ? (p50[d]! / p50.unix).toFixed(2) : "-"}×`
+      ).join(", "),
+  );
+}
+
 printRows(rows, json);
 if (!json) {
   console.log(`load average at the end (1/5/15 min): ${os.loadavg().map((l) => l.toFixed(2)).join(" / ")}`);
-  for (const line of ratios) console.log(line);
+  for (const line of [...ratios, ...crossRatios]) console.log(line);
 }

@@ -105,6 +105,14 @@ export fn pshm_pid() u32 {
     return segment_mod.currentPid();
 }
 
+/// Blocks this thread until the handle's doorbell differs from `expected`,
+/// for at most `timeout_us` (1 to 100000): 1 when it changed, 0 on the
+/// timeout, a negated status on bad arguments.
+export fn pshm_park_blocking(handle: i32, expected: u32, timeout_us: u32) i32 {
+    const changed = handles.parkBlocking(handle, expected, timeout_us) catch |err| return status.negated(err);
+    return @intFromBool(changed);
+}
+
 export fn pshm_send(handle: i32, message: [*]const u8, message_len: u64, timeout_ms: u32) i32 {
     return code(handles.send(handle, message[0..@intCast(message_len)], timeout_ms));
 }

@@ -170,6 +170,24 @@ pub fn waiterLiveness(handle: i32, ms: u32) Error!void {
     slot.waiter.setLiveness(@as(u64, ms) * std.time.ns_per_ms);
 }
 
+/// Longest a JavaScript thread may block in `parkBlocking`: it holds back the
+/// runtime's timers and I/O for that long (ShmChannelOptions.blockMicros).
+pub const block_us_max: u32 = 100_000;
+
+/// Blocks the calling thread until this side's doorbell differs from
+/// `expected` or `timeout_us` passed; true when it changed (or a spurious
+/// return: the caller re-checks), false on the timeout. The peer rings the
+/// doorbell with a wake of every waiter, so the waiter thread, if armed, and
+/// this thread both wake. For a JavaScript side that has nothing else to do:
+/// the wake-up then needs no thread hop and no event-loop turn.
+pub fn parkBlocking(handle: i32, expected: u32, timeout_us: u32) Error!bool {
+    if (timeout_us == 0 or timeout_us > block_us_max) return error.InvalidArgument;
+    const slot = try lookup(handle);
+    const doorbell = slot.segment.sideWord(slot.segment.side, @offsetOf(layout.SideControl, "doorbell"));
+    if (@atomicLoad(u32, doorbell, .seq_cst) != expected) return true;
+    return wait.wait(doorbell, expected, @as(u64, timeout_us) * std.time.ns_per_us) == .changed_or_woken;
+}
+
 fn endpointOf(slot: *Slot) *ring.Endpoint {
     if (slot.endpoint == null) slot.endpoint = ring.Endpoint.init(&slot.segment);
     return &slot.endpoint.?;
@@ -234,4 +252,20 @@ test "a waiter's liveness interval is refused before the waiter starts, at 0, ab
     if (waiterLiveness(handle, 1000)) |_| return error.TestUnexpectedResult else |err| {
         try std.testing.expect(err == error.Closed or err == error.InvalidArgument);
     }
+}
+
+test "parkBlocking returns at once when rung, times out otherwise, and refuses bad bounds" {
+    var name: [layout.name_bytes_max]u8 = undefined;
+    var token: [layout.token_bytes]u8 = undefined;
+    const handle = try create(layout.ring_bytes_min, &name, &token);
+    defer close(handle) catch {};
+    const slot = try lookup(handle);
+    const doorbell = slot.segment.sideWord(0, @offsetOf(layout.SideControl, "doorbell"));
+    const seen = @atomicLoad(u32, doorbell, .seq_cst);
+    try std.testing.expect(!try parkBlocking(handle, seen, 1000));
+    slot.segment.ring(0);
+    try std.testing.expect(try parkBlocking(handle, seen, block_us_max));
+    try std.testing.expectError(error.InvalidArgument, parkBlocking(handle, seen, 0));
+    try std.testing.expectError(error.InvalidArgument, parkBlocking(handle, seen, block_us_max + 1));
+    try std.testing.expectError(error.InvalidArgument, parkBlocking(-1, seen, 1000));
 }

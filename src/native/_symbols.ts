@@ -51,6 +51,8 @@ export const symbols = {
   pshm_yield: { args: [], result: "void" },
   /** (handle: i32, ms: u32) i32 */
   pshm_waiter_liveness: { args: ["i32", "u32"], result: "i32" },
+  /** (handle: i32, expected: u32, timeout_us: u32) i32 */
+  pshm_park_blocking: { args: ["i32", "u32", "u32"], result: "i32" },
 } as const satisfies Record<string, SymbolSpec>;
 
 /** The symbol table's type. */

@@ -16,6 +16,9 @@ import { livenessCheckMs, livenessCheckMsMax, wakeReasons } from "./_generated.t
 import { findLibrary, libraryEnv } from "./library.ts";
 export type { RuntimeName } from "./_adapter.ts";
 
+/** Longest {@link Native.parkBlocking} bound, in µs (zig/handles.zig `block_us_max`). */
+export const parkBlockingMicrosMax = 100_000;
+
 /** The ABI version this TypeScript expects (zig/abi.zig `abi_version`). */
 export const abiVersion = 1;
 
@@ -255,6 +258,16 @@ export class Native {
   /** sched_yield(): lets other runnable threads have this core. */
   yield(): void {
     (this.#lib.pshm_yield as () => void)();
+  }
+
+  /**
+   * Blocks this thread until `handle`'s doorbell differs from `expected`, for at most `timeoutMicros` (1 to
+   * {@link parkBlockingMicrosMax}); true when it changed (or spuriously: re-check), false on the timeout.
+   * Timers and I/O of this runtime wait meanwhile: see ShmChannelOptions.blockMicros.
+   */
+  parkBlocking(handle: number, expected: number, timeoutMicros: number): boolean {
+    return this.#check(this.#call("pshm_park_blocking", handle, expected, timeoutMicros), "block on the doorbell") ===
+      1;
   }
 
   #dispatcher(): ThreadSafeCallback {

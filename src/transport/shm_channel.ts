@@ -22,6 +22,7 @@ import {
   livenessCheckMs,
   livenessCheckMsMax,
   type Native,
+  parkBlockingMicrosMax,
   wakeReasons,
 } from "../native/native.ts";
 import { L, sideOffset } from "../native/layout.ts";
@@ -44,6 +45,16 @@ export interface ShmChannelOptions {
   messageBytesMax?: number;
   /** How long a side spins before it parks, in microseconds. Default 50; 0 parks at once. */
   spinMicros?: number;
+  /**
+   * Blocking park (issue 12): after the spin, a side that waits for data only (no send waiting for space)
+   * first blocks its thread in a futex wait on its doorbell for up to this many microseconds, so that its
+   * peer's wake-up reaches it in one hop, with no waiter thread and no event-loop turn; only then it parks
+   * on the event loop as usual. The price: this runtime's timers, I/O and other channels wait while it
+   * blocks, up to the bound, once per park. Meant for a side that has nothing else to do (a plugin whose
+   * handlers are done). Default 0 (off); at most {@link blockMicrosMax}. Not with a doorbell (the peer
+   * rings that instead of the futex): a side parked on one never blocks.
+   */
+  blockMicros?: number;
   /**
    * Park on a file-descriptor doorbell instead of the native waiter thread
    * (see _doorbell.ts). Both sides must be given one here (they trust each
@@ -70,6 +81,8 @@ export { livenessCheckMsMax };
 // re-exported here because the channel's options document them.
 export { messageBytesMaxDefault, messageBytesMaxLimit } from "./transport.ts";
 export { type Doorbell, socketDoorbell } from "./_doorbell.ts";
+/** Largest {@link ShmChannelOptions.blockMicros}: 100 ms, the longest the runtime's own timers and I/O may be held back. */
+export const blockMicrosMax = parkBlockingMicrosMax;
 /** Default {@link ShmChannelOptions.spinMicros}. */
 export const spinMicrosDefault = 50;
 /**
@@ -175,7 +188,14 @@ function validateOptions(options: ShmChannelOptions): Required<Omit<ShmChannelOp
   if (!Number.isInteger(livenessCheckMs) || livenessCheckMs < 1 || livenessCheckMs > livenessCheckMsMax) {
     throw new RangeError(`livenessCheckMs must be an integer from 1 to ${livenessCheckMsMax}, got ${livenessCheckMs}`);
   }
-  return { ringBytes, messageBytesMax, spinMicros, livenessCheckMs };
+  const blockMicros = options.blockMicros ?? 0;
+  if (!Number.isInteger(blockMicros) || blockMicros < 0 || blockMicros > blockMicrosMax) {
+    throw new RangeError(
+      `blockMicros must be an integer from 0 (off) to ${blockMicrosMax}, got ${blockMicros}; ` +
+        "it bounds how long this runtime's timers and I/O may wait while a parked side blocks",
+    );
+  }
+  return { ringBytes, messageBytesMax, spinMicros, livenessCheckMs, blockMicros };
 }
 
 /**
@@ -210,6 +230,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
   readonly #writer: RingWriter;
   readonly #reader: RingReader;
   readonly #spinMs: number;
+  readonly #blockMicros: number;
   readonly #parkedWord: number;
   readonly #doorbellWord: number;
   readonly #peerParkedWord: number;
@@ -238,6 +259,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
   #doorbellWakeupsSent = 0;
   #doorbellWakeupsReceived = 0;
   #spinYields = 0;
+  #blockedWakeupsReceived = 0;
   #doorbell: Doorbell | undefined;
   /** The peer rings #doorbell when it sees parkedOnDoorbell: only then may this side park on it. */
   #peerRings = false;
@@ -260,6 +282,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     this.token = token;
     this.messageBytesMax = options.messageBytesMax;
     this.#spinMs = options.spinMicros / 1000;
+    this.#blockMicros = options.blockMicros;
     this.side = native.side(handle);
     const buffer = native.map(handle);
     this.#u32 = new Uint32Array(buffer);
@@ -430,6 +453,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
       doorbellWakeupsSent: this.#doorbellWakeupsSent,
       doorbellWakeupsReceived: this.#doorbellWakeupsReceived,
       spinYields: this.#spinYields,
+      blockedWakeupsReceived: this.#blockedWakeupsReceived,
       sendRingUsedBytes: open ? this.#writer.usedBytes() : 0,
       receiveRingUsedBytes: open ? this.#reader.usedBytes() : 0,
       ringBytes: this.#writer.ringBytes,
@@ -806,10 +830,30 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
       queueMicrotask(() => this.#service());
       return;
     }
+    if (!onBell && this.#blockMicros > 0 && this.#mayBlock(want) && this.#blockedPark(seen)) return;
     this.#armed = true;
     this.#parkedOnBell = onBell;
     keepAlive.acquire();
     if (!onBell) this.#native.arm(this.#handle, seen);
+  }
+
+  /** Only a side waiting for a message blocks: not one waiting for ring space or for its peer to attach. */
+  #mayBlock(want: number): boolean {
+    return want === L.parked_want_data && this.#peerWaiters.length === 0;
+  }
+
+  /**
+   * The blocking park (ShmChannelOptions.blockMicros), with the parked bits already up: true when the
+   * doorbell moved (the peer woke this side, or a spurious return) and the channel was serviced; false on
+   * the timeout, when the caller arms the waiter with the same `seen`, so a ring that lands between the
+   * timeout and the arm still fires at once.
+   */
+  #blockedPark(seen: number): boolean {
+    if (!this.#native.parkBlocking(this.#handle, seen, this.#blockMicros)) return false;
+    this.#blockedWakeupsReceived++;
+    this.#wakeupsReceived++;
+    this.#onWake(wakeReasons.doorbell);
+    return true;
   }
 
   #onWake(reason: number): void {

@@ -68,6 +68,8 @@ export interface TransportStats {
   doorbellWakeupsReceived?: number;
   /** shm: times this side's spin gave the CPU away (sched_yield) while it waited for the peer (bench/tails_bench.ts). */
   spinYields?: number;
+  /** shm: how many of `wakeupsReceived` reached this side blocked in a futex wait (ShmChannelOptions.blockMicros). */
+  blockedWakeupsReceived?: number;
   /** Bytes waiting in the ring this side writes (not yet read by the peer). */
   sendRingUsedBytes: number;
   /** Bytes waiting in the ring this side reads. */

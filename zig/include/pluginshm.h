@@ -77,6 +77,10 @@ uint32_t pshm_pid(void);
 /* sched_yield(): lets a spinning caller give way to other runnable threads. */
 void pshm_yield(void);
 
+/* Blocks this thread until the handle's doorbell differs from expected, for at most timeout_us (1 to 100000):
+ * 1 when it changed, 0 on the timeout. For a JavaScript side with nothing else to do (no thread hop). */
+int32_t pshm_park_blocking(int32_t handle, uint32_t expected, uint32_t timeout_us);
+
 /* Blocking send of one message (split into frames as needed). */
 int32_t pshm_send(int32_t handle, const uint8_t *message, uint64_t message_len, uint32_t timeout_ms);
 /* Blocking receive of one message into buffer; returns its length. */

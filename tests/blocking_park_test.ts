@@ -1,0 +1,99 @@
+import assert from "node:assert/strict";
+import process from "node:process";
+import { ShmChannel } from "../mod.ts";
+import { blockMicrosMax } from "../src/transport/shm_channel.ts";
+import { pattern, peerPath, runtime, segmentsOf, startPeer, test } from "./_harness.ts";
+
+/** First byte of a message that asks tests/peers/blocking_peer.ts for its stats (its `statsRequest`). */
+const statsRequest = 0xff;
+/** Long enough that a ping always finds the peer parked (it spins 50 µs), far below the peer's block bound. */
+const gapMs = 3;
+const exchanges = 20;
+
+test("blockMicros that is negative, fractional, not a number or over the bound is refused with a RangeError", () => {
+  for (const blockMicros of [-1, 1.5, Number.NaN, blockMicrosMax + 1]) {
+    assert.throws(
+      () => ShmChannel.create({ blockMicros }),
+      (error: unknown) =>
+        error instanceof RangeError && error.message.includes(`from 0 (off) to ${blockMicrosMax}`) &&
+        error.message.includes(String(blockMicros)),
+    );
+  }
+  assert.deepEqual(segmentsOf(), []);
+});
+
+test("a blocking park that nobody rings times out and falls back to the waiter thread, which delivers", async () => {
+  // One thread holds both sides: while `a` blocks, `b` cannot send, so the block always times out.
+  const a = ShmChannel.create({ spinMicros: 0, blockMicros: 1_000 });
+  const b = ShmChannel.attach(a.name, a.token);
+  try {
+    for (let i = 0; i < 3; i++) {
+      const received = a.receive();
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      await b.send(pattern(i, 64));
+      assert.deepEqual(await received, pattern(i, 64));
+    }
+    const stats = a.stats();
+    assert.equal(stats.blockedWakeupsReceived, 0);
+    assert.ok(stats.wakeupsReceived >= 3, `woken through the waiter thread: ${JSON.stringify(stats)}`);
+  } finally {
+    b.close();
+    a.close();
+  }
+  assert.deepEqual(segmentsOf(), []);
+});
+
+for (const peer of ["deno", "bun", "node"] as const) {
+  test(
+    `${runtime} host and ${peer} peer, both parking blocking, are woken in their JS threads and echo intact`,
+    async () => {
+      const channel = ShmChannel.create({ spinMicros: 0, blockMicros: blockMicrosMax });
+      const child = startPeer(peer, peerPath("blocking_peer.ts"), {
+        PSHM_NAME: channel.name,
+        PSHM_TOKEN: channel.token,
+        PSHM_BLOCK_MICROS: String(blockMicrosMax),
+      });
+      try {
+        await channel.waitForPeer(20_000);
+        for (let seq = 0; seq < exchanges; seq++) {
+          await new Promise((resolve) => setTimeout(resolve, gapMs));
+          await channel.send(pattern(seq, 64 + seq));
+          assert.deepEqual(await channel.receive(), pattern(seq, 64 + seq));
+        }
+        await channel.send(new Uint8Array([statsRequest]));
+        const peerStats = JSON.parse(new TextDecoder().decode(await channel.receive()));
+        // Every ping finds the peer blocked (it blocks up to 100 ms, pings come 3 ms apart).
+        assert.ok(peerStats.blockedWakeupsReceived > 0, `peer stats: ${JSON.stringify(peerStats)}`);
+        const stats = channel.stats();
+        assert.ok(stats.blockedWakeupsReceived! > 0, `host stats: ${JSON.stringify(stats)}`);
+      } finally {
+        channel.close();
+        const { code } = await child.exited;
+        assert.equal(code, 0, `peer exit code; stderr: ${child.stderr()}`);
+      }
+      assert.deepEqual(segmentsOf([process.pid, child.child.pid]), []);
+    },
+    { timeoutMs: 60_000 },
+  );
+}
+
+test("an idle channel with blockMicros blocks once, then parks on the waiter without using the CPU", async () => {
+  const a = ShmChannel.create({ spinMicros: 0, blockMicros: 1_000 });
+  const b = ShmChannel.attach(a.name, a.token);
+  try {
+    const received = a.receive();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const before = process.cpuUsage();
+    const idleMs = 500;
+    await new Promise((resolve) => setTimeout(resolve, idleMs));
+    const used = process.cpuUsage(before);
+    // A channel that kept blocking or spinning would use about all of it; a parked one next to nothing.
+    assert.ok((used.user + used.system) / 1000 < idleMs / 2, `CPU while idle: ${JSON.stringify(used)}`);
+    await b.send(pattern(1, 64));
+    assert.deepEqual(await received, pattern(1, 64));
+    assert.equal(a.stats().blockedWakeupsReceived, 0);
+  } finally {
+    b.close();
+    a.close();
+  }
+});
