@@ -22,19 +22,41 @@ test("blockMicros that is negative, fractional, not a number or over the bound i
   assert.deepEqual(segmentsOf(), []);
 });
 
+test("a side that received last and sent nothing since does not block: an idle server keeps its event loop", async () => {
+  const a = ShmChannel.create({ spinMicros: 0, blockMicros: blockMicrosMax });
+  const b = ShmChannel.attach(a.name, a.token);
+  try {
+    await b.send(pattern(0, 32));
+    assert.deepEqual(await a.receive(), pattern(0, 32));
+    const received = a.receive();
+    await new Promise((resolve) => setTimeout(resolve, 1));
+    await b.send(pattern(1, 32));
+    assert.deepEqual(await received, pattern(1, 32));
+    assert.equal(a.stats().blockedParks, 0);
+    assert.ok(a.stats().wakeupsReceived >= 1);
+  } finally {
+    b.close();
+    a.close();
+  }
+});
+
 test("a blocking park that nobody rings times out and falls back to the waiter thread, which delivers", async () => {
   // One thread holds both sides: while `a` blocks, `b` cannot send, so the block always times out.
   const a = ShmChannel.create({ spinMicros: 0, blockMicros: 1_000 });
   const b = ShmChannel.attach(a.name, a.token);
   try {
     for (let i = 0; i < 3; i++) {
+      // `a` asks, so it may block while it awaits the answer.
+      await a.send(pattern(i, 32));
       const received = a.receive();
+      assert.deepEqual(await b.receive(), pattern(i, 32));
       await new Promise((resolve) => setTimeout(resolve, 5));
       await b.send(pattern(i, 64));
       assert.deepEqual(await received, pattern(i, 64));
     }
     const stats = a.stats();
     assert.equal(stats.blockedWakeupsReceived, 0);
+    assert.equal(stats.blockedParks, 3, `blocked once per answer awaited: ${JSON.stringify(stats)}`);
     assert.ok(stats.wakeupsReceived >= 3, `woken through the waiter thread: ${JSON.stringify(stats)}`);
   } finally {
     b.close();
@@ -81,6 +103,8 @@ test("an idle channel with blockMicros blocks once, then parks on the waiter wit
   const a = ShmChannel.create({ spinMicros: 0, blockMicros: 1_000 });
   const b = ShmChannel.attach(a.name, a.token);
   try {
+    await a.send(pattern(0, 32));
+    assert.deepEqual(await b.receive(), pattern(0, 32));
     const received = a.receive();
     await new Promise((resolve) => setTimeout(resolve, 20));
     const before = process.cpuUsage();
@@ -92,6 +116,7 @@ test("an idle channel with blockMicros blocks once, then parks on the waiter wit
     await b.send(pattern(1, 64));
     assert.deepEqual(await received, pattern(1, 64));
     assert.equal(a.stats().blockedWakeupsReceived, 0);
+    assert.equal(a.stats().blockedParks, 1);
   } finally {
     b.close();
     a.close();

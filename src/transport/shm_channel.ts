@@ -46,12 +46,12 @@ export interface ShmChannelOptions {
   /** How long a side spins before it parks, in microseconds. Default 50; 0 parks at once. */
   spinMicros?: number;
   /**
-   * Blocking park (issue 12): after the spin, a side that waits for data only (no send waiting for space)
-   * first blocks its thread in a futex wait on its doorbell for up to this many microseconds, so that its
-   * peer's wake-up reaches it in one hop, with no waiter thread and no event-loop turn; only then it parks
-   * on the event loop as usual. The price: this runtime's timers, I/O and other channels wait while it
-   * blocks, up to the bound, once per park. Meant for a side that has nothing else to do (a plugin whose
-   * handlers are done). Default 0 (off); at most {@link blockMicrosMax}. Not with a doorbell (the peer
+   * Blocking park (issue 12): after the spin, a side that waits for a message and sent one after the last
+   * it received (a caller awaiting its answer, or a server that answered every request) first blocks its
+   * thread in a futex wait on its doorbell for up to this many microseconds, so that its peer's wake-up
+   * reaches it in one hop, with no waiter thread and no event-loop turn; only then it parks on the event
+   * loop as usual. The price: this runtime's timers, I/O and other channels wait while it blocks, up to the
+   * bound, once per park. Default 0 (off); at most {@link blockMicrosMax}. Not with a doorbell (the peer
    * rings that instead of the futex): a side parked on one never blocks.
    */
   blockMicros?: number;
@@ -259,7 +259,10 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
   #doorbellWakeupsSent = 0;
   #doorbellWakeupsReceived = 0;
   #spinYields = 0;
+  #blockedParks = 0;
   #blockedWakeupsReceived = 0;
+  /** #messagesSent when this side last received a message: more sent since means it may block (#mayBlock). */
+  #sentAtReceive = 0;
   #doorbell: Doorbell | undefined;
   /** The peer rings #doorbell when it sees parkedOnDoorbell: only then may this side park on it. */
   #peerRings = false;
@@ -453,6 +456,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
       doorbellWakeupsSent: this.#doorbellWakeupsSent,
       doorbellWakeupsReceived: this.#doorbellWakeupsReceived,
       spinYields: this.#spinYields,
+      blockedParks: this.#blockedParks,
       blockedWakeupsReceived: this.#blockedWakeupsReceived,
       sendRingUsedBytes: open ? this.#writer.usedBytes() : 0,
       receiveRingUsedBytes: open ? this.#reader.usedBytes() : 0,
@@ -476,7 +480,10 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     if (this.#receivers.length === 0) {
       try {
         const message = this.#poll();
-        if (message) return Promise.resolve(message);
+        if (message) {
+          this.#sentAtReceive = this.#messagesSent;
+          return Promise.resolve(message);
+        }
       } catch (error) {
         return Promise.reject(error);
       }
@@ -497,7 +504,8 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     if (this.#closed) throw this.#closed;
     if (this.#receivers.length > 0) return undefined;
     const message = this.#poll();
-    if (!message && this.#peerGone) throw this.#closeForPeer();
+    if (message) this.#sentAtReceive = this.#messagesSent;
+    else if (this.#peerGone) throw this.#closeForPeer();
     return message;
   }
 
@@ -740,6 +748,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     while (this.#receivers.length > 0) {
       const message = this.#poll();
       if (!message) break;
+      this.#sentAtReceive = this.#messagesSent;
       this.#receivers.shift()!.resolve(message);
     }
   }
@@ -837,9 +846,14 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     if (!onBell) this.#native.arm(this.#handle, seen);
   }
 
-  /** Only a side waiting for a message blocks: not one waiting for ring space or for its peer to attach. */
+  /**
+   * Blocks only a side that waits for a message (not for ring space, not for its peer to attach) and that
+   * sent a message after the last one it received: a caller awaiting its answer, or a server that answered
+   * everything it was asked. Not a server with a request still in hand (its handler may await I/O this
+   * runtime must serve), and not a side that went idle after receiving (nothing it sent is being answered).
+   */
   #mayBlock(want: number): boolean {
-    return want === L.parked_want_data && this.#peerWaiters.length === 0;
+    return want === L.parked_want_data && this.#peerWaiters.length === 0 && this.#messagesSent !== this.#sentAtReceive;
   }
 
   /**
@@ -849,6 +863,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
    * timeout and the arm still fires at once.
    */
   #blockedPark(seen: number): boolean {
+    this.#blockedParks++;
     if (!this.#native.parkBlocking(this.#handle, seen, this.#blockMicros)) return false;
     this.#blockedWakeupsReceived++;
     this.#wakeupsReceived++;

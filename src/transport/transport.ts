@@ -68,7 +68,9 @@ export interface TransportStats {
   doorbellWakeupsReceived?: number;
   /** shm: times this side's spin gave the CPU away (sched_yield) while it waited for the peer (bench/tails_bench.ts). */
   spinYields?: number;
-  /** shm: how many of `wakeupsReceived` reached this side blocked in a futex wait (ShmChannelOptions.blockMicros). */
+  /** shm: times this side blocked its thread waiting for a message (ShmChannelOptions.blockMicros). */
+  blockedParks?: number;
+  /** shm: how many of `blockedParks` ended in a wake-up by the peer (the rest timed out and parked as usual). */
   blockedWakeupsReceived?: number;
   /** Bytes waiting in the ring this side writes (not yet read by the peer). */
   sendRingUsedBytes: number;
