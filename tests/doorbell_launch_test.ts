@@ -201,10 +201,10 @@ test('an unknown wake option is refused with a TypeError naming "doorbell" and "
   assert.throws(
     () => new PluginHost({ wake: "bell" as "doorbell" }),
     (error: Error) =>
-      error instanceof TypeError && /wake must be "doorbell" or "futex", got "bell"/.test(error.message),
+      error instanceof TypeError && /wake must be "doorbell", "futex" or "block", got "bell"/.test(error.message),
   );
   await assert.rejects(
     listenTransport("shm", { wake: "poll" as "futex" }),
-    (error: Error) => error instanceof TypeError && /wake must be "doorbell" or "futex"/.test(error.message),
+    (error: Error) => error instanceof TypeError && /wake must be "doorbell", "futex" or "block"/.test(error.message),
   );
 });

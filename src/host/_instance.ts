@@ -34,7 +34,7 @@ export interface InstanceOptions {
   handshakeTimeoutMs: number;
   ringBytes?: number;
   /** How a parked side of an shm connection is woken (see TransportOptions.wake). */
-  wake?: "doorbell" | "futex";
+  wake?: "doorbell" | "futex" | "block";
   handlers: Record<string, Handler>;
   logger: (entry: LogEntry) => void;
   onEvent: (name: string, data: unknown) => void;
@@ -142,6 +142,7 @@ export async function startInstance(manifest: Manifest, options: InstanceOptions
       ...(listener.doorbell
         ? { [launchEnv.doorbell]: listener.doorbell.path, [launchEnv.doorbellKey]: listener.doorbell.key }
         : {}),
+      ...(listener.blockMicros ? { [launchEnv.blockMicros]: String(listener.blockMicros) } : {}),
     });
   } catch (error) {
     listener.close();

@@ -66,8 +66,11 @@ export interface PluginHostOptions {
    * a unix socket each runtime's own poller watches, set up per instance at launch: about 3× faster to wake
    * a parked plugin (≈ a unix socket), but half the throughput with 64 busy plugins (bench/RESULTS.md). A
    * plugin that does not connect the doorbell is woken through the futex either way (docs/protocol.md, "Doorbell").
+   * "block": the futex, plus a bounded blocking park on both sides (the host while it awaits an answer, up to
+   * 1 ms; a plugin that answered everything, up to 10 ms): a parked plugin is woken in one futex hop, at the
+   * cost of the blocked side's timers and I/O waiting up to that bound (bench/wake_bench.ts, `wake.cross`).
    */
-  wake?: "doorbell" | "futex";
+  wake?: "doorbell" | "futex" | "block";
   /**
    * How often each instance's memory (RSS of its process tree) and CPU time are read from /proc, for the
    * manifest's `limits.memorySoftMiB` / `limits.memoryMiB` and for "resource" listeners. Default 100 ms
@@ -177,7 +180,7 @@ export interface ResolvedOptions {
   callPolicy: CallPolicy;
   callWaitMs: number;
   ringBytes: number | undefined;
-  wake: "doorbell" | "futex" | undefined;
+  wake: "doorbell" | "futex" | "block" | undefined;
   resourceSampleMs: number;
   env: Record<string, string>;
   config: Record<string, Record<string, unknown>>;
@@ -251,9 +254,13 @@ function directory(name: string, value: unknown): string | undefined {
   return value;
 }
 
-function wakeOption(value: "doorbell" | "futex" | undefined): "doorbell" | "futex" | undefined {
-  if (value === undefined || value === "doorbell" || value === "futex") return value;
-  throw new TypeError(`PluginHost option wake must be "doorbell" or "futex", got ${JSON.stringify(value)}`);
+function wakeOption(
+  value: "doorbell" | "futex" | "block" | undefined,
+): "doorbell" | "futex" | "block" | undefined {
+  if (value === undefined || value === "doorbell" || value === "futex" || value === "block") return value;
+  throw new TypeError(
+    `PluginHost option wake must be "doorbell", "futex" or "block", got ${JSON.stringify(value)}`,
+  );
 }
 
 function configFile(value: string | undefined): string | undefined {

@@ -130,6 +130,7 @@ export async function serve(definition: PluginDefinition): Promise<never> {
     {
       doorbell: doorbellPath ? { path: doorbellPath, key: env[launchEnv.doorbellKey] ?? "" } : undefined,
       livenessCheckMs: livenessFromEnv(env[launchEnv.livenessCheckMs], livenessCheckMsMax),
+      blockMicros: env[launchEnv.blockMicros] ? Number(env[launchEnv.blockMicros]) : undefined,
       // Not fatal: the channel parks on the futex instead. Said once, for whoever wonders about wake-up times.
       onDoorbellUnavailable: (error) =>
         process.stderr.write(`plugin ${definition.name}: no doorbell, woken through the futex: ${error.message}\n`),

@@ -44,6 +44,8 @@ export const launchEnv = {
    * wakes an idle plugin for nothing then.
    */
   livenessCheckMs: "PLUGIN_SHM_LIVENESS_MS",
+  /** shm only, optional: the plugin channel's ShmChannelOptions.blockMicros (the host's `wake: "block"`). */
+  blockMicros: "PLUGIN_SHM_BLOCK_MICROS",
 } as const;
 
 /**

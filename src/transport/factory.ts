@@ -21,7 +21,7 @@ import { ShmChannel } from "./shm_channel.ts";
 import { connectDoorbell, type DoorbellListener, listenDoorbell } from "./_doorbell.ts";
 
 /** How a parked shm side is woken (see {@link TransportOptions.wake}). */
-type WakePath = "doorbell" | "futex";
+type WakePath = "doorbell" | "futex" | "block";
 import { StreamTransport } from "./stream_transport.ts";
 import { messageBytesMaxLimit, type Transport, type TransportKind, type TransportListener } from "./transport.ts";
 
@@ -34,9 +34,14 @@ export interface TransportOptions {
   /**
    * shm listener: how a parked side is woken. "doorbell" (see {@link wakeDefault}: "futex") also listens on
    * a unix socket the plugin may connect as its doorbell (the listener's `doorbell`); "futex" only uses the
-   * native waiter thread. Either way a plugin without a doorbell is woken through the futex.
+   * native waiter thread. Either way a plugin without a doorbell is woken through the futex. "block" is
+   * "futex" plus the blocking park (ShmChannelOptions.blockMicros): the host's channel blocks up to
+   * {@link hostBlockMicros} while it awaits an answer, and the listener's `blockMicros`
+   * ({@link pluginBlockMicros}) is for the plugin, to block that long once it answered everything.
    */
-  wake?: "doorbell" | "futex";
+  wake?: "doorbell" | "futex" | "block";
+  /** shm connect: the plugin channel's ShmChannelOptions.blockMicros (the listener's `blockMicros`). Default 0. */
+  blockMicros?: number;
   /** shm connect: the listener's `doorbell` (socket path and hex key), to be woken through it while parked. */
   doorbell?: { path: string; key: string };
   /** shm connect: called when the doorbell cannot be set up; the channel then parks on the futex. */
@@ -53,7 +58,21 @@ export interface TransportOptions {
  * channels then goes through the host's one event loop. So the doorbell is for hosts with few, mostly idle
  * plugins, chosen with `wake: "doorbell"`; the default keeps the throughput.
  */
-export const wakeDefault: "doorbell" | "futex" = "futex";
+export const wakeDefault: "doorbell" | "futex" | "block" = "futex";
+
+/**
+ * With `wake: "block"`: how long the host's channel blocks its thread while it awaits a plugin's answer, in µs.
+ * A parked plugin woken in one hop answers well within it (bench/wake_bench.ts, `wake.cross`); a slower answer
+ * costs the host's event loop this long once, then the channel parks as usual.
+ */
+export const hostBlockMicros = 1_000;
+
+/**
+ * With `wake: "block"`: how long a plugin that answered every request blocks for the next one, in µs. Calls
+ * that come within it wake the plugin in one futex hop; the plugin's own timers and I/O (it has no request in
+ * hand) wait up to this long once per idle spell.
+ */
+export const pluginBlockMicros = 10_000;
 
 /** The only address a TCP listener binds: plugins run on the same machine. */
 export const tcpListenHost = "127.0.0.1";
@@ -153,8 +172,8 @@ function timeoutError(kind: string, address: string, timeoutMs: number): Error {
 
 function checkWake(wake: WakePath | undefined): WakePath {
   if (wake === undefined) return wakeDefault;
-  if (wake !== "doorbell" && wake !== "futex") {
-    throw new TypeError(`wake must be "doorbell" or "futex", got ${JSON.stringify(wake)}`);
+  if (wake !== "doorbell" && wake !== "futex" && wake !== "block") {
+    throw new TypeError(`wake must be "doorbell", "futex" or "block", got ${JSON.stringify(wake)}`);
   }
   return wake;
 }
@@ -167,6 +186,7 @@ async function attachShm(address: string, secret: string, options: TransportOpti
   const channel = ShmChannel.attach(address, secret, {
     messageBytesMax: options.messageBytesMax,
     livenessCheckMs: options.livenessCheckMs,
+    blockMicros: options.blockMicros,
   });
   if (!options.doorbell) return channel;
   try {
@@ -191,12 +211,14 @@ class ShmListener implements TransportListener {
   readonly address: string;
   readonly secret: string;
   readonly doorbell: { readonly path: string; readonly key: string } | undefined;
+  readonly blockMicros: number | undefined;
   readonly #channel: ShmChannel;
   readonly #bell: DoorbellListener | undefined;
   #state: "listening" | "accepting" | "accepted" | "closed" = "listening";
 
-  private constructor(channel: ShmChannel, bell: DoorbellListener | undefined) {
+  private constructor(channel: ShmChannel, bell: DoorbellListener | undefined, blockMicros: number | undefined) {
     this.#channel = channel;
+    this.blockMicros = blockMicros;
     this.#bell = bell;
     this.address = channel.name;
     this.secret = channel.token;
@@ -211,6 +233,7 @@ class ShmListener implements TransportListener {
       ringBytes: options.ringBytes,
       messageBytesMax: options.messageBytesMax,
       livenessCheckMs: options.livenessCheckMs,
+      blockMicros: wake === "block" ? hostBlockMicros : 0,
     });
     let bell: DoorbellListener | undefined;
     if (wake === "doorbell") {
@@ -225,7 +248,7 @@ class ShmListener implements TransportListener {
         }
       }
     }
-    return new ShmListener(channel, bell);
+    return new ShmListener(channel, bell, wake === "block" ? pluginBlockMicros : undefined);
   }
 
   async accept(timeoutMs: number): Promise<Transport> {

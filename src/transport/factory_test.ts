@@ -4,7 +4,7 @@ import { createConnection } from "node:net";
 import { dirname } from "node:path";
 import { matchesPattern, pattern, shmSegments, test } from "../../tests/_harness.ts";
 import { ChannelClosedError } from "./errors.ts";
-import { connectTransport, listenTransport } from "./factory.ts";
+import { connectTransport, listenTransport, pluginBlockMicros } from "./factory.ts";
 import type { TransportKind, TransportListener } from "./transport.ts";
 
 const kinds: TransportKind[] = ["shm", "unix", "tcp"];
@@ -157,4 +157,45 @@ test("listenTransport() and connectTransport() validate their arguments before o
   await assert.rejects(listener.accept(-1), RangeError);
   await assert.rejects(listener.accept(Infinity), /timeoutMs must be from 0 to 2147483647 ms/);
   listener.close();
+});
+
+test('shm: wake "block" hands the plugin its block bound, and the pair still talks', async () => {
+  const listener = await listenTransport("shm", { wake: "block" });
+  assert.equal(listener.blockMicros, pluginBlockMicros);
+  const plugin = await connectTransport("shm", listener.address, listener.secret, {
+    blockMicros: listener.blockMicros,
+  });
+  const host = await listener.accept(5000);
+  try {
+    await host.send(pattern(1, 64));
+    assert.ok(matchesPattern(1, await plugin.receive()));
+    await plugin.send(pattern(2, 64));
+    assert.ok(matchesPattern(2, await host.receive()));
+  } finally {
+    plugin.close();
+    host.close();
+    listener.close();
+  }
+  assert.ok(leftNothing(listener));
+  const futex = await listenTransport("shm", { wake: "futex" });
+  assert.equal(futex.blockMicros, undefined);
+  futex.close();
+});
+
+test("shm: a bad blockMicros on connect is refused with a RangeError before anything attaches", async () => {
+  const listener = await listenTransport("shm");
+  try {
+    await assert.rejects(
+      connectTransport("shm", listener.address, listener.secret, { blockMicros: -5 }),
+      (error: Error) => error instanceof RangeError && /blockMicros must be an integer from 0/.test(error.message),
+    );
+    // Nothing attached: the segment still waits for its plugin, which can still connect.
+    const plugin = await connectTransport("shm", listener.address, listener.secret);
+    const host = await listener.accept(5000);
+    plugin.close();
+    host.close();
+  } finally {
+    listener.close();
+  }
+  assert.ok(leftNothing(listener));
 });

@@ -93,6 +93,8 @@ export interface TransportListener {
   readonly secret: string;
   /** shm with `wake: "doorbell"`: where the plugin connects its doorbell and the key it presents. */
   readonly doorbell?: { readonly path: string; readonly key: string };
+  /** shm with `wake: "block"`: the plugin's ShmChannelOptions.blockMicros, to pass in its launch variables. */
+  readonly blockMicros?: number;
   /** Resolves with the connected transport once the plugin has connected. */
   accept(timeoutMs: number): Promise<Transport>;
   /** Stops listening and frees what the listener holds. Idempotent. */
