@@ -86,12 +86,13 @@ const parkedGapMs = 2;
 const parkedCallsCount = callsArg ?? (quick ? 100 : 500);
 
 /**
- * `wake` (shm only): "futex" (the host's default; row `shm`) or "doorbell" (row `shm_doorbell`), so the two
+ * `wake` (shm only): "futex" (the host's default; row `shm`), "doorbell" (row `shm_doorbell`) or "block"
+ * (row `shm_block`), so the
  * wake-up designs of issue 12 are measured side by side: busy calls (must not differ: a busy channel rings
  * nothing) and calls that find the plugin parked (`rpc.parked`).
  */
-async function benchTransport(transport: TransportKind, wake?: "doorbell" | "futex"): Promise<void> {
-  const label = wake === "doorbell" ? `${transport}_doorbell` : transport;
+async function benchTransport(transport: TransportKind, wake?: "doorbell" | "futex" | "block"): Promise<void> {
+  const label = wake === "doorbell" || wake === "block" ? `${transport}_${wake}` : transport;
   log(`rpc over ${label}`);
   const host = newHost(transport, wake ? { wake } : {});
   try {
@@ -295,7 +296,9 @@ const parts: [string, () => Promise<void>][] = [
     if (want("shm")) {
       // Both wake-up designs, alternating which goes first per round so that load drifting over the run hits both.
       for (let round = 0; round < wakeRounds; round++) {
-        const order: ("doorbell" | "futex")[] = round % 2 === 0 ? ["doorbell", "futex"] : ["futex", "doorbell"];
+        // And wake "block" (row `shm_block`: the blocking park, issue 12), in rotating order.
+        const designs = ["doorbell", "futex", "block"] as const;
+        const order = designs.map((_, i) => designs[(i + round) % designs.length]);
         for (const wake of order) await benchTransport("shm", wake);
       }
     }

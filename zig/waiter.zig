@@ -93,6 +93,17 @@ pub const Waiter = struct {
         self.liveness_ns.store(ns, .seq_cst);
     }
 
+    /// Takes back an arm that has not fired: true when it was armed. The thread
+    /// may sleep on the doorbell; it is woken off it (one wake, not on any
+    /// message's path), so that a thread blocking on the doorbell itself is
+    /// the only one a ring wakes. A callback already under way still arrives.
+    pub fn disarm(self: *Waiter) bool {
+        std.debug.assert(self.thread != null);
+        if (self.armed.swap(0, .seq_cst) == 0) return false;
+        wait.wake(self.doorbell());
+        return true;
+    }
+
     /// Asks the thread to stop without waiting for it. Joining is not an
     /// option: runtimes deliver thread-safe callbacks by blocking the calling
     /// thread until the event loop has run them (Deno also runs the microtasks

@@ -425,6 +425,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     }
     this.#messagesSent++;
     this.#bytesSent += bytes.length;
+    if (this.#armed && this.#blockMicros > 0 && !this.#reblockQueued) this.#queueReblock();
     if (this.#sends.length === 0) {
       const pending: PendingSend = { bytes, offset: 0, resolve: noop, reject: noop };
       if (this.#write(pending)) return resolved;
@@ -841,9 +842,34 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     }
     if (!onBell && this.#blockMicros > 0 && this.#mayBlock(want) && this.#blockedPark(seen)) return;
     this.#armed = true;
+    this.#armedSeen = seen;
     this.#parkedOnBell = onBell;
     keepAlive.acquire();
     if (!onBell) this.#native.arm(this.#handle, seen);
+  }
+
+  /** The doorbell value this side armed its waiter with: a blocking park after the fact waits on the same. */
+  #armedSeen = 0;
+  #reblockQueued = false;
+
+  /**
+   * A side already parked on the event loop that sends now (a host's first request after an idle spell, a
+   * plugin's answer sent after its reader parked) blocks after all, once the continuations queued so far ran:
+   * otherwise the answer it now expects, or the next request, would come through the waiter thread.
+   */
+  #queueReblock(): void {
+    this.#reblockQueued = true;
+    queueMicrotask(() => {
+      this.#reblockQueued = false;
+      if (!this.#armed || this.#parkedOnBell || this.#closed || !this.#mayBlock(this.#wants())) return;
+      this.#blockedParks++;
+      if (!this.#native.parkBlocking(this.#handle, this.#armedSeen, this.#blockMicros)) return;
+      // Woken here. The native call disarmed the waiter thread for the block (on a timeout it armed it again);
+      // a callback it had already started still arrives, finds nothing to do and parks again, as any
+      // spurious wake-up does.
+      this.#blockedWakeupsReceived++;
+      this.#onWake(wakeReasons.doorbell);
+    });
   }
 
   /**
