@@ -8,7 +8,7 @@
  * - scale.idle_cpu: all of them idle for `--seconds`: CPU of the host and of every plugin process tree, as
  *   percent of one core (/proc read once before and once after).
  *
- *     deno run -A bench/scale_bench.ts [--json] [--plugins=64] [--callers=4] [--seconds=5] [--sandbox=off] [--wake=futex|doorbell]
+ *     deno run -A bench/scale_bench.ts [--json] [--plugins=64] [--callers=4] [--seconds=5] [--sandbox=off] [--wake=futex|doorbell|block]
  *
  * @module
  */
@@ -31,10 +31,10 @@ const seconds = arg("seconds", 5);
 const sandbox = process.argv.includes("--sandbox=off") ? "off" : "required";
 // The host's default wake-up unless one is named (it was "doorbell" here while the host's default became "futex").
 const wakeArg = process.argv.find((a) => a.startsWith("--wake="))?.slice("--wake=".length);
-if (wakeArg !== undefined && wakeArg !== "futex" && wakeArg !== "doorbell") {
-  throw new RangeError(`--wake must be futex or doorbell, got ${wakeArg}`);
+if (wakeArg !== undefined && wakeArg !== "futex" && wakeArg !== "doorbell" && wakeArg !== "block") {
+  throw new RangeError(`--wake must be futex, doorbell or block, got ${wakeArg}`);
 }
-const wake = wakeArg as "futex" | "doorbell" | undefined;
+const wake = wakeArg as "futex" | "doorbell" | "block" | undefined;
 const wakeNote = wake ?? `${wakeDefault} (default)`;
 const log = (text: string) => json || console.error(`… ${text}`);
 

@@ -122,3 +122,34 @@ test("an idle channel with blockMicros blocks once, then parks on the waiter wit
     a.close();
   }
 });
+
+test("a channel does not block while another blocking channel of the process awaits its peer", async () => {
+  // A host calling two plugins at once: holding the thread for one answer would hold back the other.
+  const a1 = ShmChannel.create({ spinMicros: 0, blockMicros: 1_000 });
+  const b1 = ShmChannel.attach(a1.name, a1.token);
+  const a2 = ShmChannel.create({ spinMicros: 0, blockMicros: 1_000 });
+  const b2 = ShmChannel.attach(a2.name, a2.token);
+  try {
+    await a1.send(pattern(1, 32));
+    await a2.send(pattern(2, 32));
+    const first = a1.receive();
+    const second = a2.receive();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.equal(a1.stats().blockedParks, 0);
+    assert.equal(a2.stats().blockedParks, 0);
+    await b1.send(await b1.receive());
+    await b2.send(await b2.receive());
+    assert.deepEqual(await first, pattern(1, 32));
+    assert.deepEqual(await second, pattern(2, 32));
+    // Alone now (a1 was answered): a2's next call may block again.
+    await a2.send(pattern(3, 32));
+    const third = a2.receive();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.equal(a2.stats().blockedParks, 1);
+    await b2.send(await b2.receive());
+    assert.deepEqual(await third, pattern(3, 32));
+  } finally {
+    for (const channel of [b1, a1, b2, a2]) channel.close();
+  }
+  assert.deepEqual(segmentsOf(), []);
+});
