@@ -56,7 +56,11 @@ export interface TransportOptions {
  * against 245–307 µs, Deno, Bun and Node hosts) and equals a unix socket, but 64 busy plugins under one host
  * complete half the calls (11–13 k/s against 22–27 k/s) and the idle host uses more CPU: every wake-up of 64
  * channels then goes through the host's one event loop. So the doorbell is for hosts with few, mostly idle
- * plugins, chosen with `wake: "doorbell"`; the default keeps the throughput.
+ * plugins, chosen with `wake: "doorbell"`; the default keeps the throughput. `wake: "block"` (issue 12, loaded
+ * machine, same runs): each wake-up becomes one futex hop into the sleeping JS thread (host→plugin 65 → 35 µs,
+ * plugin→host 86 → 32 µs p50), parked echo call 199–218 → 157–164 µs (unix socket 175), and 64 busy plugins keep
+ * their calls/s (23–30 k against 18–28 k); it stays opt-in because a blocked side holds its own timers and I/O back
+ * (a plugin up to {@link pluginBlockMicros} once per idle spell, the host up to {@link hostBlockMicros} per answer).
  */
 export const wakeDefault: "doorbell" | "futex" | "block" = "futex";
 
