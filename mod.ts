@@ -27,6 +27,7 @@ export {
   type ShmChannelOptions,
   socketDoorbell,
   spinMicrosDefault,
+  viewsHeldMax,
 } from "./src/transport/shm_channel.ts";
 export { type CreatedSegment, getNative, libraryEnv, Native, type RuntimeName } from "./src/native/native.ts";
 export {
@@ -61,6 +62,8 @@ export {
   RemoteError,
   SandboxError,
   SegmentError,
+  ViewError,
+  type ViewErrorCode,
 } from "./src/errors.ts";
 export type { Transport, TransportKind, TransportListener, TransportStats } from "./src/transport/transport.ts";
 export { connectTransport, listenTransport, type TransportOptions } from "./src/transport/factory.ts";

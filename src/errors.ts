@@ -21,6 +21,8 @@ export {
   ConnectError,
   FrameCorruptError,
   MessageTooLargeError,
+  ViewError,
+  type ViewErrorCode,
 } from "./transport/errors.ts";
 export {
   CancelledError,

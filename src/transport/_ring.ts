@@ -92,8 +92,20 @@ export class RingWriter {
   }
 }
 
+/**
+ * Frames a reader may hold at once (see {@link RingReader.hold}): each is a
+ * received message whose bytes the caller reads in place. 1024 is far more
+ * than a caller that releases what it has read ever holds, and keeps the
+ * bookkeeping at 5 KiB per channel, allocated once.
+ */
+export const heldFramesMax = 1024;
+
 /** The consumer end of one ring. After `next()` returns a length, the
- * payload is at `payloadOffset` with `flags`; call `release()` when done. */
+ * payload is at `payloadOffset` with `flags`; then either `release()` it
+ * (the bytes were copied out) or `hold()` it (they are read in place, until
+ * `releaseHeld()`). The shared read index never passes a held frame, so the
+ * writer cannot overwrite it; frames after it that were released already are
+ * handed back together with it. */
 export class RingReader {
   readonly ringBytes: number;
   readonly u8: Uint8Array;
@@ -104,9 +116,16 @@ export class RingReader {
   readonly #writeWord: number;
   readonly #readWord: number;
   readonly #payloadBytesMax: number;
+  /** Where the next frame starts (free-running), whatever is held before it. */
   #local: number;
   #writeCached: number;
   #frameBytes = 0;
+  // Held frames, oldest first, in a circular list of heldFramesMax slots: where each starts (a free-running
+  // index) and whether it was released out of order (it goes back once those before it do).
+  readonly #heldStart = new Uint32Array(heldFramesMax);
+  readonly #heldDone = new Uint8Array(heldFramesMax);
+  #heldFirst = 0;
+  #heldCount = 0;
 
   constructor(buffer: ArrayBuffer, ring: number, ringBytes: number) {
     this.ringBytes = ringBytes;
@@ -128,6 +147,11 @@ export class RingReader {
   /** True when the writer has published past what this side has read. */
   hasData(): boolean {
     return this.#local !== this.#writeCached || Atomics.load(this.#u32, this.#writeWord) !== this.#local;
+  }
+
+  /** Frames held now (see {@link hold}). */
+  get heldCount(): number {
+    return this.#heldCount;
   }
 
   /** The next frame's payload length, or -1 when the ring is empty. */
@@ -175,10 +199,51 @@ export class RingReader {
     }
   }
 
-  /** Hands the current frame's bytes back to the writer. */
+  /** Hands the current frame's bytes back to the writer (at once, unless an earlier frame is held). */
   release(): void {
     this.#local = (this.#local + this.#frameBytes) >>> 0;
     this.#frameBytes = 0;
-    Atomics.store(this.#u32, this.#readWord, this.#local);
+    if (this.#heldCount === 0) Atomics.store(this.#u32, this.#readWord, this.#local);
+  }
+
+  /**
+   * Moves past the current frame but keeps its bytes from the writer until
+   * {@link releaseHeld} with the returned slot. The caller checks
+   * {@link heldCount} against heldFramesMax first.
+   */
+  hold(): number {
+    if (this.#heldCount >= heldFramesMax) throw new RangeError(`a ring reader holds at most ${heldFramesMax} frames`);
+    const slot = (this.#heldFirst + this.#heldCount) % heldFramesMax;
+    // The frame's free-running start: #local is at it (next() skipped any padding before it).
+    this.#heldStart[slot] = this.#local;
+    this.#local = (this.#local + this.#frameBytes) >>> 0;
+    this.#heldDone[slot] = 0;
+    this.#heldCount++;
+    this.#frameBytes = 0;
+    return slot;
+  }
+
+  /**
+   * Gives back a held frame. If it is the oldest, the read index moves past
+   * it and past every later frame already given back (or copied out); true
+   * when the writer got space.
+   */
+  releaseHeld(slot: number): boolean {
+    this.#heldDone[slot] = 1;
+    if (slot !== this.#heldFirst) return false;
+    while (this.#heldCount > 0 && this.#heldDone[this.#heldFirst] === 1) {
+      this.#heldDone[this.#heldFirst] = 0;
+      this.#heldFirst = (this.#heldFirst + 1) % heldFramesMax;
+      this.#heldCount--;
+    }
+    // With frames still held, the read index stops at the oldest; else everything read so far goes back.
+    const to = this.#heldCount > 0 ? this.#heldStart[this.#heldFirst] : this.#local;
+    Atomics.store(this.#u32, this.#readWord, to);
+    return true;
+  }
+
+  /** The slot of the oldest held frame; the others follow it, modulo heldFramesMax. */
+  get firstHeldSlot(): number {
+    return this.#heldFirst;
   }
 }

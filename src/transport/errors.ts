@@ -89,3 +89,28 @@ export class ConnectError extends PluginShmError {
   /** Always `"connect_failed"`: the stable identifier to check instead of the message. */
   readonly code = "connect_failed";
 }
+
+/** What went wrong with a zero-copy view (see ShmChannel.receiveView). */
+export type ViewErrorCode = "view_released" | "view_foreign" | "views_exhausted";
+
+/**
+ * A zero-copy view was misused: released twice, not a view this channel
+ * handed out, or too many held at once. The channel stays open.
+ *
+ * @example
+ * ```ts
+ * import { ViewError } from "./errors.ts";
+ * console.assert(new ViewError("view_foreign", "x").code === "view_foreign");
+ * ```
+ */
+export class ViewError extends PluginShmError {
+  /** The class name, "ViewError", as stack traces and `error.name` show it. */
+  override name = "ViewError";
+  /** What went wrong. */
+  readonly code: ViewErrorCode;
+  /** Creates a ViewError; plugin-shm throws these itself, and tests or adapters may construct one too. */
+  constructor(code: ViewErrorCode, message: string) {
+    super(message);
+    this.code = code;
+  }
+}

@@ -15,7 +15,7 @@
  */
 
 import { SegmentError } from "../native/errors.ts";
-import { ChannelClosedError, type CloseReason, FrameCorruptError, MessageTooLargeError } from "./errors.ts";
+import { ChannelClosedError, type CloseReason, FrameCorruptError, MessageTooLargeError, ViewError } from "./errors.ts";
 import {
   getNative,
   keepAlive,
@@ -27,7 +27,7 @@ import {
 } from "../native/native.ts";
 import { L, sideOffset } from "../native/layout.ts";
 import type { Doorbell } from "./_doorbell.ts";
-import { RingReader, RingWriter } from "./_ring.ts";
+import { heldFramesMax, RingReader, RingWriter } from "./_ring.ts";
 import {
   messageBytesMaxDefault,
   messageBytesMaxLimit,
@@ -80,6 +80,8 @@ export { livenessCheckMsMax };
 // The message limits are every transport's, so they live in transport.ts;
 // re-exported here because the channel's options document them.
 export { messageBytesMaxDefault, messageBytesMaxLimit } from "./transport.ts";
+/** How many views from {@link ShmChannel.receiveView} a side may hold at once; the next one throws ViewError "views_exhausted". */
+export const viewsHeldMax: number = heldFramesMax;
 export { type Doorbell, socketDoorbell } from "./_doorbell.ts";
 /** Largest {@link ShmChannelOptions.blockMicros}: 100 ms, the longest the runtime's own timers and I/O may be held back. */
 export const blockMicrosMax = parkBlockingMicrosMax;
@@ -111,6 +113,11 @@ const spinCheckIterations = 64;
 interface Pending<T> {
   resolve(value: T): void;
   reject(error: Error): void;
+}
+
+interface PendingReceive extends Pending<Uint8Array> {
+  /** Wants a view of the ring (receiveView), not a copy. */
+  view: boolean;
 }
 
 interface PendingSend extends Pending<void> {
@@ -241,7 +248,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
   readonly #beatWord: number;
   readonly #peerBeatWord: number;
   readonly #peerPidWord: number;
-  readonly #receivers: Pending<Uint8Array>[] = [];
+  readonly #receivers: PendingReceive[] = [];
   readonly #sends: PendingSend[] = [];
   readonly #peerWaiters: Pending<void>[] = [];
   /** The message being reassembled from fragments, written in place; its first #fragmentBytes are filled. */
@@ -251,6 +258,14 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
   readonly #pool: ArrayBuffer[] = [];
   /** Buffers this channel made for large messages: release() takes back only these. */
   readonly #poolable = new WeakSet<ArrayBuffer>();
+  /** The mapped segment: views from receiveView() are arrays over it. Detached at close. */
+  readonly #segment: ArrayBuffer;
+  /** The view handed out for each held ring frame, by the reader's slot; made on first use. */
+  #views: (Uint8Array | undefined)[] | undefined;
+  /** Views of messages that could not be read in place (fragmented): copies, held until releaseView(). */
+  readonly #viewCopies: Uint8Array[] = [];
+  /** Copies released by releaseView(), so that a second release is told from a foreign array. */
+  readonly #viewCopiesReleased = new WeakSet<Uint8Array>();
   #armed = false;
   // Counters for stats(): plain increments on paths that run anyway.
   #messagesSent = 0;
@@ -292,6 +307,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     if (options.blockMicros > 0) blockingChannels.add(this);
     this.side = native.side(handle);
     const buffer = native.map(handle);
+    this.#segment = buffer;
     this.#u32 = new Uint32Array(buffer);
     const ringBytes = this.#u32[L.off_ring_bytes >> 2];
     this.#writer = new RingWriter(buffer, this.side, ringBytes);
@@ -481,10 +497,110 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
 
   /** The next message, copied out of the ring. */
   receive(): Promise<Uint8Array> {
+    return this.#receive(false);
+  }
+
+  /**
+   * The next message if one is already there, without waiting. Throws
+   * ChannelClosedError once the peer has closed and everything is read, so a
+   * polling loop ends (a dead peer is noticed on the event loop, by receive()).
+   */
+  tryReceive(): Uint8Array | undefined {
+    return this.#tryReceive(false);
+  }
+
+  /**
+   * The next message without a copy: an array over the ring memory itself
+   * (shmipc-go's ReadBytes + ReleaseReadAndReuse). The view stays valid, and
+   * its bytes stay unchanged, until {@link releaseView}; only then does the
+   * writer get that space back, so release each view as soon as you are done
+   * with it. Views and copies mix freely, in any order.
+   *
+   * - A message of one frame (up to a quarter of `ringBytes`, minus 8) is read
+   *   in place. A larger one comes in fragments and is copied into one buffer
+   *   first, which releaseView() hands back for reuse by the next large one;
+   *   for zero-copy messages of up to M bytes, use `ringBytes` of at least 4 × (M + 8).
+   * - Receiving again before releasing is fine: up to {@link viewsHeldMax}
+   *   views may be held, released in any order (the ring's space comes back in
+   *   order, once the oldest held view is released). The views held must not
+   *   fill the ring while the caller waits for more: the peer would wait for
+   *   space this side never gives back.
+   * - Misuse throws {@link ViewError} and the channel keeps serving: a view
+   *   released twice ("view_released"), an array this channel did not hand
+   *   out by receiveView() ("view_foreign"), more than viewsHeldMax held
+   *   ("views_exhausted").
+   * - close() ends every view: in Deno, Bun and Node 22+ a view then has
+   *   length 0 (the mapping is detached, not left dangling). Under Node 20,
+   *   which cannot detach it, a view must not be read after close().
+   * - A view's `.buffer` is the whole shared segment: read only the view.
+   *
+   * @example
+   * ```ts
+   * import { ShmChannel } from "./shm_channel.ts";
+   * const a = ShmChannel.create();
+   * const b = ShmChannel.attach(a.name, a.token);
+   * await a.send(new TextEncoder().encode("in place"));
+   * const view = await b.receiveView();
+   * console.log(new TextDecoder().decode(view));
+   * b.releaseView(view);
+   * b.close();
+   * a.close();
+   * ```
+   */
+  receiveView(): Promise<Uint8Array> {
+    return this.#receive(true);
+  }
+
+  /** Like {@link receiveView}, without waiting: the next message as a view, or undefined when there is none yet. */
+  tryReceiveView(): Uint8Array | undefined {
+    return this.#tryReceive(true);
+  }
+
+  /**
+   * Hands a view from {@link receiveView} back: its ring space goes back to
+   * the writer (together with the space of every later message already read,
+   * once no older view is held), and the view must not be used afterwards.
+   * Throws {@link ViewError} for a view released already or an array that is
+   * not a view of this channel; after close() it does nothing.
+   */
+  releaseView(view: Uint8Array): void {
+    if (this.#released) return;
+    const views = this.#views;
+    const reader = this.#reader;
+    if (views !== undefined) {
+      for (let i = 0, slot = reader.firstHeldSlot; i < reader.heldCount; i++, slot = (slot + 1) % heldFramesMax) {
+        if (views[slot] !== view) continue;
+        views[slot] = undefined;
+        if (reader.releaseHeld(slot)) this.#wakePeerIf(L.parked_want_space);
+        return;
+      }
+    }
+    const copy = this.#viewCopies.indexOf(view);
+    if (copy >= 0) {
+      this.#viewCopies.splice(copy, 1);
+      this.#viewCopiesReleased.add(view);
+      this.release(view);
+      return;
+    }
+    if (view.buffer === this.#segment || this.#viewCopiesReleased.has(view)) {
+      throw new ViewError(
+        "view_released",
+        `This view of channel "${this.name}" is not held: it was released already, or it is a subarray of a view; ` +
+          `release each array receiveView() returned exactly once`,
+      );
+    }
+    throw new ViewError(
+      "view_foreign",
+      `This array is not a view of channel "${this.name}": pass releaseView() only what this channel's ` +
+        `receiveView() or tryReceiveView() returned (messages from receive() go to release(), or nowhere)`,
+    );
+  }
+
+  #receive(view: boolean): Promise<Uint8Array> {
     if (this.#closed) return Promise.reject(this.#closed);
     if (this.#receivers.length === 0) {
       try {
-        const message = this.#poll();
+        const message = this.#poll(view);
         if (message) {
           this.#sentAtReceive = this.#messagesSent;
           return Promise.resolve(message);
@@ -495,23 +611,28 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
       if (this.#peerGone) return Promise.reject(this.#closeForPeer());
     }
     return new Promise((resolve, reject) => {
-      this.#receivers.push({ resolve, reject });
+      this.#receivers.push({ resolve, reject, view });
       this.#wait();
     });
   }
 
-  /**
-   * The next message if one is already there, without waiting. Throws
-   * ChannelClosedError once the peer has closed and everything is read, so a
-   * polling loop ends (a dead peer is noticed on the event loop, by receive()).
-   */
-  tryReceive(): Uint8Array | undefined {
+  #tryReceive(view: boolean): Uint8Array | undefined {
     if (this.#closed) throw this.#closed;
     if (this.#receivers.length > 0) return undefined;
-    const message = this.#poll();
+    const message = this.#poll(view);
     if (message) this.#sentAtReceive = this.#messagesSent;
     else if (this.#peerGone) throw this.#closeForPeer();
     return message;
+  }
+
+  /** Throws when one more view would be over viewsHeldMax. */
+  #checkViewRoom(): void {
+    if (this.#reader.heldCount < heldFramesMax) return;
+    throw new ViewError(
+      "views_exhausted",
+      `Channel "${this.name}" already holds ${heldFramesMax} views (viewsHeldMax); release some with releaseView() ` +
+        `before receiving more views, or copy with receive()`,
+    );
   }
 
   /** Messages until the peer closes; throws if it dies or writes garbage. */
@@ -542,8 +663,22 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     }
     // Stops the waiter thread first: no callback arrives after this line.
     this.#native.close(this.#handle);
+    this.#detachSegment();
     this.#doorbell?.close();
     this.#rejectAll(error);
+  }
+
+  /**
+   * Views from receiveView() are arrays over the mapping that close() just
+   * unmapped: detaching the buffer turns them into empty arrays instead of
+   * pointers into unmapped memory (a crash). Node 20 has no transfer(): there
+   * a view must not be used after close (documented at receiveView).
+   */
+  #detachSegment(): void {
+    const segment = this.#segment as ArrayBuffer & { transfer?: (bytes: number) => ArrayBuffer };
+    if (typeof segment.transfer === "function") segment.transfer(0);
+    this.#views = undefined;
+    this.#viewCopies.length = 0;
   }
 
   #rejectAll(error: Error): void {
@@ -568,9 +703,13 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     return error;
   }
 
-  /** Reads one whole message, or undefined. Throws when the peer wrote garbage. */
-  #poll(): Uint8Array | undefined {
+  /**
+   * Reads one whole message, or undefined: copied out, or with `view` an array over the ring that
+   * stays held until releaseView(). Throws when the peer wrote garbage.
+   */
+  #poll(view = false): Uint8Array | undefined {
     const reader = this.#reader;
+    if (view) this.#checkViewRoom();
     for (;;) {
       let length: number;
       try {
@@ -601,6 +740,12 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
       if (!more && this.#fragmentBytes === 0) {
         this.#messagesReceived++;
         this.#bytesReceived += length;
+        if (view) {
+          // In place: nothing is copied and nothing goes back to the writer until releaseView().
+          const held = new Uint8Array(this.#segment, start, length);
+          (this.#views ??= new Array(heldFramesMax).fill(undefined))[reader.hold()] = held;
+          return held;
+        }
         let message: Uint8Array;
         if (length < poolMessageBytesMin) {
           message = slab.copy(reader.u8, start, length);
@@ -628,7 +773,9 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
       this.#bytesReceived += filled + length;
       this.#assembly = undefined;
       this.#fragmentBytes = 0;
-      return assembly.subarray(0, filled + length);
+      const whole = assembly.subarray(0, filled + length);
+      if (view) this.#viewCopies.push(whole);
+      return whole;
     }
   }
 
@@ -688,10 +835,12 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
    * so neither it nor any view on it may be used afterwards. Optional; only
    * messages of 64 KiB or more are kept (a new buffer of that size costs more
    * than copying into an old one), anything else is ignored, and so is a
-   * second release of the same message.
+   * second release of the same message. A view from {@link receiveView} is
+   * passed on to {@link releaseView}.
    */
   release(message: Uint8Array): void {
     const buffer = message.buffer as ArrayBuffer;
+    if (buffer === this.#segment) return this.releaseView(message);
     if (!this.#poolable.has(buffer) || this.#pool.length >= poolBuffersMax || this.#pool.includes(buffer)) return;
     if (buffer === this.#assembly?.buffer) return; // Still being filled.
     this.#pool.push(buffer);
@@ -752,7 +901,14 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
 
   #deliver(): void {
     while (this.#receivers.length > 0) {
-      const message = this.#poll();
+      let message: Uint8Array | undefined;
+      try {
+        message = this.#poll(this.#receivers[0].view);
+      } catch (error) {
+        if (!(error instanceof ViewError)) throw error;
+        this.#receivers.shift()!.reject(error); // Too many views held: this receiver fails, the channel serves on.
+        continue;
+      }
       if (!message) break;
       this.#sentAtReceive = this.#messagesSent;
       this.#receivers.shift()!.resolve(message);
