@@ -169,8 +169,11 @@ bench-shmipc: build $(SHMIPC_BENCH)
 	mkdir -p .scratch
 	$(DENO) run -A bench/channel_bench.ts --json --only=rtt,throughput --transports=shm,unix $(BENCH_ARGS) > .scratch/side_deno.jsonl
 	$(BUN) bench/channel_bench.ts --json --only=rtt,throughput --transports=shm,unix $(BENCH_ARGS) > .scratch/side_bun.jsonl
+	$(DENO) run -A bench/shmipc/views.ts --json $(BENCH_ARGS) > .scratch/side_deno_view.jsonl
+	$(BUN) bench/shmipc/views.ts --json $(BENCH_ARGS) > .scratch/side_bun_view.jsonl
 	$(SHMIPC_BENCH) --json $(BENCH_ARGS) > .scratch/side_go.jsonl
-	$(DENO) run -A bench/side_by_side.ts .scratch/side_deno.jsonl .scratch/side_bun.jsonl .scratch/side_go.jsonl
+	$(DENO) run -A bench/side_by_side.ts .scratch/side_deno.jsonl .scratch/side_bun.jsonl .scratch/side_go.jsonl \
+	  .scratch/side_deno_view.jsonl .scratch/side_bun_view.jsonl
 	$(DENO) run -A bench/charts.ts .scratch/side_deno.jsonl .scratch/side_bun.jsonl .scratch/side_go.jsonl
 
 # The floor under issue 12's parked->woken target: two native processes waking each other through a shared

@@ -1,10 +1,18 @@
 /**
  * One table from several benchmark runs' JSON lines (bench/channel_bench.ts
- * --json under Deno and Bun, bench/shmipc --json under Go): per message size,
- * each transport's ping-pong p50 / p99 and one-way messages per second, side
- * by side. `make bench-shmipc` runs everything in one go and calls this.
+ * and bench/shmipc/views.ts --json under Deno and Bun, bench/shmipc --json
+ * under Go): per message size, each transport's ping-pong p50 / p99 and
+ * one-way messages per second, side by side, then per size whether our
+ * channel beats shmipc-go. `make bench-shmipc` runs everything in one go and
+ * calls this.
  *
  *     deno run -A bench/side_by_side.ts a.jsonl b.jsonl …
+ *
+ * Columns: `shm_view` is our channel used as shmipc-go is used (receiveView()
+ * and releaseView(): the receiver reads the ring in place, as ReadBytes +
+ * ReleaseReadAndReuse read shmipc-go's buffer; see bench/shmipc/views.ts for
+ * each side's work per message); `shm` is the copying receive() that RPC
+ * uses (bench/channel_bench.ts); `unix` a unix socket from the same runtime.
  *
  * @module
  */
@@ -26,9 +34,18 @@ interface Row {
 const rows: Row[] = process.argv.slice(2).flatMap((file) =>
   readFileSync(file, "utf8").split("\n").filter((line) => line.startsWith("{")).map((line) => JSON.parse(line) as Row)
 );
-/** The transports compared: ours (shm and a unix socket from the same runtime) and shmipc-go's (with Go's unix socket). */
-const wanted = new Set(["shm", "unix", "shmipc"]);
-const columns = [...new Set(rows.filter((r) => wanted.has(r.transport)).map((r) => `${r.runtime} ${r.transport}`))];
+/**
+ * The transports compared, in column order within a runtime: ours (views, copies, and a unix socket from the same
+ * runtime) and shmipc-go's (with Go's unix socket).
+ */
+const wanted = ["shm_view", "shm", "unix", "shmipc"];
+const runtimes = [...new Set(rows.map((r) => r.runtime))];
+const columns = [...new Set(rows.filter((r) => wanted.includes(r.transport)).map((r) => `${r.runtime} ${r.transport}`))]
+  .sort((a, b) => {
+    const [ra, ta] = a.split(" ");
+    const [rb, tb] = b.split(" ");
+    return runtimes.indexOf(ra) - runtimes.indexOf(rb) || wanted.indexOf(ta) - wanted.indexOf(tb);
+  });
 const sizes = [...new Set(rows.map((r) => r.size))].filter((s) => s > 0).sort((a, b) => a - b);
 const find = (bench: string, column: string, size: number) =>
   rows.find((r) => r.bench === bench && `${r.runtime} ${r.transport}` === column && r.size === size);
@@ -48,3 +65,24 @@ for (const size of sizes) {
   const tput = columns.map((c) => num(find("channel.throughput", c, size)?.msgs_per_s, 0));
   console.log(`| ${label(size)} | one-way msgs/s | ${tput.join(" | ")} |`);
 }
+
+// Per size: ours (each runtime's shm_view, the API that works as shmipc-go's does) against shmipc-go, same run.
+const shmipc = (bench: string, size: number) => find(bench, "go shmipc", size);
+const lines: string[] = [];
+for (const size of sizes) {
+  for (const runtime of runtimes.filter((r) => r !== "go")) {
+    const ours = (bench: string) => find(bench, `${runtime} shm_view`, size);
+    const rtt = ours("channel.rtt")?.p50_us;
+    const theirsRtt = shmipc("channel.rtt", size)?.p50_us;
+    const tput = ours("channel.throughput")?.msgs_per_s;
+    const theirsTput = shmipc("channel.throughput", size)?.msgs_per_s;
+    if (rtt == null || theirsRtt == null || tput == null || theirsTput == null) continue;
+    const verdict = (better: boolean) => better ? "faster" : "SLOWER";
+    lines.push(
+      `- ${label(size)}, ${runtime} shm_view vs go shmipc: round trip ${verdict(rtt < theirsRtt)} ` +
+        `(p50 ${num(rtt)} vs ${num(theirsRtt)} µs), one-way ${verdict(tput > theirsTput)} ` +
+        `(${num(tput, 0)} vs ${num(theirsTput, 0)} msgs/s)`,
+    );
+  }
+}
+if (lines.length > 0) console.log(`\n${lines.join("\n")}`);

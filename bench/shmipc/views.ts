@@ -4,8 +4,8 @@
  * two processes (this file re-runs itself as the peer), with the same work per
  * message on both sides, so bench/side_by_side.ts can put them in one table.
  *
- *     deno run -A bench/shmipc/views.ts [--json] [--quick] [--modes=view,copy] [--sizes=64,4096]
- *     bun bench/shmipc/views.ts [--json] [--quick] [--modes=view,copy] [--sizes=64,4096]
+ *     deno run -A bench/shmipc/views.ts [--json] [--quick] [--modes=view,copy] [--sizes=64,4096] [--ring=BYTES]
+ *     bun bench/shmipc/views.ts [--json] [--quick] [--modes=view,copy] [--sizes=64,4096] [--ring=BYTES]
  *
  * Per message, side by side (shmipc-go's calls are those of main.go):
  *
@@ -52,13 +52,22 @@ const peerLifetimeMs = 10 * 60 * 1000;
 const env = process.env;
 const self = fileURLToPath(import.meta.url);
 
+/** --ring=BYTES: one ring size for every message size (e.g. 1 MiB, to measure the copy that fragmented views fall back to). */
+let ringBytesFixed = 0;
+
 function ringBytesFor(size: number): number {
+  if (ringBytesFixed > 0) return ringBytesFixed;
   let ring = MiB;
   while (ring < 8 * size) ring *= 2;
   return ring;
 }
 
 /** Receives one message in `mode`, and hands it back at once (the peer does not read it). */
+function ringLabel(size: number): string {
+  const ring = ringBytesFor(size);
+  return ring >= MiB ? `${ring / MiB} MiB` : `${ring / KiB} KiB`;
+}
+
 async function receiveAndRelease(ch: ShmChannel, mode: Mode): Promise<number> {
   if (mode === "view") {
     const view = ch.tryReceiveView() ?? await ch.receiveView();
@@ -102,7 +111,8 @@ async function servePeer(): Promise<void> {
 }
 
 async function startPeer(run: "pingpong" | "count", mode: Mode, size: number): Promise<[ShmChannel, ChildProcess]> {
-  const ch = ShmChannel.create({ ringBytes: ringBytesFor(size) });
+  const ringBytes = ringBytesFor(size);
+  const ch = ShmChannel.create({ ringBytes });
   // Diagnostic: PSHM_VIEWS_PEER_FLAGS (e.g. "--cpu-prof --cpu-prof-dir=.scratch/prof" under Deno) go to the peer's runtime.
   const flags = env.PSHM_VIEWS_PEER_FLAGS?.split(" ").filter(Boolean) ?? [];
   const args = childArgs(self);
@@ -135,7 +145,7 @@ async function stop(ch: ShmChannel, child: ChildProcess): Promise<void> {
 
 async function pingPong(mode: Mode, size: number, quick: boolean): Promise<BenchRow> {
   let rounds = size >= 64 * KiB ? 2000 : 20_000;
-  if (quick) rounds = Math.max(20, rounds / 100);
+  if (quick) rounds = Math.max(20, rounds / 10);
   const [ch, child] = await startPeer("pingpong", mode, size);
   const msg = new Uint8Array(size);
   const samples: number[] = [];
@@ -155,7 +165,12 @@ async function pingPong(mode: Mode, size: number, quick: boolean): Promise<Bench
   } finally {
     await stop(ch, child);
   }
-  const row = latencyRow("channel.rtt", `shm_${mode}`, samples, `ping-pong, n=${samples.length}`);
+  const row = latencyRow(
+    "channel.rtt",
+    `shm_${mode}`,
+    samples,
+    `ping-pong, n=${samples.length}, ring ${ringLabel(size)}`,
+  );
   row.size = size;
   row.msgs_per_s = Math.round(samples.length / (samples.reduce((a, b) => a + b, 0) / 1000));
   return row;
@@ -163,12 +178,13 @@ async function pingPong(mode: Mode, size: number, quick: boolean): Promise<Bench
 
 async function oneWay(mode: Mode, size: number, quick: boolean): Promise<BenchRow> {
   let count = size >= MiB ? 500 : size >= 64 * KiB ? 5000 : 200_000;
-  if (quick) count = Math.max(sendBatch, count / 100);
+  if (quick) count = Math.max(sendBatch, count / 10);
   const [ch, child] = await startPeer("count", mode, size);
   const msg = new Uint8Array(size);
   const header = new Uint8Array(8);
   new DataView(header.buffer).setUint32(0, count, true);
   let ms: number;
+  let wakeups = "";
   try {
     const t0 = performance.now();
     await ch.send(header);
@@ -182,10 +198,18 @@ async function oneWay(mode: Mode, size: number, quick: boolean): Promise<BenchRo
     ms = performance.now() - t0;
     const counted = new DataView(answer.buffer, answer.byteOffset, 8).getUint32(0, true);
     if (counted !== count) throw new Error(`the peer counted ${counted} messages, sent ${count}`);
+    const stats = ch.stats();
+    wakeups = `; sender woke the peer ${stats.wakeupsSent}x, was woken ${stats.wakeupsReceived}x`;
   } finally {
     await stop(ch, child);
   }
-  const row = rateRow("channel.throughput", `shm_${mode}`, count, ms, `one-way, ${count} messages`);
+  const row = rateRow(
+    "channel.throughput",
+    `shm_${mode}`,
+    count,
+    ms,
+    `one-way, ${count} messages, ring ${ringLabel(size)}${wakeups}`,
+  );
   row.size = size;
   row.bytes_per_s = Math.round(count * size / (ms / 1000));
   return row;
@@ -198,6 +222,7 @@ async function main(): Promise<void> {
   const option = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
   const modes = (option("modes") ?? "view").split(",") as Mode[];
   const sizes = (option("sizes") ?? `64,${4 * KiB},${64 * KiB},${MiB}`).split(",").map(Number);
+  ringBytesFixed = Number(option("ring") ?? 0);
   for (const m of modes) if (m !== "view" && m !== "copy") throw new Error(`--modes: view or copy, got ${m}`);
   const rows: BenchRow[] = [];
   for (const size of sizes) {
