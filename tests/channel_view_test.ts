@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
-import { ShmChannel, ViewError, viewsHeldMax } from "../mod.ts";
+import { ChannelClosedError, ShmChannel, ViewError, viewsHeldMax } from "../mod.ts";
 import { matchesPattern, pattern, peerPath, runtime, shmSegments, startPeer, test } from "./_harness.ts";
 
 function pair(options = {}): [ShmChannel, ShmChannel] {
@@ -195,6 +195,23 @@ test("close() ends held views: they read as empty, releasing them does nothing, 
   b.releaseView(view); // After close: nothing to give back, no error.
   const detachable = typeof (new ArrayBuffer(0) as { transfer?: unknown }).transfer === "function";
   if (detachable) assert.equal(view.length, 0, "the view no longer reaches the unmapped ring");
+  await nothingLeft(a.name);
+});
+
+test("when the peer closes, held views stay readable; this side closes once the last one is released", async () => {
+  const [a, b] = pair();
+  await a.send(pattern(1, 3000));
+  await a.send(pattern(2, 100));
+  const first = await b.receiveView();
+  const second = await b.receiveView();
+  a.close();
+  await assert.rejects(b.receive(), (e) => e instanceof ChannelClosedError && e.code === "peer-closed");
+  assert.ok(!b.closed, "views are held: the channel stays open for them");
+  assert.ok(matchesPattern(1, first) && matchesPattern(2, second), "held views still read the peer's bytes");
+  b.releaseView(second);
+  assert.ok(!b.closed);
+  b.releaseView(first);
+  assert.ok(b.closed, "the last release closes the side whose peer is gone");
   await nothingLeft(a.name);
 });
 

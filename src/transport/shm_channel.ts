@@ -533,6 +533,9 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
    *   released twice ("view_released"), an array this channel did not hand
    *   out by receiveView() ("view_foreign"), more than viewsHeldMax held
    *   ("views_exhausted").
+   * - When the peer closes or dies, receiving fails as usual once the ring
+   *   is drained, but this side stays open while it holds views (they stay
+   *   readable) and closes when the last one is released.
    * - close() ends every view: in Deno, Bun and Node 22+ a view then has
    *   length 0 (the mapping is detached, not left dangling). Under Node 20,
    *   which cannot detach it, a view must not be read after close().
@@ -576,6 +579,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
         if (views[slot] !== view) continue;
         views[slot] = undefined;
         if (reader.releaseHeld(slot)) this.#wakePeerIf(L.parked_want_space);
+        if (this.#peerGone && reader.heldCount === 0 && !reader.hasData()) this.#closeForPeer();
         return;
       }
     }
@@ -700,10 +704,15 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
       : new ChannelClosedError("peer-closed", `The peer closed channel "${this.name}"`);
   }
 
-  /** Called once the ring is drained and the peer is gone: closes this side too. */
+  /**
+   * Called once the ring is drained and the peer is gone: closes this side too. While views from
+   * receiveView() are held it only fails what waits (closing would end the views under their holder's
+   * feet); releaseView() of the last one closes it.
+   */
   #closeForPeer(): ChannelClosedError {
     const error = this.#peerGoneError();
-    this.#shutdown(error);
+    if (this.#reader.heldCount > 0) this.#rejectAll(error);
+    else this.#shutdown(error);
     return error;
   }
 
