@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { ChannelClosedError, ShmChannel, ViewError, viewsHeldMax } from "../mod.ts";
-import { matchesPattern, pattern, peerPath, runtime, shmSegments, startPeer, test } from "./_harness.ts";
+import { cPeerPath, matchesPattern, pattern, peerPath, runtime, shmSegments, startPeer, test } from "./_harness.ts";
 
 function pair(options = {}): [ShmChannel, ShmChannel] {
   const a = ShmChannel.create(options);
@@ -246,3 +246,37 @@ test(`${runtime} reads 20000 views from a streaming peer process while holding t
   }
   await nothingLeft(channel.name);
 }, { timeoutMs: 60_000 });
+
+test(
+  "views read the echoes of the native C peer (the Zig ring writer) across the wrap point, two held at a time",
+  async () => {
+    const ringBytes = 1 << 14;
+    const frameMax = ringBytes / 4 - 8;
+    const channel = ShmChannel.create({ ringBytes });
+    const child = startPeer("native", cPeerPath, {}, [channel.name, channel.token]);
+    try {
+      await channel.waitForPeer(20_000);
+      let previous: [number, Uint8Array] | undefined;
+      for (let seq = 0; seq < 500; seq++) {
+        const size = seq % 50 === 0 ? frameMax : (seq * 53) % 2000;
+        await channel.send(pattern(seq, size));
+        const view = await channel.receiveView();
+        assert.equal(view.length, size);
+        assert.ok(inPlace(view, ringBytes), `echo ${seq} is read in place`);
+        assert.ok(matchesPattern(seq, view), `echo ${seq} of ${size} bytes`);
+        if (previous) {
+          assert.ok(matchesPattern(previous[0], previous[1]), `echo ${previous[0]} is intact while held`);
+          channel.releaseView(previous[1]);
+        }
+        previous = [seq, view];
+      }
+      channel.releaseView(previous![1]);
+    } finally {
+      channel.close();
+      const { code } = await child.exited;
+      assert.equal(code, 0, `C peer exit code; stderr: ${child.stderr()}`);
+    }
+    await nothingLeft(channel.name);
+  },
+  { timeoutMs: 60_000 },
+);
