@@ -280,3 +280,29 @@ test(
   },
   { timeoutMs: 60_000 },
 );
+
+test(
+  "large frames rewound to the ring's start are read by the native C peer (the Zig ring reader), and come back as views",
+  async () => {
+    const ringBytes = 2 << 20; // Frames up to 512 KiB: a 400 KB message is one frame, rewound when the ring is empty.
+    const channel = ShmChannel.create({ ringBytes });
+    const child = startPeer("native", cPeerPath, {}, [channel.name, channel.token]);
+    try {
+      await channel.waitForPeer(20_000);
+      for (let seq = 0; seq < 12; seq++) {
+        const size = seq % 3 === 0 ? 100 : 400_000 + seq * 8; // Small ones move the position off the ring's start.
+        await channel.send(pattern(seq, size));
+        const view = await channel.receiveView();
+        assert.equal(view.length, size);
+        assert.ok(inPlace(view, ringBytes) && matchesPattern(seq, view), `echo ${seq} of ${size} bytes`);
+        channel.releaseView(view);
+      }
+    } finally {
+      channel.close();
+      const { code } = await child.exited;
+      assert.equal(code, 0, `C peer exit code; stderr: ${child.stderr()}`);
+    }
+    await nothingLeft(channel.name);
+  },
+  { timeoutMs: 60_000 },
+);

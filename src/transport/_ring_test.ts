@@ -140,3 +140,44 @@ test("held frames stay intact until released, in any order, while the writer fil
     { numRuns: 200 },
   );
 });
+
+test("a large frame into an empty ring goes to the ring's start behind a padding frame; never when that would not fit", () => {
+  const ringBytes = 2 << 20; // Frames up to 512 KiB.
+  const buffer = segment(ringBytes);
+  const writer = new RingWriter(buffer, 0, ringBytes);
+  const reader = new RingReader(buffer, 0, ringBytes);
+  const data = L.header_bytes;
+  const large = (seq: number, length: number) => Uint8Array.from({ length }, (_, k) => (seq * 7 + k) & 255);
+  const readOne = () => {
+    const n = reader.next();
+    const bytes = reader.u8.slice(reader.payloadOffset, reader.payloadOffset + n);
+    const at = reader.payloadOffset - 8 - data;
+    reader.release();
+    return { bytes, at };
+  };
+  // Small frames are not moved: the first large one goes where they end (no room before it yet).
+  assert.ok(writer.tryWrite(new Uint8Array(100), 0, 100, 0));
+  assert.ok(writer.tryWrite(large(1, 300_000), 0, 300_000, 0));
+  writer.publish();
+  assert.equal(readOne().at, 0);
+  const first = readOne();
+  assert.equal(first.at, 112, "a large frame that does not fit before the position stays where it is");
+  assert.deepEqual(first.bytes, large(1, 300_000));
+  // Now the ring is empty and the position is past 300 KiB: the next large frame rewinds to 0, and until the reader
+  // passes the padding behind it, the ring has no room for another.
+  assert.ok(writer.tryWrite(large(2, 300_000), 0, 300_000, 0));
+  assert.ok(!writer.tryWrite(large(9, 300_000), 0, 300_000, 0), "the padding holds the rest of the ring");
+  writer.publish();
+  const second = readOne();
+  assert.equal(second.at, 0, "rewound to the ring's start");
+  assert.deepEqual(second.bytes, large(2, 300_000));
+  // Not empty (a small frame is unread): the next large one goes after it, however much room is before it.
+  assert.ok(writer.tryWrite(new Uint8Array(100), 0, 100, 0));
+  assert.ok(writer.tryWrite(large(3, 300_000), 0, 300_000, 0));
+  writer.publish();
+  assert.equal(readOne().at, 300_008);
+  const third = readOne();
+  assert.equal(third.at, 300_120, "behind an unread frame nothing rewinds");
+  assert.deepEqual(third.bytes, large(3, 300_000));
+  assert.equal(reader.next(), -1);
+});
