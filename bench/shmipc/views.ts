@@ -62,21 +62,28 @@ function ringBytesFor(size: number): number {
   return ring;
 }
 
-/** Receives one message in `mode`, and hands it back at once (the peer does not read it). */
 function ringLabel(size: number): string {
   const ring = ringBytesFor(size);
   return ring >= MiB ? `${ring / MiB} MiB` : `${ring / KiB} KiB`;
 }
 
-async function receiveAndRelease(ch: ShmChannel, mode: Mode): Promise<number> {
-  if (mode === "view") {
-    const view = ch.tryReceiveView() ?? await ch.receiveView();
-    const length = view.length;
-    ch.releaseView(view);
-    return length;
-  }
-  const message = ch.tryReceive() ?? await ch.receive();
-  ch.release(message);
+/**
+ * Takes one message in `mode` if one is there and hands it back at once (nobody reads it): its length, or -1.
+ * Synchronous, so a message that is already there costs no promise (Go's ReadBytes does not either).
+ */
+function tryTake(ch: ShmChannel, mode: Mode): number {
+  const message = mode === "view" ? ch.tryReceiveView() : ch.tryReceive();
+  if (message === undefined) return -1;
+  if (mode === "view") ch.releaseView(message);
+  else ch.release(message);
+  return message.length;
+}
+
+/** Waits for one message in `mode`, and hands it back at once: its length. */
+async function take(ch: ShmChannel, mode: Mode): Promise<number> {
+  const message = mode === "view" ? await ch.receiveView() : await ch.receive();
+  if (mode === "view") ch.releaseView(message);
+  else ch.release(message);
   return message.length;
 }
 
@@ -89,7 +96,7 @@ async function servePeer(): Promise<void> {
   try {
     if (env.PSHM_VIEWS_RUN === "pingpong") {
       for (;;) {
-        await receiveAndRelease(ch, mode);
+        if (tryTake(ch, mode) < 0) await take(ch, mode);
         await ch.send(reply);
       }
     }
@@ -98,7 +105,10 @@ async function servePeer(): Promise<void> {
       const header = await ch.receive();
       const count = new DataView(header.buffer, header.byteOffset, 8).getUint32(0, true);
       let bytes = 0;
-      for (let i = 0; i < count; i++) bytes += await receiveAndRelease(ch, mode);
+      for (let i = 0; i < count; i++) {
+        const length = tryTake(ch, mode);
+        bytes += length >= 0 ? length : await take(ch, mode);
+      }
       const answer = new Uint8Array(8);
       new DataView(answer.buffer).setUint32(0, bytes / size, true);
       await ch.send(answer);
@@ -155,7 +165,7 @@ async function pingPong(mode: Mode, size: number, quick: boolean): Promise<Bench
     for (let i = 0; i < rounds + warm; i++) {
       const t0 = performance.now();
       await ch.send(msg);
-      const length = await receiveAndRelease(ch, mode);
+      const length = await take(ch, mode);
       const t1 = performance.now();
       if (length !== size) throw new Error(`echo of ${length} bytes, want ${size}`);
       if (i === warm) deadline = t1 + runCapMs;
