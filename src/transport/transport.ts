@@ -29,6 +29,12 @@ export interface Transport {
   send(bytes: Uint8Array): Promise<void>;
   /** The next message. Rejects with ChannelClosedError once the peer is gone and nothing is left. */
   receive(): Promise<Uint8Array>;
+  /**
+   * The next message if one is already there, else undefined, without a
+   * promise: a reader drains a burst synchronously and awaits receive() only
+   * when it runs dry. Throws what receive() would reject with. Optional.
+   */
+  tryReceive?(): Uint8Array | undefined;
   /** Closes this side. Idempotent. */
   close(): void;
   /** True once closed by either side. */
