@@ -154,21 +154,41 @@ function isMap(value: unknown): value is Record<string, unknown> {
 
 /**
  * Throws unless `value` nests arrays and maps at most `depthMax` deep.
- * Iterative, so a hostile value cannot exhaust the stack here.
+ * Recursive, but never deeper than `depthMax` + 1 calls (it stops at the
+ * first value too deep), so a hostile value cannot exhaust the stack here;
+ * it allocates nothing for arrays and plain maps (a work list cost two
+ * arrays per call, on every request and response).
  */
 export function checkDepth(kind: string, value: unknown, depthMax: number = payloadDepthMax): void {
-  const stack: [unknown, number][] = [[value, 1]];
-  while (stack.length > 0) {
-    const [item, depth] = stack.pop()!;
-    let children: unknown[];
-    if (Array.isArray(item)) children = item;
-    else if (isMap(item)) children = item instanceof Map ? [...item.values()] : Object.values(item);
-    else continue;
-    if (depth > depthMax) fail(kind, `nests arrays and maps more than ${depthMax} deep`);
-    for (const child of children) {
-      if (typeof child === "object" && child !== null) stack.push([child, depth + 1]);
-    }
+  if (typeof value === "object" && value !== null && !nestsWithin(value, depthMax)) {
+    fail(kind, `nests arrays and maps more than ${depthMax} deep`);
   }
+}
+
+/** True when `item` (at depth 1) and what it holds nest arrays and maps at most `depthLeft` deep. */
+function nestsWithin(item: object, depthLeft: number): boolean {
+  if (Array.isArray(item)) {
+    if (depthLeft < 1) return false;
+    for (let i = 0; i < item.length; i++) {
+      const child = item[i];
+      if (typeof child === "object" && child !== null && !nestsWithin(child, depthLeft - 1)) return false;
+    }
+    return true;
+  }
+  if (!isMap(item)) return true;
+  if (depthLeft < 1) return false;
+  if (item instanceof Map) {
+    for (const child of item.values()) {
+      if (typeof child === "object" && child !== null && !nestsWithin(child, depthLeft - 1)) return false;
+    }
+    return true;
+  }
+  for (const key in item) {
+    if (!Object.hasOwn(item, key)) continue;
+    const child = item[key];
+    if (typeof child === "object" && child !== null && !nestsWithin(child, depthLeft - 1)) return false;
+  }
+  return true;
 }
 
 /** Any value: RESPONSE, STREAM_DATA, and EVENT data. Only its depth is limited. */

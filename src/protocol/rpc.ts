@@ -372,14 +372,19 @@ export class RpcPeer {
     const frame = this.#encode(FrameKind.request, id, request, flagOpener);
     // Only this call fails (an argument too large to send, say); the connection stays up.
     if (frame instanceof Error) return failCall(frame, method, observer, state);
-    return new Promise((resolve, reject) => {
-      const cleanup = this.#armCall(id, method, options);
-      this.#calls.set(
-        id,
-        observer ? new ObservedCall(resolve, reject, cleanup, observer, method, state) : { resolve, reject, cleanup },
-      );
-      this.#write(frame);
-    });
+    // A module-level executor: no closure and no context per call, only the promise and its resolving functions.
+    const promise = new Promise(captureResolvers);
+    const cleanup = options.signal === undefined && options.deadlineMs === undefined
+      ? noop
+      : this.#armCall(id, method, options);
+    this.#calls.set(
+      id,
+      observer
+        ? new ObservedCall(capturedResolve, capturedReject, cleanup, observer, method, state)
+        : { resolve: capturedResolve, reject: capturedReject, cleanup },
+    );
+    this.#write(frame);
+    return promise;
   }
 
   #armCall(id: number, method: string, options: CallOptions): () => void {
@@ -592,17 +597,21 @@ export class RpcPeer {
 
   #dispatch(bytes: Uint8Array): void {
     this.#framesReceived++;
-    const header = decodeHeader(bytes);
-    switch (header.kind) {
+    // The header read in place, as decodeHeader does, without an object per frame.
+    if (bytes.length < frameHeaderBytes) decodeHeader(bytes); // Throws the ProtocolError that says why.
+    const kind = bytes[0];
+    const flags = bytes[1];
+    const id = (bytes[4] | (bytes[5] << 8) | (bytes[6] << 16) | (bytes[7] << 24)) >>> 0;
+    switch (kind) {
       case FrameKind.request:
-        return this.#onRequest(header.id, bytes);
+        return this.#onRequest(id, bytes);
       case FrameKind.response:
-        return this.#onResponse(header.id, bytes);
+        return this.#onResponse(id, bytes);
       case FrameKind.error:
-        return this.#onError(header.id, bytes);
+        return this.#onError(id, bytes);
       case FrameKind.cancel:
         validateEmpty(decodePayload(bytes, this.#inflatedBytesMax), "CANCEL");
-        return this.#onCancel(header.id, header.flags);
+        return this.#onCancel(id, flags);
       case FrameKind.event:
         return this.#onEventFrame(bytes);
       case FrameKind.ping:
@@ -618,13 +627,14 @@ export class RpcPeer {
         this.remoteDraining = true;
         return;
       case FrameKind.streamOpen:
-        return this.#onStreamOpen(header.id, bytes);
+        return this.#onStreamOpen(id, bytes);
       case FrameKind.streamData:
       case FrameKind.streamEnd:
       case FrameKind.streamCredit:
-        return this.#onStreamFrame(header.kind, header.id, header.flags, bytes);
+        return this.#onStreamFrame(kind as FrameKindValue, id, flags, bytes);
       default:
-        throw new ProtocolError(`frame kind ${header.kind} is not valid after the handshake`);
+        decodeHeader(bytes); // An unknown kind is named as such.
+        throw new ProtocolError(`frame kind ${kind} is not valid after the handshake`);
     }
   }
 
@@ -818,6 +828,15 @@ export class RpcPeer {
 }
 
 function noop(): void {}
+
+// What captureResolvers last saw: read right after `new Promise(captureResolvers)`, which calls it synchronously.
+let capturedResolve: (value: unknown) => void = noop;
+let capturedReject: (error: Error) => void = noop;
+
+function captureResolvers(resolve: (value: unknown) => void, reject: (error: Error) => void): void {
+  capturedResolve = resolve;
+  capturedReject = reject;
+}
 
 /** A call that fails before it is sent, its observer told first. */
 function failCall(error: Error, method: string, observer: CallObserver | undefined, state: unknown): Promise<never> {
