@@ -17,7 +17,7 @@
  */
 
 import { deflateRawSync, inflateRawSync } from "node:zlib";
-import { Packr, RESERVE_START_SPACE, Unpackr } from "msgpackr";
+import { Packr, RESERVE_START_SPACE, REUSE_BUFFER_MODE, Unpackr } from "msgpackr";
 import { ProtocolError } from "./errors.ts";
 
 /** Frame kinds. Values are part of the wire format. */
@@ -76,18 +76,49 @@ const unpackr = new Unpackr({ useRecords: false, moreTypes: false, int64AsType: 
 
 /** Encodes one frame. */
 export function encodeFrame(kind: FrameKindValue, id: number, payload: unknown, flags = 0): Uint8Array {
+  const frame = encodeFrameInPlace(kind, id, payload, flags);
+  return frame.bytes.subarray(frame.start, frame.end);
+}
+
+/**
+ * A frame where {@link encodeFrameInPlace} wrote it: `bytes[start, end)`. The
+ * object is reused by the next call; the bytes are not (the encoder moves on
+ * to fresh space, and to a fresh buffer when that is full), so a sender may
+ * keep the range until its send completes.
+ */
+export interface EncodedFrame {
+  bytes: Uint8Array;
+  start: number;
+  end: number;
+}
+
+const encoded: EncodedFrame = { bytes: new Uint8Array(0), start: 0, end: 0 };
+
+/**
+ * Encodes one frame into the encoder's own buffer, without a view on it: a
+ * subarray per frame cost an allocation (in Deno a Node Buffer, a JavaScript
+ * class) on every request and response. Use the result before the next call.
+ */
+export function encodeFrameInPlace(kind: FrameKindValue, id: number, payload: unknown, flags = 0): EncodedFrame {
   // Reserving the header's space in msgpackr's own output buffer avoids a
-  // second allocation and copy per frame.
-  const bytes = packr.pack(payload, RESERVE_START_SPACE | frameHeaderBytes) as Uint8Array;
-  bytes[0] = kind;
-  bytes[1] = flags;
-  bytes[2] = 0;
-  bytes[3] = 0;
-  bytes[4] = id & 255;
-  bytes[5] = (id >>> 8) & 255;
-  bytes[6] = (id >>> 16) & 255;
-  bytes[7] = (id >>> 24) & 255;
-  return bytes;
+  // second allocation and copy per frame. REUSE_BUFFER_MODE returns that
+  // buffer whole, with the frame's range in its start and end properties.
+  const bytes = packr.pack(payload, REUSE_BUFFER_MODE | RESERVE_START_SPACE | frameHeaderBytes) as unknown as
+    & Uint8Array
+    & { start: number; end: number };
+  const at = bytes.start;
+  bytes[at] = kind;
+  bytes[at + 1] = flags;
+  bytes[at + 2] = 0;
+  bytes[at + 3] = 0;
+  bytes[at + 4] = id & 255;
+  bytes[at + 5] = (id >>> 8) & 255;
+  bytes[at + 6] = (id >>> 16) & 255;
+  bytes[at + 7] = (id >>> 24) & 255;
+  encoded.bytes = bytes;
+  encoded.start = at;
+  encoded.end = bytes.end;
+  return encoded;
 }
 
 /**

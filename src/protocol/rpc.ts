@@ -15,7 +15,8 @@ import {
   compressFrame,
   decodeHeader,
   decodePayload,
-  encodeFrame,
+  type EncodedFrame,
+  encodeFrameInPlace,
   flagOpener,
   frameHeaderBytes,
   FrameKind,
@@ -562,34 +563,42 @@ export class RpcPeer {
     return frame instanceof Error ? Promise.reject(frame) : this.#write(frame);
   }
 
-  /** One frame's bytes, or the error that says why it cannot be sent (returned: no throw on the call path). */
-  #encode(kind: FrameKindValue, id: number, payload: unknown, flags: number): Uint8Array | Error {
-    let frame: Uint8Array;
+  /**
+   * One frame, encoded in place (use it before the next encode), or the error that says why it cannot be sent
+   * (returned: no throw on the call path).
+   */
+  #encode(kind: FrameKindValue, id: number, payload: unknown, flags: number): EncodedFrame | Error {
+    let frame: EncodedFrame;
     try {
-      frame = encodeFrame(kind, id, payload, flags);
+      frame = encodeFrameInPlace(kind, id, payload, flags);
     } catch (error) {
       return new TypeError(`Cannot encode the payload as MessagePack: ${(error as Error).message}`);
     }
-    if (frame.length - frameHeaderBytes >= this.#compressFrom) {
+    if (frame.end - frame.start - frameHeaderBytes >= this.#compressFrom) {
       try {
-        frame = compressFrame(frame) ?? frame;
+        const compressed = compressFrame(frame.bytes.subarray(frame.start, frame.end));
+        if (compressed) frame = { bytes: compressed, start: 0, end: compressed.length };
       } catch (error) {
         return new TypeError(`Cannot compress the payload: ${(error as Error).message}`);
       }
     }
-    if (frame.length > this.#transport.messageBytesMax) {
-      return new MessageTooLargeError(frame.length, this.#transport.messageBytesMax);
+    const length = frame.end - frame.start;
+    if (length > this.#transport.messageBytesMax) {
+      return new MessageTooLargeError(length, this.#transport.messageBytesMax);
     }
     if (kind === FrameKind.streamData) {
       this.#streamItemsSent++;
-      this.#streamBytesSent += frame.length;
+      this.#streamBytesSent += length;
     }
     return frame;
   }
 
   /** Hands an encoded frame to the transport; its failure closes the endpoint (one shared handler, no closure per frame). */
-  #write(frame: Uint8Array): Promise<void> {
-    const sent = this.#transport.send(frame);
+  #write(frame: EncodedFrame): Promise<void> {
+    const transport = this.#transport;
+    const sent = transport.sendRange
+      ? transport.sendRange(frame.bytes, frame.start, frame.end)
+      : transport.send(frame.bytes.subarray(frame.start, frame.end));
     return sent === sentAtOnce ? sent : sent.catch(this.#lose);
   }
 

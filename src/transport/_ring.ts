@@ -12,6 +12,12 @@ import { FrameCorruptError } from "./errors.ts";
 import { framePayloadBytesMax, L, ringDataOffset, ringReadOffset, ringWriteOffset } from "../native/layout.ts";
 
 const headerBytes = L.frame_header_bytes;
+/**
+ * Payloads up to this size are copied into the ring byte by byte: a frame
+ * encoded in the middle of the encoder's buffer would otherwise need a
+ * subarray (an allocation) for set(), on every call's request and response.
+ */
+const copyLoopBytesMax = 128;
 
 function frameBytes(payloadBytes: number): number {
   return (headerBytes + payloadBytes + 7) & ~7;
@@ -82,7 +88,7 @@ export class RingWriter {
     }
     this.#header(at, length, flags);
     const offset = this.#data + at + headerBytes;
-    if (length <= 16) {
+    if (length <= copyLoopBytesMax) {
       for (let i = 0; i < length; i++) this.#u8[offset + i] = payload[start + i];
     } else if (start === 0 && length === payload.length) {
       this.#u8.set(payload, offset); // A subarray() would cost an allocation.

@@ -122,7 +122,9 @@ interface PendingReceive extends Pending<Uint8Array> {
 
 interface PendingSend extends Pending<void> {
   bytes: Uint8Array;
+  /** How far the message, `bytes[…, end)`, is in the ring. */
   offset: number;
+  end: number;
 }
 
 const resolved: Promise<void> = sentAtOnce;
@@ -442,26 +444,36 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
    * Messages larger than a frame are split into fragments and reassembled.
    */
   send(bytes: Uint8Array): Promise<void> {
+    return this.sendRange(bytes, 0, bytes.length);
+  }
+
+  /**
+   * Sends `bytes[start, end)` as one message, as {@link send} does, without
+   * the caller making a view of it. The range must stay unchanged until the
+   * returned promise settles (it is read again only when the ring was full).
+   */
+  sendRange(bytes: Uint8Array, start: number, end: number): Promise<void> {
     if (this.#closed) return Promise.reject(this.#closed);
     if (this.#peerGone) return Promise.reject(this.#peerGoneError());
-    if (bytes.length > this.messageBytesMax) {
-      return Promise.reject(new MessageTooLargeError(bytes.length, this.messageBytesMax));
+    if (!(start >= 0 && start <= end && end <= bytes.length)) {
+      return Promise.reject(new RangeError(`sendRange(${start}, ${end}) is outside the ${bytes.length}-byte array`));
+    }
+    if (end - start > this.messageBytesMax) {
+      return Promise.reject(new MessageTooLargeError(end - start, this.messageBytesMax));
     }
     this.#messagesSent++;
-    this.#bytesSent += bytes.length;
+    this.#bytesSent += end - start;
     if (this.#armed && this.#blockMicros > 0 && !this.#reblockQueued) this.#queueReblock();
     if (this.#sends.length === 0) {
-      const pending: PendingSend = { bytes, offset: 0, resolve: noop, reject: noop };
-      if (this.#write(pending)) return resolved;
+      const offset = this.#writeRange(bytes, start, end);
+      if (offset === end) return resolved;
       return new Promise((resolve, reject) => {
-        pending.resolve = resolve;
-        pending.reject = reject;
-        this.#sends.push(pending);
+        this.#sends.push({ bytes, offset, end, resolve, reject });
         this.#wait();
       });
     }
     return new Promise((resolve, reject) => {
-      this.#sends.push({ bytes, offset: 0, resolve, reject });
+      this.#sends.push({ bytes, offset: start, end, resolve, reject });
     });
   }
 
@@ -867,26 +879,27 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
 
   /** Writes as much of `pending` as fits; true when all of it is in the ring. */
   #write(pending: PendingSend): boolean {
+    pending.offset = this.#writeRange(pending.bytes, pending.offset, pending.end);
+    return pending.offset === pending.end;
+  }
+
+  /** Writes as many frames of `bytes[offset, end)` as fit and publishes them; returns how far it got. */
+  #writeRange(bytes: Uint8Array, offset: number, end: number): number {
     const writer = this.#writer;
-    const { bytes } = pending;
     let wrote = false;
     for (;;) {
-      const length = Math.min(bytes.length - pending.offset, writer.payloadBytesMax);
-      const last = pending.offset + length === bytes.length;
-      if (!writer.tryWrite(bytes, pending.offset, length, last ? 0 : L.frame_flag_more)) break;
+      const length = Math.min(end - offset, writer.payloadBytesMax);
+      const last = offset + length === end;
+      if (!writer.tryWrite(bytes, offset, length, last ? 0 : L.frame_flag_more)) break;
       wrote = true;
-      pending.offset += length;
-      if (last) {
-        writer.publish();
-        this.#wakePeerIf(L.parked_want_data);
-        return true;
-      }
+      offset += length;
+      if (last) break;
     }
     if (wrote) {
       writer.publish();
       this.#wakePeerIf(L.parked_want_data);
     }
-    return false;
+    return offset;
   }
 
   #wakePeerIf(want: number): void {
@@ -1128,5 +1141,3 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     this.#wait();
   }
 }
-
-function noop(): void {}

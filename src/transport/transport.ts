@@ -27,6 +27,11 @@ export interface Transport {
   readonly messageBytesMax: number;
   /** Sends one message; resolves when it is handed to the transport. */
   send(bytes: Uint8Array): Promise<void>;
+  /**
+   * Sends `bytes[start, end)` as one message, as send() does, without the
+   * caller making a view of it (a frame encoded in place). Optional.
+   */
+  sendRange?(bytes: Uint8Array, start: number, end: number): Promise<void>;
   /** The next message. Rejects with ChannelClosedError once the peer is gone and nothing is left. */
   receive(): Promise<Uint8Array>;
   /**
