@@ -4,45 +4,25 @@
  * stack, events both ways, heartbeats, and streams with credit-based flow
  * control. The same class serves a plugin's methods and a host's functions.
  *
+ * This file holds the endpoint itself (reading and dispatching frames,
+ * heartbeats, events, closing); its parts live beside it: the calls this side
+ * makes (_rpc_calls.ts), the requests it serves (_rpc_serve.ts), streams
+ * (_rpc_streams.ts), and the sending half they share (_rpc_link.ts).
+ *
  * @module
  */
 
-import { clearInterval, clearTimeout, setInterval, setTimeout } from "node:timers";
-import { CancelledError, DeadlineExceededError, ProtocolError, RemoteError } from "./errors.ts";
-import { ChannelClosedError, MessageTooLargeError } from "../transport/errors.ts";
-import { sentAtOnce, type Transport } from "../transport/transport.ts";
-import {
-  compressFrame,
-  decodeHeader,
-  decodePayload,
-  type EncodedFrame,
-  encodeFrameInPlace,
-  flagOpener,
-  frameHeaderBytes,
-  FrameKind,
-  type FrameKindValue,
-} from "./frame.ts";
-import {
-  type CallObserver,
-  errorPayload,
-  isThenable,
-  ObservedCall,
-  type PendingCall,
-  reportListenerError,
-  ServedCall,
-  StreamState,
-} from "./_rpc_state.ts";
-import {
-  validateEmpty,
-  validateError,
-  validateEvent,
-  validatePing,
-  validateRequest,
-  validateStreamCredit,
-  validateStreamEnd,
-  validateStreamOpen,
-  validateValue,
-} from "./_payload.ts";
+import { clearInterval, setInterval } from "node:timers";
+import { ProtocolError } from "./errors.ts";
+import { ChannelClosedError } from "../transport/errors.ts";
+import type { Transport } from "../transport/transport.ts";
+import { decodeHeader, flagOpener, frameHeaderBytes, FrameKind, type FrameKindValue } from "./frame.ts";
+import { type CallObserver, reportListenerError } from "./_rpc_state.ts";
+import { validateEmpty, validateEvent, validatePing } from "./_payload.ts";
+import { FrameLink } from "./_rpc_link.ts";
+import { OutgoingCalls } from "./_rpc_calls.ts";
+import { IncomingCalls } from "./_rpc_serve.ts";
+import { Streams } from "./_rpc_streams.ts";
 
 export type { CallObserver } from "./_rpc_state.ts";
 
@@ -162,8 +142,6 @@ export const heartbeatIntervalMsDefault = 1000;
 export const pingEveryChecks = 10;
 /** Default {@link RpcPeerOptions.streamCreditWindow}. */
 export const streamCreditWindowDefault = 32;
-/** Largest request or stream id before ids wrap to 1. */
-const idMax = 0xffff_fffe;
 /**
  * Endpoints made so far: each starts its PING count at a different phase, so a host that checks all its plugins
  * from one timer pings a tenth of them at each check, not all of them at every tenth.
@@ -195,22 +173,17 @@ export class RpcPeer {
   /** The other side's name, for error messages ("host" or the plugin's name). */
   readonly remoteName: string;
   readonly #transport: Transport;
-  readonly #handlers: Record<string, Handler>;
-  readonly #streamHandlers: Record<string, StreamHandler>;
+  readonly #link: FrameLink;
+  readonly #calls: OutgoingCalls;
+  readonly #served: IncomingCalls;
+  readonly #streams: Streams;
   readonly #onEvent: ((name: string, data: unknown) => void) | undefined;
-  readonly #window: number;
   readonly #explainLoss: ((error: Error) => Promise<Error>) | undefined;
-  readonly #calls = new Map<number, PendingCall>();
-  readonly #served = new Map<number, ServedCall>();
-  readonly #opened = new Map<number, StreamState>();
-  readonly #accepted = new Map<number, StreamState>();
-  #nextId = 1;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
   #beat: ReturnType<typeof setInterval> | undefined;
   /** The other side's heartbeat word at the last check, and checks since the last PING. */
   #peerBeatSeen = 0;
   #checksSincePing = endpointsMade++ % pingEveryChecks;
-  #closed: Error | undefined;
   /** Frames received, and the count when lastFrameAt last looked (frames are counted, not timed, on the call path). */
   #framesReceived = 0;
   #framesSeen = 0;
@@ -230,19 +203,14 @@ export class RpcPeer {
     }
     return this.#lastSignAt;
   }
-  // STREAM_DATA frames each way, for streamStats(): plain increments.
-  #streamItemsSent = 0;
-  #streamBytesSent = 0;
-  #streamItemsReceived = 0;
-  #streamBytesReceived = 0;
 
   /** STREAM_DATA items and their frame bytes (header and MessagePack payload) both ways, over all streams. */
   streamStats(): StreamStats {
     return {
-      itemsSent: this.#streamItemsSent,
-      itemsReceived: this.#streamItemsReceived,
-      bytesSent: this.#streamBytesSent,
-      bytesReceived: this.#streamBytesReceived,
+      itemsSent: this.#link.streamItemsSent,
+      itemsReceived: this.#streams.itemsReceived,
+      bytesSent: this.#link.streamBytesSent,
+      bytesReceived: this.#streams.bytesReceived,
     };
   }
   /** True once the remote said GOODBYE (it is draining). */
@@ -255,27 +223,32 @@ export class RpcPeer {
   readonly heartbeatIntervalMs: number;
   readonly #onListenerError: (error: unknown, event: string) => void;
   readonly #onHeartbeat: ((rttMs: number) => void) | undefined;
-  /** Smallest payload sent compressed; Infinity when compression is off. */
-  readonly #compressFrom: number;
-  /** Largest payload a compressed frame may inflate to; 0 when compression is off. */
-  readonly #inflatedBytesMax: number;
 
   /** Wraps `transport`; call {@link run} to start reading frames. */
   constructor(transport: Transport, options: RpcPeerOptions) {
     this.#transport = transport;
     this.remoteName = options.remoteName;
-    this.#handlers = options.handlers ?? {};
-    this.#streamHandlers = options.streamHandlers ?? {};
+    this.#link = new FrameLink(
+      this,
+      transport,
+      options.compression ? options.compression.thresholdBytes : Infinity,
+      options.compression ? transport.messageBytesMax : 0,
+      (error) => this.close(error),
+    );
+    this.#calls = new OutgoingCalls(this.#link);
+    this.#served = new IncomingCalls(this.#link, options.handlers ?? {});
+    this.#streams = new Streams(
+      this.#link,
+      options.streamHandlers ?? {},
+      options.streamCreditWindow ?? streamCreditWindowDefault,
+    );
     this.#onEvent = options.onEvent;
-    this.#window = options.streamCreditWindow ?? streamCreditWindowDefault;
     this.#explainLoss = options.explainLoss;
     const interval = options.heartbeatIntervalMs ?? heartbeatIntervalMsDefault;
     this.heartbeatIntervalMs = interval;
     this.protocolVersion = options.protocolVersion ?? 0;
     this.#onListenerError = options.onListenerError ?? reportListenerError;
     this.#onHeartbeat = options.onHeartbeat;
-    this.#compressFrom = options.compression ? options.compression.thresholdBytes : Infinity;
-    this.#inflatedBytesMax = options.compression ? transport.messageBytesMax : 0;
     if (interval > 0 && options.heartbeatTimer !== false) {
       this.#heartbeat = setInterval(this.#check, interval);
       this.#heartbeat.unref();
@@ -302,7 +275,7 @@ export class RpcPeer {
     if (beat !== 0 && ++this.#checksSincePing < pingEveryChecks) return;
     this.#checksSincePing = 0;
     // The sender's monotonic clock in ms: the PONG brings it back for the round trip.
-    this.#send(FrameKind.ping, 0, performance.now());
+    this.#link.send(FrameKind.ping, 0, performance.now());
   };
 
   /**
@@ -311,7 +284,7 @@ export class RpcPeer {
    * heartbeats off.
    */
   checkLiveness(): void {
-    if (this.heartbeatIntervalMs > 0 && !this.#closed) this.#check();
+    if (this.heartbeatIntervalMs > 0 && !this.#link.closed) this.#check();
   }
 
   /** Requests in flight that this side made. */
@@ -326,7 +299,7 @@ export class RpcPeer {
 
   /** The error the endpoint closed with, if closed. */
   get closedWith(): Error | undefined {
-    return this.#closed;
+    return this.#link.closed;
   }
 
   /** Reads frames until the transport closes, then fails everything pending. */
@@ -362,62 +335,12 @@ export class RpcPeer {
     observer?: CallObserver,
     state?: unknown,
   ): Promise<unknown> {
-    if (this.#closed) return failCall(this.#closed, method, observer, state);
-    if (options.signal?.aborted) {
-      return failCall(new CancelledError(`Call to ${method} was cancelled before it started`), method, observer, state);
-    }
-    const request = options.traceparent === undefined
-      ? [method, args, options.deadlineMs ?? null]
-      : [method, args, options.deadlineMs ?? null, options.traceparent];
-    const id = this.#allocateId();
-    const frame = this.#encode(FrameKind.request, id, request, flagOpener);
-    // Only this call fails (an argument too large to send, say); the connection stays up.
-    if (frame instanceof Error) return failCall(frame, method, observer, state);
-    // A module-level executor: no closure and no context per call, only the promise and its resolving functions.
-    const promise = new Promise(captureResolvers);
-    const cleanup = options.signal === undefined && options.deadlineMs === undefined
-      ? noop
-      : this.#armCall(id, method, options);
-    this.#calls.set(
-      id,
-      observer
-        ? new ObservedCall(capturedResolve, capturedReject, cleanup, observer, method, state)
-        : { resolve: capturedResolve, reject: capturedReject, cleanup },
-    );
-    this.#write(frame);
-    return promise;
-  }
-
-  #armCall(id: number, method: string, options: CallOptions): () => void {
-    const { signal, deadlineMs } = options;
-    if (!signal && deadlineMs === undefined) return noop;
-    const giveUp = (error: Error) => {
-      const call = this.#calls.get(id);
-      if (!call) return;
-      this.#calls.delete(id);
-      cleanup();
-      this.#send(FrameKind.cancel, id, null, flagOpener);
-      call.reject(error);
-    };
-    const onAbort = () => giveUp(new CancelledError(`Call to ${this.remoteName}.${method} was cancelled`));
-    signal?.addEventListener("abort", onAbort, { once: true });
-    const timer = deadlineMs === undefined ? undefined : setTimeout(
-      () =>
-        giveUp(
-          new DeadlineExceededError(`Call to ${this.remoteName}.${method} exceeded its ${deadlineMs} ms deadline`),
-        ),
-      deadlineMs,
-    );
-    const cleanup = () => {
-      signal?.removeEventListener("abort", onAbort);
-      if (timer) clearTimeout(timer);
-    };
-    return cleanup;
+    return this.#calls.call(method, args, options, observer, state);
   }
 
   /** Sends an event to the other side. */
   emit(name: string, data?: unknown): Promise<void> {
-    return this.#send(FrameKind.event, 0, [name, data ?? null]);
+    return this.#link.send(FrameKind.event, 0, [name, data ?? null]);
   }
 
   /**
@@ -427,7 +350,7 @@ export class RpcPeer {
   goodbye(): Promise<void> {
     if (this.localDraining) return Promise.resolve();
     this.localDraining = true;
-    return this.#send(FrameKind.goodbye, 0, null);
+    return this.#link.send(FrameKind.goodbye, 0, null);
   }
 
   /**
@@ -440,169 +363,20 @@ export class RpcPeer {
     input?: AsyncIterable<unknown>,
     options: CallOptions = {},
   ): AsyncIterable<unknown> {
-    return {
-      [Symbol.asyncIterator]: (): AsyncIterator<unknown> =>
-        this.#reader(this.#openStream(method, args, input, options), true),
-    };
-  }
-
-  #openStream(
-    method: string,
-    args: unknown[],
-    input: AsyncIterable<unknown> | undefined,
-    options: CallOptions,
-  ): StreamState {
-    const state = new StreamState(this.#allocateId(), true, this.#window);
-    if (this.#closed) {
-      state.fail(this.#closed);
-      return state;
-    }
-    this.#opened.set(state.id, state);
-    options.signal?.addEventListener("abort", () => this.#cancelStream(state), { once: true });
-    const open = options.traceparent === undefined
-      ? [method, args, input !== undefined]
-      : [method, args, input !== undefined, options.traceparent];
-    this.#send(FrameKind.streamOpen, state.id, open, flagOpener);
-    if (input) this.#pump(state, input, true);
-    return state;
-  }
-
-  #cancelStream(state: StreamState): void {
-    if (state.ended && !this.#opened.has(state.id)) return;
-    this.#opened.delete(state.id);
-    this.#send(FrameKind.cancel, state.id, null, flagOpener);
-    state.fail(new CancelledError(`Stream ${state.id} to ${this.remoteName} was cancelled`));
-  }
-
-  /** Sends items of `source` on the stream, waiting for credit; then STREAM_END. */
-  async #pump(state: StreamState, source: AsyncIterable<unknown>, asOpener: boolean): Promise<void> {
-    const flags = asOpener ? flagOpener : 0;
-    try {
-      for await (const item of source) {
-        if (state.abort.signal.aborted) return;
-        await this.#takeCredit(state);
-        await this.#send(FrameKind.streamData, state.id, item, flags);
-      }
-      await this.#send(FrameKind.streamEnd, state.id, null, flags);
-    } catch (error) {
-      if (state.abort.signal.aborted || this.#closed) return;
-      await this.#send(FrameKind.streamEnd, state.id, errorPayload(error), flags);
-    }
-  }
-
-  #takeCredit(state: StreamState): Promise<void> | void {
-    if (state.creditOut > 0) {
-      state.creditOut--;
-      return;
-    }
-    return new Promise<void>((resolve, reject) => state.creditWaiters.push({ resolve, reject })).then(() =>
-      this.#takeCredit(state)
-    );
-  }
-
-  /** An iterator over what arrives on `state`; grants credit as it consumes. */
-  #reader(state: StreamState, asOpener: boolean): AsyncIterator<unknown> {
-    const flags = asOpener ? flagOpener : 0;
-    return {
-      next: async (): Promise<IteratorResult<unknown>> => {
-        while (state.inbox.length === 0 && !state.ended) {
-          await new Promise<void>((resolve) => state.waiters.push({ resolve }));
-        }
-        if (state.inbox.length > 0) {
-          const value = state.inbox.shift();
-          if (++state.consumedSinceGrant >= this.#window / 2 && !state.ended) {
-            this.#send(FrameKind.streamCredit, state.id, state.consumedSinceGrant, flags);
-            state.consumedSinceGrant = 0;
-          }
-          return { value, done: false };
-        }
-        if (asOpener) this.#opened.delete(state.id);
-        if (state.error) throw state.error;
-        return { value: undefined, done: true };
-      },
-      return: (): Promise<IteratorResult<unknown>> => {
-        if (asOpener && !state.ended) this.#cancelStream(state);
-        return Promise.resolve({ value: undefined, done: true });
-      },
-    };
+    return this.#streams.open(method, args, input, options);
   }
 
   /** Closes the endpoint; every pending call and stream fails with `error`. Idempotent. */
   close(error: Error = new ChannelClosedError("local", `Connection to ${this.remoteName} was closed`)): void {
-    if (this.#closed) return;
-    this.#closed = error;
+    if (this.#link.closed) return;
+    this.#link.closed = error;
     if (this.#heartbeat) clearInterval(this.#heartbeat);
     if (this.#beat) clearInterval(this.#beat);
-    for (const [id, call] of this.#calls) {
-      this.#calls.delete(id);
-      call.cleanup();
-      call.reject(error);
-    }
-    for (const served of this.#served.values()) served.abort(error);
-    this.#served.clear();
-    for (const state of [...this.#opened.values(), ...this.#accepted.values()]) state.fail(error);
-    this.#opened.clear();
-    this.#accepted.clear();
+    this.#calls.failAll(error);
+    this.#served.abortAll(error);
+    this.#streams.failAll(error);
     this.#transport.close();
   }
-
-  #allocateId(): number {
-    const id = this.#nextId;
-    this.#nextId = id >= idMax ? 1 : id + 1;
-    return id;
-  }
-
-  /**
-   * Sends one frame. A frame that cannot be encoded or is over the
-   * transport's limit rejects and leaves the connection up; a transport
-   * failure closes the endpoint.
-   */
-  #send(kind: FrameKindValue, id: number, payload: unknown, flags = 0): Promise<void> {
-    if (this.#closed) return Promise.resolve();
-    const frame = this.#encode(kind, id, payload, flags);
-    return frame instanceof Error ? Promise.reject(frame) : this.#write(frame);
-  }
-
-  /**
-   * One frame, encoded in place (use it before the next encode), or the error that says why it cannot be sent
-   * (returned: no throw on the call path).
-   */
-  #encode(kind: FrameKindValue, id: number, payload: unknown, flags: number): EncodedFrame | Error {
-    let frame: EncodedFrame;
-    try {
-      frame = encodeFrameInPlace(kind, id, payload, flags);
-    } catch (error) {
-      return new TypeError(`Cannot encode the payload as MessagePack: ${(error as Error).message}`);
-    }
-    if (frame.end - frame.start - frameHeaderBytes >= this.#compressFrom) {
-      try {
-        const compressed = compressFrame(frame.bytes.subarray(frame.start, frame.end));
-        if (compressed) frame = { bytes: compressed, start: 0, end: compressed.length };
-      } catch (error) {
-        return new TypeError(`Cannot compress the payload: ${(error as Error).message}`);
-      }
-    }
-    const length = frame.end - frame.start;
-    if (length > this.#transport.messageBytesMax) {
-      return new MessageTooLargeError(length, this.#transport.messageBytesMax);
-    }
-    if (kind === FrameKind.streamData) {
-      this.#streamItemsSent++;
-      this.#streamBytesSent += length;
-    }
-    return frame;
-  }
-
-  /** Hands an encoded frame to the transport; its failure closes the endpoint (one shared handler, no closure per frame). */
-  #write(frame: EncodedFrame): Promise<void> {
-    const transport = this.#transport;
-    const sent = transport.sendRange
-      ? transport.sendRange(frame.bytes, frame.start, frame.end)
-      : transport.send(frame.bytes.subarray(frame.start, frame.end));
-    return sent === sentAtOnce ? sent : sent.catch(this.#lose);
-  }
-
-  readonly #lose = (error: Error): void => this.close(error);
 
   #dispatch(bytes: Uint8Array): void {
     this.#framesReceived++;
@@ -613,146 +387,44 @@ export class RpcPeer {
     const id = (bytes[4] | (bytes[5] << 8) | (bytes[6] << 16) | (bytes[7] << 24)) >>> 0;
     switch (kind) {
       case FrameKind.request:
-        return this.#onRequest(id, bytes);
+        return this.#served.onRequest(id, bytes);
       case FrameKind.response:
-        return this.#onResponse(id, bytes);
+        return this.#calls.onResponse(id, bytes);
       case FrameKind.error:
-        return this.#onError(id, bytes);
+        return this.#calls.onError(id, bytes);
       case FrameKind.cancel:
-        validateEmpty(decodePayload(bytes, this.#inflatedBytesMax), "CANCEL");
-        return this.#onCancel(id, flags);
+        validateEmpty(this.#link.decode(bytes), "CANCEL");
+        // Only the side that opened a request or stream may cancel it.
+        if ((flags & flagOpener) !== 0 && !this.#served.cancel(id)) this.#streams.cancel(id);
+        return;
       case FrameKind.event:
         return this.#onEventFrame(bytes);
       case FrameKind.ping:
-        this.#send(FrameKind.pong, 0, validatePing(decodePayload(bytes, this.#inflatedBytesMax)));
+        this.#link.send(FrameKind.pong, 0, validatePing(this.#link.decode(bytes)));
         return;
       case FrameKind.pong: {
-        const sent = validatePing(decodePayload(bytes, this.#inflatedBytesMax), "PONG");
+        const sent = validatePing(this.#link.decode(bytes), "PONG");
         if (this.#onHeartbeat && sent !== null) this.#onHeartbeat(performance.now() - sent);
         return;
       }
       case FrameKind.goodbye:
-        validateEmpty(decodePayload(bytes, this.#inflatedBytesMax), "GOODBYE");
+        validateEmpty(this.#link.decode(bytes), "GOODBYE");
         this.remoteDraining = true;
         return;
       case FrameKind.streamOpen:
-        return this.#onStreamOpen(id, bytes);
+        return this.#streams.onStreamOpen(id, bytes);
       case FrameKind.streamData:
       case FrameKind.streamEnd:
       case FrameKind.streamCredit:
-        return this.#onStreamFrame(kind as FrameKindValue, id, flags, bytes);
+        return this.#streams.onStreamFrame(kind as FrameKindValue, id, flags, bytes);
       default:
         decodeHeader(bytes); // An unknown kind is named as such.
         throw new ProtocolError(`frame kind ${kind} is not valid after the handshake`);
     }
   }
 
-  #onRequest(id: number, bytes: Uint8Array): void {
-    let method: string, args: unknown[], deadlineMs: number | null, traceparent: string | undefined;
-    try {
-      ({ method, args, deadlineMs, traceparent } = validateRequest(decodePayload(bytes, this.#inflatedBytesMax)));
-    } catch (error) {
-      this.#send(FrameKind.error, id, { code: "bad_request", message: (error as Error).message, stack: "" });
-      return;
-    }
-    if (this.localDraining) {
-      this.#send(FrameKind.error, id, {
-        code: "draining",
-        message: `${method}: this side is draining (it sent GOODBYE) and takes no new requests; retry elsewhere`,
-        stack: "",
-      });
-      return;
-    }
-    const handler = this.#handlers[method];
-    if (!handler) {
-      const known = Object.keys(this.#handlers).join(", ") || "none";
-      this.#send(FrameKind.error, id, {
-        code: "method_not_found",
-        message: `No method "${method}"; available: ${known}`,
-        stack: "",
-      });
-      return;
-    }
-    this.#serve(id, handler, args, deadlineMs, traceparent);
-  }
-
-  #serve(id: number, handler: Handler, args: unknown[], deadlineMs: number | null, traceparent?: string): void {
-    const served = new ServedCall(this, traceparent);
-    this.#served.set(id, served);
-    if (deadlineMs !== null && deadlineMs !== undefined) {
-      served.timer = setTimeout(
-        () => served.abort(new DeadlineExceededError(`deadline of ${deadlineMs} ms passed`)),
-        deadlineMs,
-      );
-    }
-    try {
-      const result = handler(args, served);
-      if (isThenable(result)) {
-        result.then(
-          (value) => this.#finish(id, served, FrameKind.response, value),
-          (error) => this.#finish(id, served, FrameKind.error, errorPayload(error)),
-        );
-      } else {
-        this.#finish(id, served, FrameKind.response, result);
-      }
-    } catch (error) {
-      this.#finish(id, served, FrameKind.error, errorPayload(error));
-    }
-  }
-
-  /** Answers a served request, unless it was cancelled: the caller has moved on. */
-  #finish(id: number, served: ServedCall, kind: FrameKindValue, payload: unknown): void {
-    if (served.timer) clearTimeout(served.timer);
-    const current = this.#served.get(id) === served;
-    if (current) this.#served.delete(id);
-    if (!current || served.aborted || this.#closed) return;
-    const frame = this.#encode(kind, id, payload, 0);
-    if (frame instanceof Error) {
-      this.#send(FrameKind.error, id, { ...errorPayload(frame), code: "result_unsendable" });
-      return;
-    }
-    this.#write(frame);
-  }
-
-  #onResponse(id: number, bytes: Uint8Array): void {
-    // Validated before the call leaves the table: a malformed RESPONSE closes the
-    // endpoint, and close() must still find the call to reject it (else it hangs).
-    const value = validateValue("RESPONSE", decodePayload(bytes, this.#inflatedBytesMax));
-    const call = this.#calls.get(id);
-    if (!call) return; // Cancelled or timed out here already.
-    this.#calls.delete(id);
-    call.cleanup();
-    call.resolve(value);
-  }
-
-  #onError(id: number, bytes: Uint8Array): void {
-    const payload = validateError(decodePayload(bytes, this.#inflatedBytesMax));
-    const error = new RemoteError(this.remoteName, payload.code, payload.message, payload.stack);
-    if (id === 0) throw new ProtocolError(`${this.remoteName} reported a connection error: ${error.message}`);
-    const call = this.#calls.get(id);
-    if (!call) return;
-    this.#calls.delete(id);
-    call.cleanup();
-    call.reject(error);
-  }
-
-  #onCancel(id: number, flags: number): void {
-    if ((flags & flagOpener) === 0) return;
-    const served = this.#served.get(id);
-    if (served) {
-      this.#served.delete(id);
-      served.abort(new CancelledError("the caller cancelled the call"));
-      return;
-    }
-    const stream = this.#accepted.get(id);
-    if (stream) {
-      this.#accepted.delete(id);
-      stream.fail(new CancelledError("the caller cancelled the stream"));
-    }
-  }
-
   #onEventFrame(bytes: Uint8Array): void {
-    const { name, data } = validateEvent(decodePayload(bytes, this.#inflatedBytesMax));
+    const { name, data } = validateEvent(this.#link.decode(bytes));
     try {
       this.#onEvent?.(name, data);
     } catch (error) {
@@ -760,95 +432,4 @@ export class RpcPeer {
       this.#onListenerError(error, name);
     }
   }
-
-  #onStreamOpen(id: number, bytes: Uint8Array): void {
-    let method: string, args: unknown[], hasInput: boolean, traceparent: string | undefined;
-    try {
-      ({ method, args, hasInput, traceparent } = validateStreamOpen(
-        decodePayload(bytes, this.#inflatedBytesMax),
-      ));
-    } catch (error) {
-      this.#send(FrameKind.streamEnd, id, { code: "bad_request", message: (error as Error).message, stack: "" });
-      return;
-    }
-    const state = new StreamState(id, false, this.#window);
-    this.#accepted.set(id, state);
-    const handler = this.#streamHandlers[method];
-    if (!handler) {
-      const known = Object.keys(this.#streamHandlers).join(", ") || "none";
-      this.#accepted.delete(id);
-      this.#send(FrameKind.streamEnd, id, {
-        code: "method_not_found",
-        message: `No stream method "${method}"; available: ${known}`,
-        stack: "",
-      });
-      return;
-    }
-    const input: AsyncIterable<unknown> = hasInput
-      ? { [Symbol.asyncIterator]: () => this.#reader(state, false) }
-      : { [Symbol.asyncIterator]: () => ({ next: () => Promise.resolve({ value: undefined, done: true }) }) };
-    if (!hasInput) state.ended = true;
-    let output: AsyncIterable<unknown>;
-    try {
-      output = handler(input, args, { signal: state.abort.signal, peer: this, traceparent });
-    } catch (error) {
-      output = (async function* () {
-        yield* [];
-        throw error;
-      })();
-    }
-    this.#pump(state, output, false).finally(() => this.#accepted.delete(id));
-  }
-
-  #onStreamFrame(kind: FrameKindValue, id: number, flags: number, bytes: Uint8Array): void {
-    const fromOpener = (flags & flagOpener) !== 0;
-    // Validated before the lookup: a malformed frame is a protocol breach even for a finished stream.
-    const payload = decodePayload(bytes, this.#inflatedBytesMax);
-    const credit = kind === FrameKind.streamCredit ? validateStreamCredit(payload) : 0;
-    const end = kind === FrameKind.streamEnd ? validateStreamEnd(payload) : null;
-    if (kind === FrameKind.streamData) {
-      validateValue("STREAM_DATA", payload);
-      this.#streamItemsReceived++;
-      this.#streamBytesReceived += bytes.length;
-    }
-    const state = fromOpener ? this.#accepted.get(id) : this.#opened.get(id);
-    if (!state) return; // Already cancelled or finished here.
-    if (kind === FrameKind.streamCredit) {
-      state.creditOut += credit;
-      for (const w of state.creditWaiters.splice(0)) w.resolve();
-      return;
-    }
-    if (kind === FrameKind.streamEnd) {
-      if (end) {
-        state.fail(new RemoteError(this.remoteName, end.code, end.message, end.stack));
-      } else {
-        state.ended = true;
-        state.notify();
-      }
-      return;
-    }
-    if (state.inbox.length >= this.#window) {
-      // The writer ignored flow control: its buffer would grow without bound here.
-      throw new ProtocolError(`${this.remoteName} sent more stream items than its credit of ${this.#window}`);
-    }
-    state.inbox.push(payload);
-    state.notify();
-  }
-}
-
-function noop(): void {}
-
-// What captureResolvers last saw: read right after `new Promise(captureResolvers)`, which calls it synchronously.
-let capturedResolve: (value: unknown) => void = noop;
-let capturedReject: (error: Error) => void = noop;
-
-function captureResolvers(resolve: (value: unknown) => void, reject: (error: Error) => void): void {
-  capturedResolve = resolve;
-  capturedReject = reject;
-}
-
-/** A call that fails before it is sent, its observer told first. */
-function failCall(error: Error, method: string, observer: CallObserver | undefined, state: unknown): Promise<never> {
-  observer?.settled(method, state, error);
-  return Promise.reject(error);
 }
