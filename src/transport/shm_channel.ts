@@ -674,6 +674,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
 
   #shutdown(error: ChannelClosedError): void {
     if (this.#released) return;
+    this.#publish(); // What send() accepted before close() is delivered.
     this.#released = true;
     this.#closed = error;
     blockingChannels.delete(this);
@@ -895,11 +896,47 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
       offset += length;
       if (last) break;
     }
-    if (wrote) {
-      writer.publish();
-      this.#wakePeerIf(L.parked_want_data);
+    if (!wrote) return offset;
+    if (offset === end) {
+      // The first message of a turn is published at once (a lone call waits on nothing); the ones written after
+      // it, until the microtask queue reaches publishTask, are published together: a pipelined burst (responses
+      // to a batch of requests, calls issued by a batch of continuations) costs two index stores and two looks
+      // at the peer's parked word, not one per message.
+      if (this.#publishQueued) {
+        this.#unpublished = true;
+      } else {
+        this.#unpublished = true;
+        this.#publish();
+        this.#publishQueued = true;
+        queueMicrotask(this.#publishTask);
+      }
+    } else {
+      // The ring is full: the reader must see what is there to free space.
+      this.#unpublished = true;
+      this.#publish();
     }
     return offset;
+  }
+
+  /** Frames are in the ring that the reader cannot see yet, and publishTask is queued to publish them. */
+  #unpublished = false;
+  #publishQueued = false;
+
+  readonly #publishTask = (): void => {
+    this.#publishQueued = false;
+    this.#publish();
+  };
+
+  /**
+   * Makes the frames written so far visible and wakes the peer if it parked waiting for them. Called by
+   * publishTask, and before anything that waits for the peer (spin, park) or ends the channel, which must
+   * not leave its own frames unseen.
+   */
+  #publish(): void {
+    if (!this.#unpublished || this.#released) return;
+    this.#unpublished = false;
+    this.#writer.publish();
+    this.#wakePeerIf(L.parked_want_data);
   }
 
   #wakePeerIf(want: number): void {
@@ -970,6 +1007,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     }
     this.#spinDeferrals = 0;
     this.#spinQueued = false;
+    this.#publish(); // The peer's answer may wait on frames this side wrote in this turn.
     if (this.#closed || this.#wants() === 0) return;
     if (this.#spinUntilProgress()) {
       this.#service();
@@ -1014,6 +1052,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
   }
 
   #park(): void {
+    this.#publish();
     if (this.#armed || this.#closed) return;
     const want = this.#wants();
     if (want === 0) return;

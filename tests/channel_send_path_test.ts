@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ShmChannel } from "../mod.ts";
+import { ChannelClosedError, ShmChannel } from "../mod.ts";
 import { decodeHeader, decodePayload, encodeFrameInPlace, FrameKind } from "../src/protocol/frame.ts";
 import { test } from "./_harness.ts";
 
@@ -54,4 +54,14 @@ test("frames encoded in place stay intact while they wait for ring space behind 
   await Promise.all(sends);
   b.close();
   a.close();
+});
+
+test("messages sent in one turn without awaiting arrive in order, also when the sender closes right after", async () => {
+  // Writes after the first in a turn are published together by a microtask; close() must publish them first.
+  const [a, b] = pair();
+  for (let i = 0; i < 5; i++) a.send(new Uint8Array([i]));
+  a.close();
+  for (let i = 0; i < 5; i++) assert.deepEqual(await b.receive(), new Uint8Array([i]));
+  await assert.rejects(b.receive(), (e: unknown) => e instanceof ChannelClosedError && e.code === "peer-closed");
+  b.close();
 });
