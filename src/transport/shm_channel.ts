@@ -1088,6 +1088,7 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     queueMicrotask(() => {
       this.#reblockQueued = false;
       if (!this.#armed || this.#parkedOnBell || this.#closed || !this.#mayBlock(this.#wants())) return;
+      this.#publish(); // Blocking on the answer to a request the peer cannot see yet would wait out the bound.
       this.#blockedParks++;
       if (!this.#native.parkBlocking(this.#handle, this.#armedSeen, this.#blockMicros)) return;
       // Woken here. The native call disarmed the waiter thread for the block (on a timeout it armed it again);
