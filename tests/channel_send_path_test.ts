@@ -65,3 +65,28 @@ test("messages sent in one turn without awaiting arrive in order, also when the 
   await assert.rejects(b.receive(), (e: unknown) => e instanceof ChannelClosedError && e.code === "peer-closed");
   b.close();
 });
+
+test("a side that polls with tryReceive() publishes what it sent first: a loop that never yields is still answered", () => {
+  const [a, b] = pair();
+  try {
+    const message = (n: number) => new Uint8Array([n, n, n]);
+    // Sends in one turn: the first is published at once, the second waits for the turn's end (a microtask).
+    void b.send(message(1));
+    void b.send(message(2));
+    assert.deepEqual(a.tryReceive(), message(1));
+    assert.equal(a.tryReceive(), undefined, "the second is not visible before b publishes");
+    // b polls for an answer without yielding (a busy-poll loop): that publishes its second message.
+    assert.equal(b.tryReceive(), undefined);
+    assert.deepEqual(a.tryReceive(), message(2));
+    // Still the same turn (publishTask has not run): more sends wait, and tryReceiveView() publishes them too.
+    void b.send(message(3));
+    void b.send(message(4));
+    assert.equal(a.tryReceive(), undefined);
+    assert.equal(b.tryReceiveView(), undefined);
+    assert.deepEqual(a.tryReceive(), message(3));
+    assert.deepEqual(a.tryReceive(), message(4));
+  } finally {
+    b.close();
+    a.close();
+  }
+});

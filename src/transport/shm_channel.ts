@@ -638,6 +638,9 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
 
   #tryReceive(view: boolean): Uint8Array | undefined {
     if (this.#closed) throw this.#closed;
+    // A side that polls is waiting for its peer, maybe in a loop that never yields to publishTask: what it sent
+    // must be visible first (a busy-poll echo of sends batched per turn never answered otherwise).
+    this.#publish();
     if (this.#receivers.length > 0) return undefined;
     const message = this.#poll(view);
     if (message) this.#sentAtReceive = this.#messagesSent;
