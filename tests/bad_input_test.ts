@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { closeSync, openSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { getNative, SegmentError, ShmChannel } from "../mod.ts";
 import { L } from "../src/native/layout.ts";
-import { livenessFromEnv } from "../src/protocol/launch.ts";
+import { launchEnv, wholeNumberFromEnv } from "../src/protocol/launch.ts";
 import { matchesPattern, pattern, peerPath, runtime, shmSegments, startPeer, test } from "./_harness.ts";
 
 function expectSegmentError(fn: () => unknown, code: string, message: RegExp): void {
@@ -107,16 +107,22 @@ for (const which of ["deno", "bun", "node"] as const) {
   }, { timeoutMs: 30_000 });
 }
 
-test("a bad PLUGIN_SHM_LIVENESS_MS from the launching host is a RangeError that names the variable and the range", () => {
-  for (const bad of ["abc", "0", "1.5", "-1", " 5", "99999999"]) {
-    assert.throws(() => livenessFromEnv(bad, 3_600_000), (e: unknown) => {
-      assert.ok(e instanceof RangeError, String(e));
-      assert.match(e.message, /^PLUGIN_SHM_LIVENESS_MS must be a whole number of milliseconds from 1 to 3600000/);
-      assert.match(e.message, /unset it for the default/);
-      return true;
-    });
+test("a bad PLUGIN_SHM_LIVENESS_MS or PLUGIN_SHM_BLOCK_MICROS from the launching host is a RangeError naming the variable and the range", () => {
+  const cases = [
+    { variable: launchEnv.livenessCheckMs, min: 1, max: 3_600_000, unit: "milliseconds", bad: ["0", "99999999"] },
+    { variable: launchEnv.blockMicros, min: 0, max: 100_000, unit: "microseconds", bad: ["100001"] },
+  ];
+  for (const { variable, min, max, unit, bad } of cases) {
+    for (const value of [...bad, "abc", "1.5", "-1", " 5"]) {
+      assert.throws(() => wholeNumberFromEnv(variable, value, min, max, unit), (e: unknown) => {
+        assert.ok(e instanceof RangeError, String(e));
+        assert.equal(e.message.startsWith(`${variable} must be a whole number of ${unit} from ${min} to ${max}`), true);
+        assert.match(e.message, /unset it for the default/);
+        return true;
+      });
+    }
+    assert.equal(wholeNumberFromEnv(variable, String(max), min, max, unit), max);
+    assert.equal(wholeNumberFromEnv(variable, undefined, min, max, unit), undefined);
+    assert.equal(wholeNumberFromEnv(variable, "", min, max, unit), undefined);
   }
-  assert.equal(livenessFromEnv("30000", 3_600_000), 30_000);
-  assert.equal(livenessFromEnv(undefined, 3_600_000), undefined);
-  assert.equal(livenessFromEnv("", 3_600_000), undefined);
 });

@@ -164,3 +164,29 @@ test("livenessCheckMs out of range is a RangeError that names the range; in rang
   }
   assert.ok(!shmSegments().includes(a.name));
 });
+
+for (const peer of ["deno", "bun", "node"] as const) {
+  test(`a ${peer} peer that sends without awaiting and exits at once still delivers every message`, async () => {
+    const channel = ShmChannel.create({ ringBytes: 1 << 12 });
+    const child = startPeer(peer, peerPath("echo_peer.ts"), {
+      PSHM_NAME: channel.name,
+      PSHM_TOKEN: channel.token,
+      PSHM_MODE: "burst-exit",
+      PSHM_COUNT: "5",
+    });
+    try {
+      const { code } = await child.exited;
+      assert.equal(code, 0, `peer exit code; stderr: ${child.stderr()}`);
+      // Sends after the first of a turn are published together at the turn's end; an exit ends the turn first.
+      for (let seq = 0; seq < 5; seq++) {
+        const message = await channel.receive();
+        assert.equal(message.length, 8 + seq);
+        assert.ok(matchesPattern(seq, message), `message ${seq} is intact`);
+      }
+      await assert.rejects(channel.receive(), ChannelClosedError);
+    } finally {
+      channel.close();
+    }
+    assert.ok(!shmSegments().includes(channel.name));
+  }, { timeoutMs: 30_000 });
+}

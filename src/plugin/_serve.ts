@@ -13,10 +13,10 @@ import {
   exitCodeNotLaunched,
   exitCodeRefused,
   launchEnv,
-  livenessFromEnv,
   reservedMethods,
+  wholeNumberFromEnv,
 } from "../protocol/launch.ts";
-import { livenessCheckMsMax } from "../transport/shm_channel.ts";
+import { blockMicrosMax, livenessCheckMsMax } from "../transport/shm_channel.ts";
 import { compressionAlgorithms } from "../protocol/frame.ts";
 import { type Handler, type HandlerContext, RpcPeer, type StreamHandler } from "../protocol/rpc.ts";
 import { ChannelClosedError } from "../transport/errors.ts";
@@ -161,8 +161,20 @@ export async function serve(definition: PluginDefinition): Promise<never> {
     env[launchEnv.secret] ?? "",
     {
       doorbell: doorbellPath ? { path: doorbellPath, key: env[launchEnv.doorbellKey] ?? "" } : undefined,
-      livenessCheckMs: livenessFromEnv(env[launchEnv.livenessCheckMs], livenessCheckMsMax),
-      blockMicros: env[launchEnv.blockMicros] ? Number(env[launchEnv.blockMicros]) : undefined,
+      livenessCheckMs: wholeNumberFromEnv(
+        launchEnv.livenessCheckMs,
+        env[launchEnv.livenessCheckMs],
+        1,
+        livenessCheckMsMax,
+        "milliseconds",
+      ),
+      blockMicros: wholeNumberFromEnv(
+        launchEnv.blockMicros,
+        env[launchEnv.blockMicros],
+        0,
+        blockMicrosMax,
+        "microseconds",
+      ),
       // Not fatal: the channel parks on the futex instead. Said once, for whoever wonders about wake-up times.
       onDoorbellUnavailable: (error) =>
         process.stderr.write(`plugin ${definition.name}: no doorbell, woken through the futex: ${error.message}\n`),

@@ -49,26 +49,32 @@ export const launchEnv = {
 } as const;
 
 /**
- * The liveness interval a host passed in {@link launchEnv}.livenessCheckMs, in ms; undefined when unset (the
- * channel's default). Throws a RangeError naming the variable when it is not a whole number from 1 to `max`.
+ * A whole number a host passed in one of the {@link launchEnv} variables; undefined when unset (the default).
+ * Throws a RangeError naming the variable and the range when it is anything else.
  *
  * @example
  * ```ts
- * import { livenessFromEnv } from "./launch.ts";
- * console.assert(livenessFromEnv("30000", 3_600_000) === 30_000 && livenessFromEnv(undefined, 10) === undefined);
+ * import { launchEnv, wholeNumberFromEnv } from "./launch.ts";
+ * console.assert(wholeNumberFromEnv(launchEnv.livenessCheckMs, "30000", 1, 3_600_000, "milliseconds") === 30_000);
+ * console.assert(wholeNumberFromEnv(launchEnv.blockMicros, undefined, 0, 100_000, "microseconds") === undefined);
  * ```
  */
-export function livenessFromEnv(value: string | undefined, max: number): number | undefined {
+export function wholeNumberFromEnv(
+  variable: string,
+  value: string | undefined,
+  min: number,
+  max: number,
+  unit: string,
+): number | undefined {
   if (value === undefined || value === "") return undefined;
-  const ms = Number(value);
-  if (!/^[0-9]+$/.test(value) || ms < 1 || ms > max) {
+  const number = Number(value);
+  if (!/^[0-9]+$/.test(value) || number < min || number > max) {
     throw new RangeError(
-      `${launchEnv.livenessCheckMs} must be a whole number of milliseconds from 1 to ${max}, got ${
-        JSON.stringify(value)
-      }: the host that launched this plugin set it wrong; unset it for the default`,
+      `${variable} must be a whole number of ${unit} from ${min} to ${max}, got ${JSON.stringify(value)}: the host ` +
+        "that launched this plugin set it wrong; unset it for the default",
     );
   }
-  return ms;
+  return number;
 }
 
 /**

@@ -28,6 +28,7 @@ import {
 import { L, sideOffset } from "../native/layout.ts";
 import type { Doorbell } from "./_doorbell.ts";
 import { heldFramesMax, RingReader, RingWriter } from "./_ring.ts";
+import process from "node:process";
 import {
   messageBytesMaxDefault,
   messageBytesMaxLimit,
@@ -131,6 +132,11 @@ const resolved: Promise<void> = sentAtOnce;
 
 /** Open channels with a blocking park (ShmChannelOptions.blockMicros > 0) in this process. */
 const blockingChannels = new Set<ShmChannel>();
+/**
+ * Open channels in this process: at its exit each publishes the frames it wrote this turn (see #writeRange), so
+ * `void ch.send(a); void ch.send(b); process.exit()` delivers both, as it did before sends were published per turn.
+ */
+const openChannels = new Set<ShmChannel>();
 
 /**
  * Small received messages are carved out of shared 64 KiB slabs, as Node does
@@ -311,6 +317,11 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
     this.#spinMs = options.spinMicros / 1000;
     this.#blockMicros = options.blockMicros;
     if (options.blockMicros > 0) blockingChannels.add(this);
+    openChannels.add(this);
+    if (!ShmChannel.#exitHooked) {
+      ShmChannel.#exitHooked = true;
+      process.on("exit", ShmChannel.#publishAtExit);
+    }
     this.side = native.side(handle);
     const buffer = native.map(handle);
     this.#segment = buffer;
@@ -675,12 +686,18 @@ export class ShmChannel implements Transport, AsyncIterable<Uint8Array>, Disposa
 
   #released = false;
 
+  static #exitHooked = false;
+  static readonly #publishAtExit = (): void => {
+    for (const channel of openChannels) channel.#publish();
+  };
+
   #shutdown(error: ChannelClosedError): void {
     if (this.#released) return;
     this.#publish(); // What send() accepted before close() is delivered.
     this.#released = true;
     this.#closed = error;
     blockingChannels.delete(this);
+    openChannels.delete(this);
     if (this.#armed) {
       this.#armed = false;
       keepAlive.release();

@@ -2,7 +2,8 @@
  * A test peer: attaches to PSHM_NAME with PSHM_TOKEN and, by PSHM_MODE:
  * - "echo" (default): sends every message back until the other side closes;
  * - "stream": sends PSHM_COUNT numbered, self-checking messages, then waits;
- * - "garbage": writes a frame whose length exceeds the ring, then waits.
+ * - "garbage": writes a frame whose length exceeds the ring, then waits;
+ * - "burst-exit": sends PSHM_COUNT numbered messages without awaiting them and exits at once (process.exit).
  */
 import { getNative, ShmChannel } from "../../mod.ts";
 import { pattern } from "../_harness.ts";
@@ -29,6 +30,11 @@ if (mode === "garbage") {
   native.close(handle);
 } else {
   const channel = ShmChannel.attach(name, token);
+  if (mode === "burst-exit") {
+    const count = Number(env.PSHM_COUNT ?? "3");
+    for (let seq = 0; seq < count; seq++) void channel.send(pattern(seq, 8 + seq));
+    (globalThis as unknown as { process: { exit(code: number): never } }).process.exit(0);
+  }
   if (mode === "stream") {
     const count = Number(env.PSHM_COUNT ?? "1000");
     for (let seq = 0; seq < count; seq++) await channel.send(pattern(seq, 8 + (seq % 200)));
