@@ -10,6 +10,7 @@
  */
 
 import process from "node:process";
+import type { ChildProcess } from "node:child_process";
 
 /** First payload byte of every benchmark message. */
 export const Op = {
@@ -156,4 +157,29 @@ export function childEnv(extra: Record<string, string>): Record<string, string> 
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
   return { ...env, ...extra };
+}
+
+/**
+ * Waits for a peer child's `READY` line on its stdout and resolves with what follows READY on it. Rejects when the
+ * child cannot start, exits first, or prints no such line within `timeoutMs`; `label` names it in those errors.
+ */
+export function readyLine(child: ChildProcess, label: string, timeoutMs: number): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const fail = (error: Error) => {
+      clearTimeout(timer);
+      reject(error);
+    };
+    const timer = setTimeout(() => fail(new Error(`${label} not ready after ${timeoutMs} ms`)), timeoutMs);
+    let text = "";
+    child.stdout!.setEncoding("utf8");
+    child.stdout!.on("data", (chunk: string) => {
+      text += chunk;
+      const line = text.split("\n").find((l) => l.startsWith("READY"));
+      if (line === undefined) return;
+      clearTimeout(timer);
+      resolve(line.slice("READY".length).trim());
+    });
+    child.once("error", fail);
+    child.once("exit", (code) => fail(new Error(`${label} exited (code ${code}) before it was ready`)));
+  });
 }

@@ -66,6 +66,7 @@ import {
   message,
   Op,
   type PeerTransport,
+  readyLine,
   replyJson,
   runtime,
 } from "./_protocol.ts";
@@ -431,24 +432,7 @@ class Peer {
     );
     const child = peer.child;
     try {
-      const ready = await within(
-        new Promise<string>((resolve, reject) => {
-          let text = "";
-          child.stdout!.setEncoding("utf8");
-          child.stdout!.on("data", (chunk: string) => {
-            text += chunk;
-            const line = text.split("\n").find((l) => l.startsWith("READY"));
-            if (line !== undefined) resolve(line.slice("READY".length).trim());
-          });
-          child.once("error", reject);
-          child.once(
-            "exit",
-            (code) => reject(new Error(`peer ${transport} exited (code ${code}) before it was ready`)),
-          );
-        }),
-        peerStartMs,
-        `peer ${transport} to start`,
-      );
+      const ready = await readyLine(child, `peer ${transport}`, peerStartMs);
       return { peer, ready };
     } catch (error) {
       await peer.stop(0);

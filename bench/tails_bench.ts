@@ -56,7 +56,7 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import os from "node:os";
 import { fileURLToPath } from "node:url";
 import { PluginHost, ShmChannel } from "../mod.ts";
-import { childArgs, childEnv, Env, message, Op, replyJson } from "./_protocol.ts";
+import { childArgs, childEnv, Env, message, Op, readyLine, replyJson } from "./_protocol.ts";
 import { type BenchRow, latencyRow, printRows, runtime } from "./_stats.ts";
 
 // Before the host or channel makes any timer, so theirs are counted too (the global ones; see _tails.ts).
@@ -180,26 +180,13 @@ async function startPeer(channel: ShmChannel): Promise<ChildProcess> {
     env: childEnv({ [Env.name]: channel.name, [Env.token]: channel.token }),
     stdio: ["ignore", "pipe", "inherit"],
   });
-  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    await new Promise<void>((resolve, reject) => {
-      let text = "";
-      child.stdout!.setEncoding("utf8");
-      child.stdout!.on("data", (chunk: string) => {
-        text += chunk;
-        if (text.includes("READY")) resolve();
-      });
-      child.once("error", reject);
-      child.once("exit", (code) => reject(new Error(`tails peer exited (code ${code}) before it was ready`)));
-      timer = setTimeout(() => reject(new Error(`tails peer not ready after ${peerStartMs} ms`)), peerStartMs);
-    });
+    await readyLine(child, "tails peer", peerStartMs);
     await channel.waitForPeer(peerStartMs);
     return child;
   } catch (error) {
     child.kill("SIGKILL");
     throw error;
-  } finally {
-    clearTimeout(timer);
   }
 }
 

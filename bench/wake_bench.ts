@@ -51,7 +51,16 @@ import os from "node:os";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { ShmChannel, type ShmChannelOptions } from "../mod.ts";
-import { childEnv, Env, frame, frameHeaderBytes, FrameParser, message as benchMessage, Op } from "./_protocol.ts";
+import {
+  childEnv,
+  Env,
+  frame,
+  frameHeaderBytes,
+  FrameParser,
+  message as benchMessage,
+  Op,
+  readyLine,
+} from "./_protocol.ts";
 import { connectDoorbell, listenDoorbell } from "../src/transport/_doorbell.ts";
 import { type BenchRow, latencyRow, printRows, runtime } from "./_stats.ts";
 
@@ -373,21 +382,15 @@ const peerFile = fileURLToPath(
   new URL(`./_echo_peer.${import.meta.url.endsWith(".js") ? "js" : "ts"}`, import.meta.url),
 );
 
+/** How long a cross-process peer may take to print READY. */
+const peerStartMs = 30_000;
+
 /** Starts bench/_echo_peer.ts under this runtime; resolves once it printed READY. */
 async function startPeer(env: Record<string, string>): Promise<{ stop(): Promise<void> }> {
   const args = runtime === "deno" ? ["run", "-A", peerFile] : [peerFile];
   const child = spawn(process.execPath, args, { env: childEnv(env), stdio: ["ignore", "pipe", "inherit"] });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  await new Promise<void>((resolve, reject) => {
-    let text = "";
-    child.stdout!.setEncoding("utf8");
-    child.stdout!.on("data", (chunk: string) => {
-      text += chunk;
-      if (text.includes("READY")) resolve();
-    });
-    child.once("error", reject);
-    void exited.then(() => reject(new Error("the wake_bench peer exited before READY")));
-  });
+  await readyLine(child, "the wake_bench peer", peerStartMs);
   return {
     async stop() {
       const killer = setTimeout(() => child.kill("SIGKILL"), 5_000);
