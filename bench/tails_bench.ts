@@ -190,6 +190,17 @@ async function startPeer(channel: ShmChannel): Promise<ChildProcess> {
   }
 }
 
+/** `n` sequential runs of `op`, each timed (ms). */
+async function timed(n: number, op: (i: number) => Promise<unknown>): Promise<Float64Array> {
+  const samples = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await op(i);
+    samples[i] = performance.now() - t0;
+  }
+  return samples;
+}
+
 /** Sets the CPU affinity of every thread of process `pid` (taskset from util-linux). */
 function pin(pid: number, cpus: string): void {
   const result = spawnSync("taskset", ["-a", "-p", "-c", cpus, String(pid)], { stdio: ["ignore", "ignore", "pipe"] });
@@ -240,13 +251,7 @@ async function benchChannel(kind: "probes" | "nice" | "pin" = "probes"): Promise
           await runRounds("tails.channel.rtt", "shm", note, modes, async (pinned) => {
             pin(process.pid, pinned ? "0" : all);
             pin(child!.pid!, pinned ? "1" : all);
-            const samples = new Float64Array(n);
-            for (let i = 0; i < n; i++) {
-              const t0 = performance.now();
-              await echo(i);
-              samples[i] = performance.now() - t0;
-            }
-            return { samples };
+            return { samples: await timed(n, echo) };
           });
         } finally {
           pin(process.pid, all);
@@ -259,13 +264,7 @@ async function benchChannel(kind: "probes" | "nice" | "pin" = "probes"): Promise
         try {
           await runRounds("tails.channel.rtt", "shm", note, modes, async (boosted) => {
             setAutogroupNice(boosted ? boostedNice : 0);
-            const samples = new Float64Array(n);
-            for (let i = 0; i < n; i++) {
-              const t0 = performance.now();
-              await echo(i);
-              samples[i] = performance.now() - t0;
-            }
-            return { samples };
+            return { samples: await timed(n, echo) };
           });
         } finally {
           setAutogroupNice(0);
@@ -336,13 +335,7 @@ async function benchRpc(kind: "probes" | "pin" = "probes"): Promise<void> {
             async (pinned) => {
               pin(process.pid, pinned ? "0" : all);
               pin(pluginPid, pinned ? "1" : all);
-              const samples = new Float64Array(n);
-              for (let i = 0; i < n; i++) {
-                const t0 = performance.now();
-                await call();
-                samples[i] = performance.now() - t0;
-              }
-              return { samples };
+              return { samples: await timed(n, call) };
             },
           );
         } finally {
